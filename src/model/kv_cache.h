@@ -1,0 +1,85 @@
+// The latent KV cache as the forward pass sees it. MLA caches, per token and layer,
+// only the compressed latent c_kv (kv_lora_rank values, already RMS-normed) and the
+// shared rotary key k_rope (qk_rope_head_dim values, already rotated): nothing per
+// head. Implementations: ContiguousKvCache here (one array per sequence and layer);
+// the paged, prefix-sharing, RAM+SSD tiered cache lives in src/runtime.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace mlamoe {
+
+class KvCache {
+ public:
+  virtual ~KvCache() = default;
+  int64_t kv_lora_rank() const { return kv_lora_rank_; }
+  int64_t rope_dim() const { return rope_dim_; }
+  int64_t n_layers() const { return n_layers_; }
+
+  // Tokens cached for a sequence (positions 0..length-1 are present).
+  virtual int64_t length(int32_t seq) const = 0;
+  // Makes room for positions up to `new_length` of `seq`; Error if over capacity.
+  virtual void reserve(int32_t seq, int64_t new_length) = 0;
+  // Stores the entry of `seq` at `pos` for `layer`.
+  virtual void store(int32_t seq, int64_t layer, int64_t pos, const float* c_kv, const float* k_rope) = 0;
+  // Calls fn(first_pos, count, c_kv, k_rope) over runs of contiguous entries covering
+  // positions [0, n) of `seq` in `layer`: c_kv is count × kv_lora_rank, k_rope is
+  // count × rope_dim. A paged cache yields one run per block, without copying.
+  template <typename Fn>
+  void for_each_run(int32_t seq, int64_t layer, int64_t n, Fn&& fn) const {
+    int64_t pos = 0;
+    while (pos < n) {
+      Run r = run_at(seq, layer, pos, n);
+      fn(pos, r.count, r.c_kv, r.k_rope);
+      pos += r.count;
+    }
+  }
+  // Sets the length of `seq` after a forward pass wrote positions [0, length).
+  virtual void set_length(int32_t seq, int64_t length) = 0;
+  // Drops everything of `seq` (frees its memory).
+  virtual void clear(int32_t seq) = 0;
+  // Keeps only the first `length` positions of `seq`.
+  virtual void truncate(int32_t seq, int64_t length) = 0;
+  // Bytes used by cached entries (for metrics).
+  virtual uint64_t bytes_used() const = 0;
+
+  struct Run {
+    int64_t count;
+    const float* c_kv;
+    const float* k_rope;
+  };
+  // The longest contiguous run starting at `pos` (at most up to `end`).
+  virtual Run run_at(int32_t seq, int64_t layer, int64_t pos, int64_t end) const = 0;
+
+ protected:
+  KvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_dim)
+      : n_layers_(n_layers), kv_lora_rank_(kv_lora_rank), rope_dim_(rope_dim) {}
+  int64_t n_layers_, kv_lora_rank_, rope_dim_;
+};
+
+// One growable float32 array per (sequence, layer), c_kv and k_rope side by side
+// in separate arrays so the attention sweep reads each contiguously.
+class ContiguousKvCache final : public KvCache {
+ public:
+  ContiguousKvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_dim, int64_t max_ctx);
+  int64_t length(int32_t seq) const override;
+  void reserve(int32_t seq, int64_t new_length) override;
+  void store(int32_t seq, int64_t layer, int64_t pos, const float* c_kv, const float* k_rope) override;
+  void set_length(int32_t seq, int64_t length) override;
+  void clear(int32_t seq) override;
+  void truncate(int32_t seq, int64_t length) override;
+  uint64_t bytes_used() const override;
+  Run run_at(int32_t seq, int64_t layer, int64_t pos, int64_t end) const override;
+
+ private:
+  struct Seq {
+    int64_t length = 0;
+    std::vector<std::vector<float>> c_kv, k_rope;  // per layer
+  };
+  Seq& get(int32_t seq);
+  const Seq* find(int32_t seq) const;
+  int64_t max_ctx_;
+  std::vector<std::pair<int32_t, Seq>> seqs_;
+};
+
+}  // namespace mlamoe

@@ -1,0 +1,70 @@
+// A loaded DeepSeek-V2/V3 model: its config and typed views of its weights, which stay
+// in the memory-mapped GGUF file (quantized blocks are never copied or expanded).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "format/gguf.h"
+#include "kernels/kernels.h"
+#include "model/config.h"
+
+namespace mlamoe {
+
+using kernels::WeightView;
+
+// One expert's three matrices inside the stacked expert tensors.
+struct ExpertWeights {
+  WeightView gate, up, down;  // W1 (gate), W3 (up), W2 (down)
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;   // RMSNorm gains (float32 copies: tiny)
+  // MLA
+  WeightView wq;                            // d -> H*(d_nope+d_rope)   (no q compression)
+  WeightView wq_a, wq_b;                    // d -> q_lora -> H*(d_nope+d_rope)
+  std::vector<float> q_a_norm;
+  WeightView wkv_a;                         // d -> kv_lora (c_kv) + d_rope (k_rope)
+  std::vector<float> kv_a_norm;
+  std::vector<WeightView> w_uk;             // per head: kv_lora rows × d_nope  (absorbed into q)
+  std::vector<WeightView> w_uv;             // per head: d_v rows × kv_lora     (absorbed into o)
+  WeightView wkv_b;                         // legacy attn_kv_b: H*(d_nope+d_v) rows × kv_lora
+  WeightView wo;                            // H*d_v -> d
+  // FFN: dense (first layers) or DeepSeekMoE
+  WeightView ffn_gate, ffn_up, ffn_down;    // dense
+  WeightView router;                        // d -> n_routed (gate logits)
+  std::vector<float> routing_bias;          // e_score_correction_bias (V3), selection only
+  std::vector<ExpertWeights> experts;       // routed experts
+  ExpertWeights shared;                     // all shared experts as one wider MLP
+  bool is_moe = false;
+};
+
+class Model {
+ public:
+  struct LoadOptions {
+    bool verbose = false;
+  };
+  // Opens, validates and maps a GGUF file; throws Error naming the file and tensor.
+  static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& opts);
+  static std::unique_ptr<Model> load(const std::string& path) { return load(path, LoadOptions{}); }
+
+  const ModelConfig& config() const { return config_; }
+  const GgufFile& gguf() const { return *gguf_; }
+  const std::string& path() const { return gguf_->path(); }
+
+  WeightView token_embd, output;
+  std::vector<float> output_norm;
+  std::vector<LayerWeights> layers;
+
+  // Bytes of weights one decode step must stream for one token (attention + dense
+  // FFNs + shared experts + top-k routed experts + head): the roofline numerator.
+  uint64_t bytes_per_token() const;
+  uint64_t weight_bytes() const;  // all tensors
+
+ private:
+  Model() = default;
+  std::unique_ptr<GgufFile> gguf_;
+  ModelConfig config_;
+};
+
+}  // namespace mlamoe
