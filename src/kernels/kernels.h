@@ -44,3 +44,10 @@ void matmul_reference(const WeightView& W, const float* X, int64_t n, float* Y);
 void get_row(const WeightView& W, int64_t r, float* dst);
 
 }  // namespace mlamoe::kernels
+
+namespace mlamoe::kernels {
+// Y[t][c] = sum_r W[r][c] * X[t][r]: the transposed product (X is n × rows, Y is
+// n × cols). MLA needs it where a file stores an up-projection in the other
+// orientation (W_UK for the naive path, the legacy attn_kv_b for the absorbed one).
+void matmul_transposed(const WeightView& W, const float* X, int64_t n, float* Y);
+}  // namespace mlamoe::kernels

@@ -1,0 +1,186 @@
+#include "model/model.h"
+
+#include <cstdio>
+#include <string>
+
+#include "common/error.h"
+#include "format/quant.h"
+
+namespace mlamoe {
+
+namespace {
+
+// Checks one tensor of the file against the shape the architecture requires; every
+// message names the file and the tensor.
+class TensorBinder {
+ public:
+  explicit TensorBinder(const GgufFile& f) : f_(f) {}
+
+  const GgufTensor* find(const std::string& name) const { return f_.tensor(name); }
+
+  const GgufTensor& require(const std::string& name, std::initializer_list<int64_t> shape) const {
+    const GgufTensor* t = f_.tensor(name);
+    if (!t) fail(f_.path(), ": missing tensor ", name);
+    check(*t, shape);
+    return *t;
+  }
+
+  void check(const GgufTensor& t, std::initializer_list<int64_t> shape) const {
+    std::vector<int64_t> want(shape);
+    std::vector<int64_t> have = t.ne;
+    while (have.size() > want.size() && have.back() == 1) have.pop_back();
+    if (have != want) {
+      std::string w = "[";
+      for (size_t i = 0; i < want.size(); ++i) w += (i ? ", " : "") + std::to_string(want[i]);
+      fail(f_.path(), ": tensor ", t.name, " has shape ", t.shape_string(), ", expected ", w, "]");
+    }
+    const TypeTraits* tr = type_traits(t.type);
+    if (!tr || !tr->supported)
+      fail(f_.path(), ": tensor ", t.name, " has type ", type_name(t.type),
+           ", which mlamoe does not support (f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)");
+  }
+
+  // A 2-D (or stacked 3-D, as rows) matrix view.
+  WeightView matrix(const std::string& name, int64_t cols, int64_t rows) const {
+    return view(require(name, {cols, rows}));
+  }
+
+  std::vector<float> vector(const std::string& name, int64_t n) const {
+    const GgufTensor& t = require(name, {n});
+    std::vector<float> v(static_cast<size_t>(n));
+    dequantize_row(t.type, t.data, v.data(), n);
+    return v;
+  }
+
+  static WeightView view(const GgufTensor& t) {
+    WeightView w;
+    w.type = t.type;
+    w.data = t.data;
+    w.cols = t.ne[0];
+    w.rows = t.rows();
+    w.row_stride = row_bytes(t.type, t.ne[0]);
+    return w;
+  }
+
+  // Sub-matrix `index` of a stacked [cols, rows, count] tensor.
+  static WeightView slice(const GgufTensor& t, int64_t index) {
+    WeightView w = view(t);
+    w.rows = t.ne[1];
+    w.data = t.data + static_cast<size_t>(index) * static_cast<size_t>(w.rows) * w.row_stride;
+    return w;
+  }
+
+ private:
+  const GgufFile& f_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
+  std::unique_ptr<Model> m(new Model());
+  m->gguf_ = GgufFile::open(path);
+  const GgufFile& f = *m->gguf_;
+  m->config_ = ModelConfig::from_gguf(f);
+  const ModelConfig& c = m->config_;
+  TensorBinder b(f);
+
+  const int64_t d = c.hidden_size, H = c.n_heads;
+  const int64_t d_qk = c.qk_head_dim(), d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim;
+  const int64_t d_c = c.kv_lora_rank, d_r = c.qk_rope_head_dim;
+
+  m->token_embd = b.matrix("token_embd.weight", d, c.vocab_size);
+  m->output_norm = b.vector("output_norm.weight", d);
+  m->output = b.matrix("output.weight", d, c.vocab_size);
+
+  m->layers.resize(static_cast<size_t>(c.n_layers));
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LayerWeights& L = m->layers[static_cast<size_t>(l)];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    L.attn_norm = b.vector(p + "attn_norm.weight", d);
+    L.ffn_norm = b.vector(p + "ffn_norm.weight", d);
+
+    // Query: the presence of attn_q_a (not the layer count or a name) says whether
+    // the query is compressed.
+    if (b.find(p + "attn_q_a.weight")) {
+      if (c.q_lora_rank <= 0) fail(path, ": tensor ", p, "attn_q_a.weight present but attention.q_lora_rank is not set");
+      L.wq_a = b.matrix(p + "attn_q_a.weight", d, c.q_lora_rank);
+      L.q_a_norm = b.vector(p + "attn_q_a_norm.weight", c.q_lora_rank);
+      L.wq_b = b.matrix(p + "attn_q_b.weight", c.q_lora_rank, H * d_qk);
+    } else {
+      L.wq = b.matrix(p + "attn_q.weight", d, H * d_qk);
+    }
+    L.wkv_a = b.matrix(p + "attn_kv_a_mqa.weight", d, d_c + d_r);
+    L.kv_a_norm = b.vector(p + "attn_kv_a_norm.weight", d_c);
+    if (b.find(p + "attn_k_b.weight")) {
+      const GgufTensor& kb = b.require(p + "attn_k_b.weight", {d_nope, d_c, H});
+      const GgufTensor& vb = b.require(p + "attn_v_b.weight", {d_c, d_v, H});
+      for (int64_t h = 0; h < H; ++h) {
+        L.w_uk.push_back(TensorBinder::slice(kb, h));
+        L.w_uv.push_back(TensorBinder::slice(vb, h));
+      }
+    } else if (b.find(p + "attn_kv_b.weight")) {
+      L.wkv_b = b.matrix(p + "attn_kv_b.weight", d_c, H * (d_nope + d_v));
+    } else {
+      fail(path, ": missing tensor ", p, "attn_k_b.weight (or the older ", p, "attn_kv_b.weight)");
+    }
+    L.wo = b.matrix(p + "attn_output.weight", H * d_v, d);
+
+    L.is_moe = b.find(p + "ffn_gate_inp.weight") != nullptr;
+    if (L.is_moe) {
+      if (c.n_routed_experts <= 0) fail(path, ": tensor ", p, "ffn_gate_inp.weight present but expert_count is 0");
+      const int64_t E = c.n_routed_experts, ff = c.moe_intermediate_size;
+      L.router = b.matrix(p + "ffn_gate_inp.weight", d, E);
+      if (b.find(p + "exp_probs_b.bias")) L.routing_bias = b.vector(p + "exp_probs_b.bias", E);
+      const GgufTensor& g = b.require(p + "ffn_gate_exps.weight", {d, ff, E});
+      const GgufTensor& u = b.require(p + "ffn_up_exps.weight", {d, ff, E});
+      const GgufTensor& dn = b.require(p + "ffn_down_exps.weight", {ff, d, E});
+      for (int64_t e = 0; e < E; ++e)
+        L.experts.push_back({TensorBinder::slice(g, e), TensorBinder::slice(u, e), TensorBinder::slice(dn, e)});
+      if (c.n_shared_experts > 0) {
+        const int64_t ffs = ff * c.n_shared_experts;
+        L.shared = {b.matrix(p + "ffn_gate_shexp.weight", d, ffs), b.matrix(p + "ffn_up_shexp.weight", d, ffs),
+                    b.matrix(p + "ffn_down_shexp.weight", ffs, d)};
+      }
+    } else {
+      const int64_t ff = c.intermediate_size;
+      L.ffn_gate = b.matrix(p + "ffn_gate.weight", d, ff);
+      L.ffn_up = b.matrix(p + "ffn_up.weight", d, ff);
+      L.ffn_down = b.matrix(p + "ffn_down.weight", ff, d);
+    }
+  }
+  if (opts.verbose) {
+    std::fprintf(stderr, "loaded %s: %lld layers, %zu tensors, %.2f MB of weights\n", path.c_str(),
+                 static_cast<long long>(c.n_layers), f.tensors().size(), m->weight_bytes() / 1e6);
+  }
+  return m;
+}
+
+static uint64_t bytes_of(const WeightView& w) { return w.data ? static_cast<uint64_t>(w.rows) * w.row_stride : 0; }
+
+uint64_t Model::weight_bytes() const {
+  uint64_t n = 0;
+  for (const auto& t : gguf_->tensors()) n += t.nbytes;
+  return n;
+}
+
+uint64_t Model::bytes_per_token() const {
+  const ModelConfig& c = config_;
+  uint64_t n = bytes_of(output) + static_cast<uint64_t>(token_embd.row_stride);  // head + one embedding row
+  for (const LayerWeights& L : layers) {
+    n += bytes_of(L.wq) + bytes_of(L.wq_a) + bytes_of(L.wq_b) + bytes_of(L.wkv_a) + bytes_of(L.wkv_b) + bytes_of(L.wo);
+    for (const auto& w : L.w_uk) n += bytes_of(w);
+    for (const auto& w : L.w_uv) n += bytes_of(w);
+    if (L.is_moe) {
+      n += bytes_of(L.router) + bytes_of(L.shared.gate) + bytes_of(L.shared.up) + bytes_of(L.shared.down);
+      if (!L.experts.empty()) {
+        const ExpertWeights& e = L.experts[0];
+        n += static_cast<uint64_t>(c.num_experts_per_tok) * (bytes_of(e.gate) + bytes_of(e.up) + bytes_of(e.down));
+      }
+    } else {
+      n += bytes_of(L.ffn_gate) + bytes_of(L.ffn_up) + bytes_of(L.ffn_down);
+    }
+  }
+  return n;
+}
+
+}  // namespace mlamoe
