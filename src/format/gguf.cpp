@@ -50,7 +50,10 @@ bool GgufValue::is_integer() const {
 }
 
 int64_t GgufValue::as_int() const {
-  if (is_integer()) return i_;
+  if (is_integer()) {
+    if (type == GgufType::UINT64 && u_ > static_cast<uint64_t>(INT64_MAX)) fail("integer ", u_, " is out of range");
+    return i_;
+  }
   fail("expected an integer, found ", gguf_type_name(type));
 }
 uint64_t GgufValue::as_uint() const {
@@ -150,6 +153,8 @@ class GgufParser {
     uint32_t magic = u32("magic");
     if (magic != GgufFile::kMagic) fail(f_.path_, ": not a GGUF file (bad magic)");
     f_.version_ = u32("version");
+    if (f_.version_ == 0x02000000u || f_.version_ == 0x03000000u)
+      fail(f_.path_, ": big-endian GGUF files are not supported");
     if (f_.version_ < 2 || f_.version_ > 3)
       fail(f_.path_, ": unsupported GGUF version ", f_.version_, " (mlamoe reads versions 2 and 3)");
     uint64_t n_tensors = u64("tensor count");
@@ -171,7 +176,7 @@ class GgufParser {
       f_.kv_.emplace_back(std::move(key), std::move(v));
     }
     if (const GgufValue* a = f_.find("general.alignment")) {
-      uint64_t al = a->is_integer() ? a->as_uint() : 0;
+      uint64_t al = a->is_integer() && a->i_ > 0 ? a->u_ : 0;
       if (al == 0 || (al & (al - 1)) != 0 || al > 65536)
         fail(f_.path_, ": general.alignment must be a power of two up to 65536, found ", a->to_string());
       f_.alignment_ = al;
@@ -329,6 +334,8 @@ int64_t GgufFile::get_int(std::string_view key, int64_t def) const {
   const GgufValue* v = find(key);
   if (!v) return def;
   if (!v->is_integer()) fail(path_, ": metadata ", key, ": expected an integer, found ", gguf_type_name(v->type));
+  if (v->type == GgufType::UINT64 && v->u_ > static_cast<uint64_t>(INT64_MAX))
+    fail(path_, ": metadata ", key, ": value ", v->u_, " is out of range");
   return v->as_int();
 }
 
