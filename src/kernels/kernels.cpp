@@ -1,14 +1,18 @@
-// Dispatch point of the kernel layer. (Placeholder scalar bodies until the SIMD files land.)
+// Dispatch point of the kernel layer: picks the ISA's kernel table, quantizes the
+// activations once per call, and splits weight rows across the threads.
 #include "kernels/kernels.h"
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "common/error.h"
 #include "format/quant.h"
+#include "kernels/act_quant.h"
+#include "kernels/dispatch.h"
 
 namespace mlamoe::kernels {
 
@@ -25,7 +29,9 @@ bool cpu_supports(Isa isa) {
   switch (isa) {
     case Isa::Avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
+             __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     case Isa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     default: return true;
   }
@@ -63,6 +69,14 @@ void set_threads(int n) {
 }
 int threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 
+const KernelTable& kernel_table(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return avx512_kernels();
+    case Isa::Avx2: return avx2_kernels();
+    default: return scalar_kernels();
+  }
+}
+
 void get_row(const WeightView& W, int64_t r, float* dst) { dequantize_row(W.type, W.row(r), dst, W.cols); }
 
 void matmul_reference(const WeightView& W, const float* X, int64_t n, float* Y) {
@@ -78,20 +92,78 @@ void matmul_reference(const WeightView& W, const float* X, int64_t n, float* Y) 
   }
 }
 
-void matmul(const WeightView& W, const float* X, int64_t n, float* Y) {
-#pragma omp parallel num_threads(threads()) if (W.rows * W.cols * n > 32768)
-  {
-    std::vector<float> w(W.cols);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < W.rows; ++r) {
-      dequantize_row(W.type, W.row(r), w.data(), W.cols);
-      for (int64_t t = 0; t < n; ++t) {
-        const float* x = X + t * W.cols;
-        float acc = 0.f;
-        for (int64_t c = 0; c < W.cols; ++c) acc += w[c] * x[c];
-        Y[t * W.rows + r] = acc;
-      }
+// Per calling thread, grow-only: after the first calls of a shape nothing is allocated.
+static thread_local std::vector<uint8_t> tl_activations;
+static thread_local std::vector<float> tl_row;
+
+uint8_t* activation_scratch(size_t bytes) {
+  if (tl_activations.size() < bytes) tl_activations.resize(bytes);
+  return tl_activations.data();
+}
+
+static void check_view(const WeightView& W) {
+  const TypeTraits* tt = type_traits(W.type);
+  if (!tt || !tt->supported) fail("matmul: weight type ", static_cast<uint32_t>(W.type), " is not supported");
+  if (W.cols % tt->block_size) fail("matmul: ", tt->name, " row of ", W.cols, " values is not a multiple of ", tt->block_size);
+}
+
+int work_threads(const WeightView& W, int64_t n) {
+  // Below ~32 KB of weight traffic a fork/join costs more than it saves; inside a
+  // caller's parallel region we are one of its threads already.
+  if (omp_in_parallel()) return 1;
+  const double work = static_cast<double>(W.rows) * static_cast<double>(W.row_stride) * static_cast<double>(n);
+  return work < 32768.0 ? 1 : std::max(1, std::min<int>(threads(), static_cast<int>(W.rows)));
+}
+
+void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq, size_t x_stride, int64_t n, float* Y,
+                 size_t ldy) {
+  if (r1 <= r0) return;
+  const MatFn fn = kernel_table(g_isa).get(W.type);
+  if (fn) {
+    const int64_t bs = type_traits(W.type)->block_size;
+    fn(W.row(r0), W.row_stride, r1 - r0, W.cols / bs, xq, x_stride, n, Y + r0, ldy);
+    return;
+  }
+  // Types without a fused kernel (Q4_1, Q5_0 ...): one row at a time through the
+  // reference dequantizer; activations are float here.
+  if (tl_row.size() < static_cast<size_t>(W.cols)) tl_row.resize(static_cast<size_t>(W.cols));
+  for (int64_t r = r0; r < r1; ++r) {
+    dequantize_row(W.type, W.row(r), tl_row.data(), W.cols);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* x = reinterpret_cast<const float*>(xq + static_cast<size_t>(t) * x_stride);
+      float acc = 0.f;
+      for (int64_t c = 0; c < W.cols; ++c) acc += tl_row[static_cast<size_t>(c)] * x[c];
+      Y[static_cast<size_t>(t) * ldy + static_cast<size_t>(r)] = acc;
     }
+  }
+}
+
+ActFormat kernel_activation_format(GgmlType t) {
+  return kernel_table(g_isa).get(t) ? activation_format(t) : ActFormat::F32;
+}
+
+void matmul(const WeightView& W, const float* X, int64_t n, float* Y) {
+  if (n <= 0 || W.rows <= 0) return;
+  check_view(W);
+  const ActFormat f = kernel_activation_format(W.type);
+  const size_t x_stride = activation_row_bytes(f, W.cols);
+  const uint8_t* xq = reinterpret_cast<const uint8_t*>(X);
+  uint8_t* buf = f == ActFormat::F32 ? nullptr : activation_scratch(x_stride * static_cast<size_t>(n));
+  if (buf) xq = buf;
+  const int nt = work_threads(W, n);
+  if (nt == 1) {
+    for (int64_t t = 0; buf && t < n; ++t) quantize_activation_row(f, X + t * W.cols, buf + static_cast<size_t>(t) * x_stride, W.cols);
+    matmul_rows(W, 0, W.rows, xq, x_stride, n, Y, static_cast<size_t>(W.rows));
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    if (buf) {
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < n; ++t) quantize_activation_row(f, X + t * W.cols, buf + static_cast<size_t>(t) * x_stride, W.cols);
+    }
+    const int64_t i = omp_get_thread_num(), m = omp_get_num_threads();
+    matmul_rows(W, W.rows * i / m, W.rows * (i + 1) / m, xq, x_stride, n, Y, static_cast<size_t>(W.rows));
   }
 }
 

@@ -1,0 +1,37 @@
+// Activations quantized on the fly, so integer weights are dotted with integers:
+// int8 products summed in int32 (VNNI / maddubs), one float multiply per block.
+//   ActQ8   — 32 values per block, for Q8_0 and Q4_0 weights (a Q8_0 block plus the
+//             sum of its quants, which folds Q4_0's "-8" offset into one subtraction).
+//   BlockQ8_K — 256 values, sums per 16, for the K-quants (their per-sub-block mins and
+//             Q6_K's "-32" offset are applied through these sums).
+// Float weights (F32/F16/BF16) are dotted with the float activations directly.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "format/ggml_types.h"
+
+namespace mlamoe::kernels {
+
+#pragma pack(push, 1)
+struct ActQ8 {
+  float d;        // x ≈ d * qs
+  int32_t sum;    // sum of qs
+  int8_t qs[32];
+};
+#pragma pack(pop)
+static_assert(sizeof(ActQ8) == 40);
+
+enum class ActFormat { F32, Q8, Q8K };
+
+// The activation format the kernels use with weights of `weight_type`.
+ActFormat activation_format(GgmlType weight_type);
+// Bytes of one activation row of `cols` values in `f`.
+size_t activation_row_bytes(ActFormat f, int64_t cols);
+// Quantizes one row (cols a multiple of the format's block; F32 copies). Quants lie in
+// [-127, 127] and d = max|x| / 127 per block, so |x - d*q| <= d/2.
+void quantize_activation_row(ActFormat f, const float* x, void* dst, int64_t cols);
+// The values the kernels actually multiply with (for tests and reference checks).
+void dequantize_activation_row(ActFormat f, const void* src, float* x, int64_t cols);
+
+}  // namespace mlamoe::kernels

@@ -1,0 +1,234 @@
+// Every fused kernel × every ISA this CPU has, against the reference (dequantize the
+// row with format/quant, dot in double). Two checks per output:
+//  * exact arithmetic: against Σ w_c · x̂_c with x̂ the quantized activations the kernel
+//    actually multiplies — only float32 rounding may differ;
+//  * end to end: against matmul_reference on the float activations, within the error
+//    budget the activation format allows, Σ |w_c| · d_block(c) / 2.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "common/error.h"
+#include "format/quant.h"
+#include "kernels/act_quant.h"
+#include "kernels/kernels.h"
+
+using namespace mlamoe;
+using namespace mlamoe::kernels;
+
+namespace {
+
+const GgmlType kTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K,
+                           GgmlType::Q6_K, GgmlType::F16,  GgmlType::BF16, GgmlType::F32};
+const int64_t kTokens[] = {1, 2, 3, 7, 16, 33};
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> v;
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
+    if (cpu_supports(i)) v.push_back(i);
+  return v;
+}
+
+enum class Data { Random, Adversarial };
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  WeightView view;
+};
+
+// Adversarial weights: raw random bits in the quant fields (every nibble / 6-bit code,
+// -128 in Q8_0, negative Q6_K scales) with block scales that are denormal, huge or
+// ordinary fp16; floats with denormals, zeros and wide exponents.
+Weights make_weights(GgmlType type, int64_t rows, int64_t cols, Data data, std::mt19937& rng, size_t pad = 0) {
+  Weights w;
+  const size_t rb = row_bytes(type, cols), stride = rb + pad;
+  w.bytes.assign(stride * static_cast<size_t>(rows), 0xAB);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::uniform_int_distribution<int> byte(0, 255);
+  const uint16_t fp16_scales[] = {0x0001, 0x03FF, 0x3C00, 0x2E66, 0x7BFF, 0x1400, 0x8400};
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t* row = w.bytes.data() + stride * static_cast<size_t>(r);
+    if (data == Data::Random || type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16) {
+      std::vector<float> f(static_cast<size_t>(cols));
+      for (int64_t c = 0; c < cols; ++c) {
+        float v = normal(rng) * (data == Data::Random ? 0.05f : 1.f);
+        if (data == Data::Adversarial) {
+          switch (byte(rng) % 8) {
+            case 0: v = 0.f; break;
+            case 1: v *= 1e-41f; break;                        // float32 denormal
+            case 2: v *= type == GgmlType::F16 ? 6e-6f : 1e-6f; break;  // fp16 subnormal range
+            case 3: v *= type == GgmlType::F16 ? 6e3f : 1e12f; break;  // |v| < 65504 for f16
+            default: break;
+          }
+        }
+        f[static_cast<size_t>(c)] = v;
+      }
+      quantize_row(type, f.data(), row, cols);
+      continue;
+    }
+    for (size_t i = 0; i < rb; ++i) row[i] = static_cast<uint8_t>(byte(rng));
+    auto scale = [&] { return fp16_scales[byte(rng) % 7]; };
+    const size_t bs = type_traits(type)->type_size;
+    for (size_t b = 0; b < rb / bs; ++b) {
+      uint8_t* blk = row + b * bs;
+      uint16_t s0 = scale(), s1 = scale();
+      switch (type) {
+        case GgmlType::Q8_0:
+        case GgmlType::Q4_0: std::memcpy(blk, &s0, 2); break;
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K: std::memcpy(blk, &s0, 2); std::memcpy(blk + 2, &s1, 2); break;
+        case GgmlType::Q6_K: std::memcpy(blk + offsetof(BlockQ6_K, d), &s0, 2); break;
+        default: break;
+      }
+    }
+  }
+  w.view = WeightView{type, w.bytes.data(), rows, cols, stride};
+  return w;
+}
+
+std::vector<float> make_activations(int64_t n, int64_t cols, Data data, std::mt19937& rng) {
+  std::vector<float> x(static_cast<size_t>(n * cols));
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::uniform_int_distribution<int> pick(0, 9);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = normal(rng);
+  if (data == Data::Adversarial) {
+    // per 32-value stretch: zeros, one huge outlier, denormals, tiny or huge scales
+    for (size_t b = 0; b < x.size(); b += 32) {
+      const size_t e = std::min(x.size(), b + 32);
+      switch (pick(rng)) {
+        case 0: for (size_t i = b; i < e; ++i) x[i] = 0.f; break;
+        case 1: x[b + (e - b) / 2] = 1e4f; break;
+        case 2: for (size_t i = b; i < e; ++i) x[i] *= 1e-40f; break;
+        case 3: for (size_t i = b; i < e; ++i) x[i] *= 1e-20f; break;
+        case 4: for (size_t i = b; i < e; ++i) x[i] *= 1e8f; break;
+        default: break;
+      }
+    }
+  }
+  return x;
+}
+
+struct Case {
+  GgmlType type;
+  int64_t rows, cols;
+  Data data;
+  size_t pad = 0;
+};
+
+void check(const Case& c, Isa isa, int64_t n, std::mt19937& rng) {
+  Weights w = make_weights(c.type, c.rows, c.cols, c.data, rng, c.pad);
+  std::vector<float> x = make_activations(n, c.cols, c.data, rng);
+  std::vector<float> y(static_cast<size_t>(n * c.rows), NAN), y_ref(y.size());
+  set_isa(isa);
+  matmul(w.view, x.data(), n, y.data());
+  matmul_reference(w.view, x.data(), n, y_ref.data());
+
+  const ActFormat f = activation_format(c.type);
+  std::vector<uint8_t> xq(activation_row_bytes(f, c.cols));
+  std::vector<float> xh(static_cast<size_t>(c.cols)), wr(static_cast<size_t>(c.cols));
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = x.data() + t * c.cols;
+    quantize_activation_row(f, xt, xq.data(), c.cols);
+    dequantize_activation_row(f, xq.data(), xh.data(), c.cols);
+    for (int64_t r = 0; r < c.rows; ++r) {
+      dequantize_row(c.type, w.view.row(r), wr.data(), c.cols);
+      double exact = 0, magnitude = 0, budget = 0, magnitude_x = 0;
+      for (int64_t k = 0; k < c.cols; ++k) {
+        const double wk = wr[static_cast<size_t>(k)], xk = xh[static_cast<size_t>(k)];
+        exact += wk * xk;
+        magnitude += std::fabs(wk * xk);
+        magnitude_x += std::fabs(wk * xt[k]);
+        budget += std::fabs(wk) * std::fabs(xt[k] - xk);  // what activation rounding may cost
+      }
+      const float got = y[static_cast<size_t>(t * c.rows + r)];
+      // products of denormal block scales round to 2^-149 absolute steps; up to |Σq·q| ≈ 2^28 per block
+      const double floor = 1e-36;
+      ASSERT_NEAR(got, exact, 3e-5 * magnitude + floor)
+          << type_name(c.type) << " " << isa_name(isa) << " n=" << n << " row " << r << " token " << t;
+      ASSERT_NEAR(got, y_ref[static_cast<size_t>(t * c.rows + r)], 1.0001 * budget + 6e-5 * (magnitude + magnitude_x) + floor)
+          << type_name(c.type) << " " << isa_name(isa) << " vs matmul_reference, n=" << n << " row " << r;
+    }
+  }
+}
+
+int64_t cols_for(GgmlType t, int64_t mult) {
+  if (t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16) return 8 * mult + 5;  // SIMD tails
+  return type_traits(t)->block_size * mult;
+}
+
+class MatmulTest : public ::testing::TestWithParam<GgmlType> {
+ protected:
+  void TearDown() override { set_isa(available_isas().back()); }
+};
+
+TEST_P(MatmulTest, RandomDataAllIsasAllBatchSizes) {
+  std::mt19937 rng(1234 + static_cast<int>(GetParam()));
+  for (Isa isa : available_isas())
+    for (int64_t n : kTokens) check({GetParam(), 37, cols_for(GetParam(), 3), Data::Random}, isa, n, rng);
+}
+
+TEST_P(MatmulTest, AdversarialDataAllIsasAllBatchSizes) {
+  std::mt19937 rng(99 + static_cast<int>(GetParam()));
+  for (Isa isa : available_isas())
+    for (int64_t n : kTokens) check({GetParam(), 19, cols_for(GetParam(), 2), Data::Adversarial}, isa, n, rng);
+}
+
+TEST_P(MatmulTest, PaddedRowsSingleBlockAndThreads) {
+  std::mt19937 rng(7);
+  set_threads(2);
+  for (Isa isa : available_isas()) {
+    check({GetParam(), 5, cols_for(GetParam(), 1), Data::Random, 24}, isa, 3, rng);    // row_stride > row bytes
+    check({GetParam(), 301, cols_for(GetParam(), 8), Data::Random}, isa, 1, rng);      // split across threads
+    check({GetParam(), 131, cols_for(GetParam(), 4), Data::Random}, isa, 33, rng);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest, ::testing::ValuesIn(kTypes),
+                         [](const auto& info) { return std::string(type_name(info.param)); });
+
+TEST(ActivationQuant, RoundTripWithinHalfAStep) {
+  std::mt19937 rng(5);
+  for (ActFormat f : {ActFormat::Q8, ActFormat::Q8K}) {
+    std::vector<float> x = make_activations(1, 1024, Data::Adversarial, rng), back(1024);
+    std::vector<uint8_t> q(activation_row_bytes(f, 1024));
+    quantize_activation_row(f, x.data(), q.data(), 1024);
+    dequantize_activation_row(f, q.data(), back.data(), 1024);
+    const int bs = f == ActFormat::Q8 ? 32 : 256;
+    for (int b = 0; b < 1024; b += bs) {
+      float amax = 0;
+      for (int i = b; i < b + bs; ++i) amax = std::fmax(amax, std::fabs(x[static_cast<size_t>(i)]));
+      const double step = static_cast<double>(amax) / 127.0;
+      for (int i = b; i < b + bs; ++i)
+        ASSERT_LE(std::fabs(static_cast<double>(x[static_cast<size_t>(i)]) - back[static_cast<size_t>(i)]), step * 0.5001 + 1e-45) << i;
+    }
+    if (f == ActFormat::Q8K) {  // bsums are the sums of the quants
+      auto* blk = reinterpret_cast<const BlockQ8_K*>(q.data());
+      for (int g = 0; g < 16; ++g) {
+        int s = 0;
+        for (int j = 0; j < 16; ++j) s += blk->qs[g * 16 + j];
+        EXPECT_EQ(s, blk->bsums[g]);
+      }
+    }
+  }
+}
+
+TEST(Dispatch, IsaNamesAndSupport) {
+  Isa isa;
+  EXPECT_TRUE(parse_isa("avx2", &isa));
+  EXPECT_EQ(isa, Isa::Avx2);
+  EXPECT_FALSE(parse_isa("sse9", &isa));
+  EXPECT_TRUE(cpu_supports(Isa::Scalar));
+  EXPECT_TRUE(cpu_supports(active_isa()));
+}
+
+TEST(Dispatch, RejectsRowsNotAMultipleOfTheBlock) {
+  std::vector<uint8_t> bytes(1024);
+  WeightView w{GgmlType::Q4_K, bytes.data(), 1, 100, 1024};
+  std::vector<float> x(100), y(1);
+  EXPECT_THROW(matmul(w, x.data(), 1, y.data()), Error);
+}
+
+}  // namespace
