@@ -43,6 +43,25 @@ void matmul_reference(const WeightView& W, const float* X, int64_t n, float* Y);
 // dst[0..cols) = row r of W as float32 (embedding lookup).
 void get_row(const WeightView& W, int64_t r, float* dst);
 
+// A SwiGLU feed-forward block: a DeepSeekMoE routed expert, the shared experts taken
+// together, or a dense FFN. FFN(x) = W_down · (silu(W_gate · x) ⊙ (W_up · x)).
+struct FfnWeights {
+  WeightView gate, up, down;  // W1, W3, W2
+};
+
+// Y = FFN(X) for n tokens (X and Y: n × d). X is quantized once for gate and up, both
+// run in one parallel pass, silu·up is fused into quantizing the down input.
+void swiglu_ffn(const FfnWeights& w, const float* X, int64_t n, float* Y);
+
+// DeepSeekMoE routed experts over a batch, accumulating into Y (n × d):
+//   Y[t] += Σ_{i<k} weights[t*k+i] · FFN_{ids[t*k+i]}(X[t]).
+// Tokens are grouped by expert first, so each selected expert's weights stream from
+// memory once per batch; the gate/up rows of all selected experts are shared out to
+// the threads in one pass, then all down rows: 4 barriers per call, no allocation
+// once the scratch has grown to the batch size.
+void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64_t n, const int32_t* ids,
+             const float* weights, int k, float* Y);
+
 }  // namespace mlamoe::kernels
 
 namespace mlamoe::kernels {

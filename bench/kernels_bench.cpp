@@ -1,0 +1,98 @@
+// Kernel micro-benchmarks: every weight type × ISA × batch size. For n = 1 (decode)
+// the matrix is 4× the last-level cache, so the GB/s of weight bytes is what a decode
+// step would see; for n > 1 (prefill) the matrix is expert-sized (2048 × 1408) and
+// items/s counts multiply-adds.
+//   ./build/kernels_bench --benchmark_filter='q4_0/avx512' --benchmark_min_time=1s
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "format/quant.h"
+#include "kernels/kernels.h"
+#include "kernels/membw.h"
+
+using namespace mlamoe;
+using namespace mlamoe::kernels;
+
+namespace {
+
+struct Matrix {
+  std::vector<uint8_t> bytes;
+  WeightView view;
+};
+
+Matrix make_matrix(GgmlType type, int64_t rows, int64_t cols) {
+  Matrix m;
+  const size_t rb = row_bytes(type, cols);
+  m.bytes.resize(rb * static_cast<size_t>(rows));
+  std::mt19937 rng(42);
+  std::normal_distribution<float> normal(0.f, 0.02f);
+  std::vector<float> row(static_cast<size_t>(cols));
+  // Quantizing every row of a 128 MB matrix is slow; 64 distinct rows repeated are as
+  // good for timing (the bytes still stream from DRAM).
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r < 64) {
+      for (auto& v : row) v = normal(rng);
+      quantize_row(type, row.data(), m.bytes.data() + rb * static_cast<size_t>(r), cols);
+    } else {
+      std::copy_n(m.bytes.data() + rb * static_cast<size_t>(r % 64), rb, m.bytes.data() + rb * static_cast<size_t>(r));
+    }
+  }
+  m.view = WeightView{type, m.bytes.data(), rows, cols, rb};
+  return m;
+}
+
+void run_matmul(benchmark::State& state, GgmlType type, Isa isa, int64_t n, int threads) {
+  set_isa(isa);
+  set_threads(threads);
+  const int64_t cols = 2048;
+  const int64_t rows = n == 1 ? static_cast<int64_t>((size_t(128) << 20) / row_bytes(type, cols)) : 1408;
+  static std::vector<Matrix> cache;  // one big matrix per type, reused across ISAs
+  Matrix* m = nullptr;
+  for (auto& c : cache)
+    if (c.view.type == type && c.view.rows == rows) m = &c;
+  if (!m) {
+    cache.push_back(make_matrix(type, rows, cols));
+    m = &cache.back();
+  }
+  std::vector<float> x(static_cast<size_t>(n * cols)), y(static_cast<size_t>(n * rows));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (auto& v : x) v = normal(rng);
+  for (auto _ : state) {
+    matmul(m->view, x.data(), n, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double weight_bytes = static_cast<double>(m->bytes.size());
+  state.counters["weight_GBps"] = benchmark::Counter(weight_bytes * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GMACps"] = benchmark::Counter(static_cast<double>(rows * cols * n) * static_cast<double>(state.iterations()) / 1e9,
+                                                benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const GgmlType types[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K,
+                            GgmlType::Q6_K, GgmlType::F16,  GgmlType::BF16, GgmlType::F32};
+  for (GgmlType type : types)
+    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+      if (!cpu_supports(isa)) continue;
+      for (int64_t n : {1, 4, 64, 512})
+        for (int threads : {1, 2}) {
+          const std::string name = std::string(type_name(type)) + "/" + isa_name(isa) + "/n" + std::to_string(n) + "/t" + std::to_string(threads);
+          benchmark::RegisterBenchmark(name.c_str(), run_matmul, type, isa, n, threads)->UseRealTime()->Unit(benchmark::kMillisecond);
+        }
+    }
+  benchmark::RegisterBenchmark("membw/read", [](benchmark::State& state) {
+    set_threads(2);
+    double g = 0;
+    for (auto _ : state) g = measure_read_bandwidth_gbps(size_t(1) << 30, 3);
+    state.counters["GBps"] = g;
+  })->Iterations(1)->Unit(benchmark::kMillisecond);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

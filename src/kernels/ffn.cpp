@@ -1,0 +1,173 @@
+// Fused SwiGLU FFN and DeepSeekMoE expert dispatch on top of the matmul kernels.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common/error.h"
+#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
+
+namespace mlamoe::kernels {
+namespace {
+
+// A slice of one matrix of one selected expert: rows [r0, r1) against its tokens.
+struct WorkItem {
+  int32_t expert;
+  int32_t matrix;  // 0 gate, 1 up, 2 down
+  int64_t r0, r1;
+};
+
+struct MoeScratch {  // per calling thread, grow-only
+  std::vector<int64_t> count, start;
+  std::vector<int32_t> slot_order, slot_row;  // slots sorted by expert; slot -> row in grouped arrays
+  std::vector<uint8_t> x_gate, x_up, grouped_gate, grouped_up, h_q;
+  std::vector<float> g, u, down;
+  std::vector<WorkItem> items;
+  template <class V>
+  static typename V::value_type* grow(V& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+  }
+};
+thread_local MoeScratch tl;
+
+constexpr int64_t kRowsPerItem = 64;  // ~72 KB of Q4_0 expert rows: balanced, L2-friendly
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+void add_items(std::vector<WorkItem>& items, int32_t e, int32_t matrix, int64_t rows) {
+  for (int64_t r = 0; r < rows; r += kRowsPerItem) items.push_back({e, matrix, r, std::min(rows, r + kRowsPerItem)});
+}
+
+}  // namespace
+
+void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64_t n, const int32_t* ids,
+             const float* weights, int k, float* Y) {
+  if (n <= 0 || k <= 0) return;
+  const FfnWeights& e0 = experts[0];
+  const int64_t d = e0.gate.cols, ff = e0.gate.rows;
+  for (int64_t e = 0; e < n_experts; ++e) {
+    const FfnWeights& w = experts[e];
+    if (w.gate.cols != d || w.up.cols != d || w.gate.rows != ff || w.up.rows != ff || w.down.cols != ff || w.down.rows != d ||
+        w.gate.type != e0.gate.type || w.up.type != e0.up.type || w.down.type != e0.down.type)
+      fail("moe_ffn: expert ", e, " does not have the shape and types of expert 0");
+  }
+  const int64_t slots = n * k;
+  auto& s = tl;
+  // Group the batch by expert (counting sort of the slots).
+  int64_t* count = MoeScratch::grow(s.count, static_cast<size_t>(n_experts));
+  int64_t* start = MoeScratch::grow(s.start, static_cast<size_t>(n_experts));
+  std::fill(count, count + n_experts, 0);
+  for (int64_t i = 0; i < slots; ++i) {
+    const int32_t e = ids[i];
+    if (e < 0 || e >= n_experts) fail("moe_ffn: expert id ", e, " out of range [0, ", n_experts, ")");
+    ++count[e];
+  }
+  for (int64_t e = 0, acc = 0; e < n_experts; ++e) {
+    start[e] = acc;
+    acc += count[e];
+  }
+  int32_t* order = MoeScratch::grow(s.slot_order, static_cast<size_t>(slots));
+  int32_t* row_of = MoeScratch::grow(s.slot_row, static_cast<size_t>(slots));
+  {
+    std::vector<int64_t>& fill = s.count;  // reuse as a cursor
+    for (int64_t e = 0; e < n_experts; ++e) fill[static_cast<size_t>(e)] = 0;
+    for (int64_t i = 0; i < slots; ++i) {
+      const int32_t e = ids[i];
+      const int64_t row = start[e] + fill[static_cast<size_t>(e)]++;
+      order[row] = static_cast<int32_t>(i);
+      row_of[i] = static_cast<int32_t>(row);
+    }
+  }
+  s.items.clear();
+  for (int64_t e = 0; e < n_experts; ++e)
+    if (count[e]) {
+      add_items(s.items, static_cast<int32_t>(e), 0, ff);
+      add_items(s.items, static_cast<int32_t>(e), 1, ff);
+    }
+  const size_t n_gate_up = s.items.size();
+  for (int64_t e = 0; e < n_experts; ++e)
+    if (count[e]) add_items(s.items, static_cast<int32_t>(e), 2, d);
+
+  const ActFormat fg = kernel_activation_format(e0.gate.type), fu = kernel_activation_format(e0.up.type),
+                  fd = kernel_activation_format(e0.down.type);
+  const size_t sg = activation_row_bytes(fg, d), su = activation_row_bytes(fu, d), sd = activation_row_bytes(fd, ff);
+  const bool shared_x = fg == fu;
+  uint8_t* xg = MoeScratch::grow(s.x_gate, sg * static_cast<size_t>(n));
+  uint8_t* xu = shared_x ? xg : MoeScratch::grow(s.x_up, su * static_cast<size_t>(n));
+  uint8_t* gg = MoeScratch::grow(s.grouped_gate, sg * static_cast<size_t>(slots));
+  uint8_t* gu = shared_x ? gg : MoeScratch::grow(s.grouped_up, su * static_cast<size_t>(slots));
+  uint8_t* hq = MoeScratch::grow(s.h_q, sd * static_cast<size_t>(slots));
+  float* G = MoeScratch::grow(s.g, static_cast<size_t>(slots * ff));
+  float* U = MoeScratch::grow(s.u, static_cast<size_t>(slots * ff));
+  float* D = MoeScratch::grow(s.down, static_cast<size_t>(slots * d));
+  const WorkItem* items = s.items.data();
+  const int64_t n_items = static_cast<int64_t>(s.items.size());
+
+  const int nt = omp_in_parallel() ? 1 : std::max(1, threads());
+#pragma omp parallel num_threads(nt)
+  {
+    // 1. quantize each token once, 2. copy it to its slots' rows (grouped by expert)
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n; ++t) {
+      quantize_activation_row(fg, X + t * d, xg + sg * static_cast<size_t>(t), d);
+      if (!shared_x) quantize_activation_row(fu, X + t * d, xu + su * static_cast<size_t>(t), d);
+    }
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < slots; ++row) {
+      const int64_t t = order[row] / k;
+      std::memcpy(gg + sg * static_cast<size_t>(row), xg + sg * static_cast<size_t>(t), sg);
+      if (!shared_x) std::memcpy(gu + su * static_cast<size_t>(row), xu + su * static_cast<size_t>(t), su);
+    }
+    // 3. gate and up rows of every selected expert
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < static_cast<int64_t>(n_gate_up); ++i) {
+      const WorkItem& it = items[i];
+      const FfnWeights& w = experts[it.expert];
+      const int64_t r = start[it.expert], m = count[it.expert];
+      if (it.matrix == 0) matmul_rows(w.gate, it.r0, it.r1, gg + sg * static_cast<size_t>(r), sg, m, G + r * ff, static_cast<size_t>(ff));
+      else matmul_rows(w.up, it.r0, it.r1, gu + su * static_cast<size_t>(r), su, m, U + r * ff, static_cast<size_t>(ff));
+    }
+    // 4. h = silu(gate) ⊙ up, quantized for the down projection (in place in G)
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < slots; ++row) {
+      float* g = G + row * ff;
+      const float* u = U + row * ff;
+      for (int64_t j = 0; j < ff; ++j) g[j] = silu(g[j]) * u[j];
+      quantize_activation_row(fd, g, hq + sd * static_cast<size_t>(row), ff);
+    }
+    // 5. down rows of every selected expert
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = static_cast<int64_t>(n_gate_up); i < n_items; ++i) {
+      const WorkItem& it = items[i];
+      const int64_t r = start[it.expert], m = count[it.expert];
+      matmul_rows(experts[it.expert].down, it.r0, it.r1, hq + sd * static_cast<size_t>(r), sd, m, D + r * d, static_cast<size_t>(d));
+    }
+    // 6. weighted sum back into each token's row, in slot order (deterministic)
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n; ++t) {
+      float* y = Y + t * d;
+      for (int i = 0; i < k; ++i) {
+        const float wgt = weights[t * k + i];
+        const float* src = D + static_cast<int64_t>(row_of[t * k + i]) * d;
+        for (int64_t j = 0; j < d; ++j) y[j] += wgt * src[j];
+      }
+    }
+  }
+}
+
+void swiglu_ffn(const FfnWeights& w, const float* X, int64_t n, float* Y) {
+  thread_local std::vector<int32_t> ids;
+  thread_local std::vector<float> ones;
+  if (ids.size() < static_cast<size_t>(n)) {
+    ids.assign(static_cast<size_t>(n), 0);
+    ones.assign(static_cast<size_t>(n), 1.f);
+  }
+  std::fill(Y, Y + n * w.down.rows, 0.f);
+  moe_ffn(&w, 1, X, n, ids.data(), ones.data(), 1, Y);
+}
+
+}  // namespace mlamoe::kernels
