@@ -26,5 +26,6 @@ class Progress {
 };
 
 std::string human_bytes(double bytes);  // "1.44 GB"
+std::string human_count(double n);      // "671.03B", "2.40M", "370.3K"
 
 }  // namespace mlamoe
