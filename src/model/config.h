@@ -67,9 +67,10 @@ struct ModelConfig {
 
   // Latent KV cache entries per token and layer: kv_lora_rank + qk_rope_head_dim.
   int64_t kv_values_per_token_layer() const { return kv_lora_rank + qk_rope_head_dim; }
-  // What standard attention with the same heads would cache per token and layer.
-  int64_t mha_values_per_token_layer() const { return n_heads * (qk_head_dim() + v_head_dim); }
-  int64_t gqa_values_per_token_layer(int64_t groups) const { return groups * (qk_head_dim() + v_head_dim); }
+  // What standard attention with the same heads would cache per token and layer:
+  // 2·n_h·d_h (V2 paper Table 1; MHA applies RoPE to the whole head, so no extra k_rope).
+  int64_t mha_values_per_token_layer() const { return n_heads * (qk_nope_head_dim + v_head_dim); }
+  int64_t gqa_values_per_token_layer(int64_t groups) const { return groups * (qk_nope_head_dim + v_head_dim); }
 
   // Parameter counts computed from the shapes (no tables): embeddings and head included.
   int64_t params_total() const;    // all layers, all experts (MTP excluded)

@@ -1,0 +1,56 @@
+#include "planner/compute_probe.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+
+
+namespace mlamoe::planner {
+
+namespace detail {
+float fma_chains_scalar(int64_t iters, float seed, int* lanes_out) {
+  float acc[kFmaChains];
+  for (int c = 0; c < kFmaChains; ++c) acc[c] = seed + c;
+  const float a = 0.999999f, b = 1e-7f;
+  for (int64_t i = 0; i < iters; ++i)
+    for (int c = 0; c < kFmaChains; ++c) acc[c] = acc[c] * a + b;
+  float s = 0;
+  for (int c = 0; c < kFmaChains; ++c) s += acc[c];
+  *lanes_out = 1;
+  return s;
+}
+}  // namespace detail
+
+double measure_fp32_fma_gflops() {
+  using namespace detail;
+  auto chains = fma_chains_scalar;
+  if (__builtin_cpu_supports("avx512f")) chains = fma_chains_avx512;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) chains = fma_chains_avx2;
+  const int64_t iters = 4'000'000;
+  double best = 0;
+  for (int run = 0; run < 3; ++run) {
+    std::atomic<double> flops{0};
+    std::atomic<float> sink{0};
+    auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel
+    {
+      int lanes = 1;
+      float s = chains(iters, 1.0f + omp_get_thread_num(), &lanes);
+      double f = 2.0 * double(iters) * kFmaChains * lanes;
+      double cur = flops.load();
+      while (!flops.compare_exchange_weak(cur, cur + f)) {
+      }
+      float cs = sink.load();
+      while (!sink.compare_exchange_weak(cs, cs + s)) {
+      }
+    }
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (sink.load() == 12345.678f) best += 1e-30;  // keeps the result observable
+    best = std::max(best, flops.load() / secs / 1e9);
+  }
+  return best;
+}
+
+}  // namespace mlamoe::planner
