@@ -68,6 +68,27 @@ void ModelConfig::validate(const std::string& where) const {
   positive(qk_nope_head_dim, "qk_nope_head_dim");
   positive(qk_rope_head_dim, "qk_rope_head_dim");
   positive(v_head_dim, "v_head_dim");
+  // Limits far above any real model (V3: d 7168, vocab 129280, 61 layers, 256 experts) that
+  // keep every derived count (parameters, bytes) inside int64 and loops over layers short,
+  // whatever a hostile file or config claims.
+  auto at_most = [&](int64_t v, int64_t max, const char* field) {
+    if (v > max) fail(where, ": ", field, " ", v, " exceeds the limit ", max);
+    if (v < 0) fail(where, ": ", field, " must not be negative, found ", v);
+  };
+  at_most(vocab_size, 1 << 22, "vocab_size");
+  at_most(hidden_size, 1 << 16, "hidden_size");
+  at_most(n_layers, 1 << 10, "num_hidden_layers");
+  at_most(n_heads, 1 << 10, "num_attention_heads");
+  at_most(q_lora_rank, 1 << 16, "q_lora_rank");
+  at_most(kv_lora_rank, 1 << 16, "kv_lora_rank");
+  at_most(qk_nope_head_dim, 1 << 13, "qk_nope_head_dim");
+  at_most(qk_rope_head_dim, 1 << 13, "qk_rope_head_dim");
+  at_most(v_head_dim, 1 << 13, "v_head_dim");
+  at_most(intermediate_size, 1 << 20, "intermediate_size");
+  at_most(moe_intermediate_size, 1 << 18, "moe_intermediate_size");
+  at_most(n_routed_experts, 1 << 14, "n_routed_experts");
+  at_most(n_shared_experts, 1 << 8, "n_shared_experts");
+  at_most(num_nextn_predict_layers, 16, "num_nextn_predict_layers");
   if (qk_rope_head_dim % 2) fail(where, ": qk_rope_head_dim must be even, found ", qk_rope_head_dim);
   if (q_lora_rank < 0) fail(where, ": q_lora_rank must not be negative");
   if (n_routed_experts > 0) {
@@ -156,9 +177,9 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
     if (const GgufValue* toks = f.find("tokenizer.ggml.tokens")) c.vocab_size = static_cast<int64_t>(toks->array_size());
     else if (const GgufTensor* t = f.tensor("token_embd.weight"); t && t->ne.size() == 2) c.vocab_size = t->ne[1];
   }
+  c.validate(f.path());  // first: bounds n_layers for the scan below
   for (int64_t l = 0; l < c.n_layers && !c.has_routing_bias; ++l)
     c.has_routing_bias = f.tensor("blk." + std::to_string(l) + ".exp_probs_b.bias") != nullptr;
-  c.validate(f.path());
   return c;
 }
 
@@ -180,7 +201,8 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
       if (required) fail(where, ": missing field ", key);
       return def;
     }
-    if (!it->is_number_integer() && !(it->is_number_float() && std::floor(it->get<double>()) == it->get<double>()))
+    if (!it->is_number_integer() && !(it->is_number_float() && std::floor(it->get<double>()) == it->get<double>() &&
+                                      std::fabs(it->get<double>()) < 9.2e18))
       fail(where, ": field ", key, " must be an integer");
     return it->is_number_integer() ? it->get<int64_t>() : static_cast<int64_t>(it->get<double>());
   };
@@ -190,8 +212,14 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
     if (!it->is_number()) fail(where, ": field ", key, " must be a number");
     return it->get<double>();
   };
+  auto get_str = [&](const nlohmann::json& o, const char* key, const std::string& def) -> std::string {
+    auto it = o.find(key);
+    if (it == o.end() || it->is_null()) return def;
+    if (!it->is_string()) fail(where, ": field ", key, " must be a string");
+    return it->get<std::string>();
+  };
   ModelConfig c;
-  std::string model_type = j.value("model_type", std::string());
+  std::string model_type = get_str(j, "model_type", "");
   if (!model_type.empty() && model_type != "deepseek_v2" && model_type != "deepseek_v3")
     fail(where, ": unsupported model_type '", model_type, "' (deepseek_v2 or deepseek_v3)");
   c.name = model_type;
@@ -209,11 +237,13 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
   c.v_head_dim = get_int("v_head_dim", 0, true);
   c.rope_theta = get_num(j, "rope_theta", 10000.0);
   if (auto rs = j.find("rope_scaling"); rs != j.end() && rs->is_object()) {
-    std::string type = rs->value("type", rs->value("rope_type", std::string()));
+    std::string type = get_str(*rs, "type", get_str(*rs, "rope_type", ""));
     if (type == "yarn") {
       c.rope_scaling.yarn = true;
       c.rope_scaling.factor = get_num(*rs, "factor", 1.0);
-      c.rope_scaling.original_ctx = static_cast<int64_t>(get_num(*rs, "original_max_position_embeddings", 4096));
+      const double original_ctx = get_num(*rs, "original_max_position_embeddings", 4096);
+      if (!(std::fabs(original_ctx) < 9.2e18)) fail(where, ": field original_max_position_embeddings is out of range");
+      c.rope_scaling.original_ctx = static_cast<int64_t>(original_ctx);
       c.rope_scaling.beta_fast = get_num(*rs, "beta_fast", 32.0);
       c.rope_scaling.beta_slow = get_num(*rs, "beta_slow", 1.0);
       c.rope_scaling.mscale = get_num(*rs, "mscale", 1.0);
@@ -229,13 +259,13 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
   c.n_group = get_int("n_group", 1);
   c.topk_group = get_int("topk_group", 1);
   c.first_k_dense_replace = get_int("first_k_dense_replace", 0);
-  std::string scoring = j.value("scoring_func", std::string("softmax"));
+  std::string scoring = get_str(j, "scoring_func", "softmax");
   if (scoring != "softmax" && scoring != "sigmoid") fail(where, ": scoring_func '", scoring, "' (softmax or sigmoid)");
   c.scoring_func = scoring == "sigmoid" ? ScoringFunc::Sigmoid : ScoringFunc::Softmax;
   if (j.contains("norm_topk_prob") && !j["norm_topk_prob"].is_boolean()) fail(where, ": field norm_topk_prob must be a boolean");
   c.norm_topk_prob = j.value("norm_topk_prob", false);
   c.routed_scaling_factor = get_num(j, "routed_scaling_factor", 1.0);
-  std::string topk_method = j.value("topk_method", std::string("greedy"));
+  std::string topk_method = get_str(j, "topk_method", "greedy");
   c.has_routing_bias = topk_method == "noaux_tc";
   c.num_nextn_predict_layers = get_int("num_nextn_predict_layers", 0);
   c.bos_token_id = get_int("bos_token_id", -1);
