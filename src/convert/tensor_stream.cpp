@@ -23,7 +23,8 @@ void write_rows(GgufWriter& w, GgmlType type, int64_t n_rows, int64_t row_len, c
     // Errors thrown inside the parallel region are carried out of it (an exception
     // may not cross an OpenMP region boundary).
     std::exception_ptr error;
-#pragma omp parallel
+    // Small chunks are not worth waking the thread team for.
+#pragma omp parallel if (n * row_len >= (int64_t(1) << 16))
     {
       const int nt = omp_get_num_threads(), t = omp_get_thread_num();
       const int64_t per = (n + nt - 1) / nt;
