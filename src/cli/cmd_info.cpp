@@ -28,19 +28,43 @@ void print_kv_table(const ModelConfig& c) {
               100.0 * (1.0 - static_cast<double>(c.kv_values_per_token_layer()) / c.mha_values_per_token_layer()));
 }
 
+void print_tensor_summary(const GgufFile& f) {
+    std::map<std::string, std::pair<int, uint64_t>> by_type;
+    int64_t elements = 0;
+    for (const auto& t : f.tensors()) {
+      auto& e = by_type[std::string(type_name(t.type))];
+      e.first++;
+      e.second += t.nbytes;
+      elements += t.n_elements();
+    }
+    std::printf("tensors:      ");
+    for (auto& [name, e] : by_type)
+      std::printf(" %s ×%d (%s)", name.c_str(), e.first, human_bytes(static_cast<double>(e.second)).c_str());
+    std::printf("; %s elements in the file\n", human_count(static_cast<double>(elements)).c_str());
+}
+
 int run_info(int argc, char** argv) {
   CLI::App app{"Describe a model file"};
   std::string path;
   bool show_tensors = false, show_metadata = false;
-  app.add_option("model", path, "model file (GGUF)")->required();
+  app.add_option("model", path, "model file (GGUF) or a Hugging Face config.json")->required();
   app.add_flag("--tensors", show_tensors, "list every tensor");
   app.add_flag("--metadata", show_metadata, "list every metadata key");
   return parse_and_run(app, argc, argv, [&] {
-    auto f = GgufFile::open(path);
-    ModelConfig c = ModelConfig::from_gguf(*f);
-    std::printf("file:          %s (%s, GGUF v%u, %zu tensors, %zu metadata keys)\n", path.c_str(),
-                human_bytes(static_cast<double>(f->file_size())).c_str(), f->version(), f->tensors().size(),
-                f->metadata().size());
+    // A config.json describes the shapes without weights: enough for every count below.
+    const bool is_json = path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+    std::unique_ptr<GgufFile> f;
+    ModelConfig c;
+    if (is_json) {
+      c = ModelConfig::from_hf_json(path);
+      std::printf("config:        %s (Hugging Face config.json, no weights)\n", path.c_str());
+    } else {
+      f = GgufFile::open(path);
+      c = ModelConfig::from_gguf(*f);
+      std::printf("file:          %s (%s, GGUF v%u, %zu tensors, %zu metadata keys)\n", path.c_str(),
+                  human_bytes(static_cast<double>(f->file_size())).c_str(), f->version(), f->tensors().size(),
+                  f->metadata().size());
+    }
     std::printf("architecture:  %s%s%s\n", c.architecture.c_str(), c.name.empty() ? "" : "  name: ", c.name.c_str());
     std::printf("shape:         d_model %lld, %lld layers (%lld dense first), %lld heads, vocab %lld, context %lld\n",
                 (long long)c.hidden_size, (long long)c.n_layers, (long long)c.first_k_dense_replace, (long long)c.n_heads,
@@ -67,24 +91,13 @@ int run_info(int argc, char** argv) {
                 human_count(active).c_str(), 100.0 * active / total);
     if (c.params_mtp()) std::printf(", MTP module %s counted apart", human_count(static_cast<double>(c.params_mtp())).c_str());
     std::printf("\n");
-    std::map<std::string, std::pair<int, uint64_t>> by_type;
-    int64_t elements = 0;
-    for (const auto& t : f->tensors()) {
-      auto& e = by_type[std::string(type_name(t.type))];
-      e.first++;
-      e.second += t.nbytes;
-      elements += t.n_elements();
-    }
-    std::printf("tensors:      ");
-    for (auto& [name, e] : by_type)
-      std::printf(" %s ×%d (%s)", name.c_str(), e.first, human_bytes(static_cast<double>(e.second)).c_str());
-    std::printf("; %s elements in the file\n", human_count(static_cast<double>(elements)).c_str());
+    if (f) print_tensor_summary(*f);
     print_kv_table(c);
-    if (show_tensors)
+    if (f && show_tensors)
       for (const auto& t : f->tensors())
         std::printf("  %-36s %-6s %-22s %s\n", t.name.c_str(), std::string(type_name(t.type)).c_str(),
                     t.shape_string().c_str(), human_bytes(static_cast<double>(t.nbytes)).c_str());
-    if (show_metadata)
+    if (f && show_metadata)
       for (const auto& [k, v] : f->metadata()) std::printf("  %-48s %s\n", k.c_str(), v.to_string().c_str());
     return 0;
   });
