@@ -238,7 +238,7 @@ int run_plan(int argc, char** argv) {
   app.add_option("--ep", d.ep, "expert-parallel degree (devices the routed experts are spread over)");
   app.add_option("--batch", d.batch, "concurrent sequences per replica (default: what fits, at most 64)");
   app.add_option("--ctx", ctx, "prompt and output tokens per sequence, IN:OUT");
-  app.add_option("--weights", d.weights, "weight precision: fp8, bf16, fp16, fp32, q8, q4");
+  app.add_option("--weights", d.weights, "weight precision: fp8, bf16, fp16, fp32, q8, q4 (default: a GGUF's own, else bf16)");
   app.add_option("--kv", d.kv, "KV cache precision: fp8, bf16, fp16, fp32, or bits per value");
   app.add_option("--price", price, "USD per device-hour (default: the catalog's, if any)");
   app.add_option("--compute-eff", d.compute_efficiency, "achieved share of peak FLOP/s");
@@ -270,6 +270,7 @@ int run_plan(int argc, char** argv) {
       return 0;
     }
     ModelShape shape = load_model_shape(model, data_dir);
+    if (!app.count("--weights")) d.weight_bytes_per_param = shape.file_bytes_per_param;
     if (!sweep.empty()) {
       print_sweep(shape, hw, d, parse_sweep(sweep), json);
       return 0;

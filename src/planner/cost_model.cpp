@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include "common/error.h"
@@ -25,6 +26,17 @@ Precision kv_precision(const std::string& name) {
   double bits = std::strtod(name.c_str(), &end);
   if (!name.empty() && end && *end == '\0' && bits >= 1 && bits <= 32) return {name + " bits", bits / 8, "bf16"};
   fail("--kv '", name, "': expected fp8, bf16, fp16, fp32 or a number of bits per value (e.g. 6)");
+}
+
+Precision deployment_weights(const Deployment& d) {
+  Precision p = weight_precision(d.weights);
+  if (d.weight_bytes_per_param > 0) {
+    char name[64];
+    std::snprintf(name, sizeof name, "file (%.2f bits/weight)", d.weight_bytes_per_param * 8);
+    p.name = name;
+    p.bytes = d.weight_bytes_per_param;
+  }
+  return p;
 }
 
 double expected_distinct_experts(int64_t n_experts, int64_t k, double tokens) {
@@ -150,7 +162,7 @@ double kv_per_token_device(const ModelShape& m, const Precision& kvp, int64_t tp
 }  // namespace
 
 std::string fit_suggestion(const ModelShape& m, const HardwareChoice& hw, const Deployment& dep) {
-  const Precision wp = weight_precision(dep.weights), kvp = kv_precision(dep.kv);
+  const Precision wp = deployment_weights(dep), kvp = kv_precision(dep.kv);
   const double usable = hw.device.memory_gb * 1e9 * dep.memory_utilization;
   const int64_t domain = hw.scale_up_domain();
   const bool scale_out = hw.device.scale_out.gbps_per_direction > 0;
@@ -185,7 +197,7 @@ Plan make_plan(const ModelShape& m, const HardwareChoice& hw, Deployment d) {
   p.hw = hw;
   if (d.devices == 0) d.devices = hw.default_devices();
   validate(m, hw, d);
-  p.wp = weight_precision(d.weights);
+  p.wp = deployment_weights(d);
   p.kvp = kv_precision(d.kv);
   const Accelerator& a = hw.device;
   p.replicas = d.devices / d.tp;

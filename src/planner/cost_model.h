@@ -40,6 +40,7 @@ struct Deployment {
   int64_t batch = 0;    // concurrent sequences per attention replica; 0: min(fits, 64)
   int64_t ctx_in = 1024, ctx_out = 256;  // prompt and generated tokens per sequence
   std::string weights = "bf16", kv = "bf16";
+  double weight_bytes_per_param = 0;  // > 0: the stored size per weight (a GGUF's), overriding `weights`
   std::optional<double> usd_per_hour;  // per device; default: the catalog's, if any
   // Assumptions (docs/planner.md says why each default):
   double compute_efficiency = 0.6;    // achieved / peak FLOP/s in matmuls and attention
@@ -48,6 +49,8 @@ struct Deployment {
   double overlap = 0.0;               // share of communication hidden behind compute (0..1)
   double memory_utilization = 0.9;    // share of device memory for weights + KV (rest: activations, runtime)
 };
+
+Precision deployment_weights(const Deployment& d);  // `weights`, resized by weight_bytes_per_param
 
 // One step of one phase on one device.
 struct PhaseCost {

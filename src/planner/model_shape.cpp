@@ -157,7 +157,11 @@ ModelShape load_model_shape(const std::string& spec, const std::string& data_dir
   if (!std::memcmp(magic, "GGUF", 4)) {
     auto f = GgufFile::open(path);
     ModelConfig c = ModelConfig::from_gguf(*f);
-    return ModelShape::from_config(c, c.name.empty() ? stem : c.name);
+    ModelShape m = ModelShape::from_config(c, c.name.empty() ? stem : c.name);
+    double bytes = 0, elements = 0;
+    for (const GgufTensor& t : f->tensors()) bytes += double(t.nbytes), elements += double(t.n_elements());
+    if (elements > 0) m.file_bytes_per_param = bytes / elements;
+    return m;
   }
   std::string text = read_file(path);
   nlohmann::json j;

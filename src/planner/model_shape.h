@@ -29,6 +29,7 @@ struct ModelShape {
   int64_t n_routed_experts = 0, n_shared_experts = 0, experts_per_token = 0, moe_intermediate_size = 0;
   bool routing_bias = false;
   int64_t mtp_params = 0;  // multi-token-prediction modules, counted apart
+  double file_bytes_per_param = 0;  // from a GGUF's tensors (its real quantization mix); 0: unknown
 
   bool is_moe() const { return n_routed_experts > 0; }
   int64_t moe_layers() const { return is_moe() ? n_layers - first_k_dense : 0; }

@@ -62,6 +62,9 @@ TEST(PlanCli, GgufInputGivesTheSameShapeAsItsConfig) {
   auto ja = nlohmann::json::parse(a.out), jb = nlohmann::json::parse(b.out);
   EXPECT_EQ(ja["params_total"], jb["params_total"]);
   EXPECT_EQ(ja["kv_bytes_per_token"], jb["kv_bytes_per_token"]);
+  // Without --weights, a GGUF is planned at its own storage size (this fixture is F32).
+  EXPECT_EQ(ja["weights"], "file (32.00 bits/weight)");
+  EXPECT_EQ(jb["weights"], "bf16");
 }
 
 TEST(PlanCli, SweepDoublesTheBatch) {
