@@ -253,4 +253,21 @@ void SafetensorsModel::read_rows(const StTensor& t, int64_t first, int64_t n, fl
   }
 }
 
+void write_safetensors(const std::string& path, const std::vector<StTensorData>& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
+    offset += t.bytes.size();
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');
+  AtomicFile f(path);
+  const uint64_t n = h.size();
+  f.write(&n, 8);
+  f.write(h);
+  for (const auto& t : tensors) f.write(t.bytes);
+  f.commit();
+}
+
 }  // namespace mlamoe

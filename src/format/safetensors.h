@@ -74,4 +74,14 @@ class SafetensorsModel {
   std::map<std::string, const StTensor*, std::less<>> index_;
 };
 
+// Writing (test checkpoints, exports): tensors in the given order, header padded
+// to 8 bytes, written atomically. `bytes` must hold shape's elements of `dtype`.
+struct StTensorData {
+  std::string name;
+  std::string dtype;  // "F32", "BF16", "F8_E4M3" ...
+  std::vector<int64_t> shape;
+  std::string bytes;
+};
+void write_safetensors(const std::string& path, const std::vector<StTensorData>& tensors);
+
 }  // namespace mlamoe
