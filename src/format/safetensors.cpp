@@ -85,7 +85,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const uint64_t data_size = size - 8 - header_len;
   for (auto& [name, info] : header.items()) {
     if (name == "__metadata__") continue;
-    auto bad = [&](auto&&... why) { fail(path, ": tensor ", name, ": ", why...); };
+    auto bad = [&, &key = name](auto&&... why) { fail(path, ": tensor ", key, ": ", why...); };  // clang 14 cannot capture a structured binding
     if (!info.is_object()) bad("entry is not an object");
     StTensor t;
     t.name = name;
