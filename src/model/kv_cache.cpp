@@ -3,8 +3,19 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "format/quant.h"
 
 namespace mlamoe {
+
+void KvCache::decode_run(const Run& r, float* c_kv, float* k_rope) const {
+  const size_t c_row = row_bytes(r.c_kv_type, kv_lora_rank_), r_row = row_bytes(r.k_rope_type, rope_dim_);
+  const auto* c = static_cast<const uint8_t*>(r.c_kv_raw);
+  const auto* k = static_cast<const uint8_t*>(r.k_rope_raw);
+  for (int64_t j = 0; j < r.count; ++j) {
+    dequantize_row(r.c_kv_type, c + j * c_row, c_kv + j * kv_lora_rank_, kv_lora_rank_);
+    dequantize_row(r.k_rope_type, k + j * r_row, k_rope + j * rope_dim_, rope_dim_);
+  }
+}
 
 ContiguousKvCache::ContiguousKvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_dim, int64_t max_ctx)
     : KvCache(n_layers, kv_lora_rank, rope_dim), max_ctx_(max_ctx) {}

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "format/ggml_types.h"
+
 namespace mlamoe {
 
 class KvCache {
@@ -24,13 +26,30 @@ class KvCache {
   virtual void store(int32_t seq, int64_t layer, int64_t pos, const float* c_kv, const float* k_rope) = 0;
   // Calls fn(first_pos, count, c_kv, k_rope) over runs of contiguous entries covering
   // positions [0, n) of `seq` in `layer`: c_kv is count × kv_lora_rank, k_rope is
-  // count × rope_dim. A paged cache yields one run per block, without copying.
+  // count × rope_dim. A paged cache yields one run per block, without copying; a run
+  // stored in a narrower type (f16/bf16/q8_0) is decoded into a per-thread float32
+  // scratch first; a run of a tiered cache stays pinned in RAM during the callback.
+  // Safe to call from several threads at once (the attention sweep does).
   template <typename Fn>
   void for_each_run(int32_t seq, int64_t layer, int64_t n, Fn&& fn) const {
+    will_read(seq, layer, n);
     int64_t pos = 0;
     while (pos < n) {
-      Run r = run_at(seq, layer, pos, n);
-      fn(pos, r.count, r.c_kv, r.k_rope);
+      const Run r = run_at(seq, layer, pos, n);
+      struct Unpin {
+        const KvCache& kv;
+        const Run& r;
+        ~Unpin() { kv.unpin(r); }
+      } unpin_after{*this, r};
+      if (r.c_kv) {
+        fn(pos, r.count, r.c_kv, r.k_rope);
+      } else {
+        thread_local std::vector<float> c_kv, k_rope;
+        c_kv.resize(static_cast<size_t>(r.count * kv_lora_rank_));
+        k_rope.resize(static_cast<size_t>(r.count * rope_dim_));
+        decode_run(r, c_kv.data(), k_rope.data());
+        fn(pos, r.count, static_cast<const float*>(c_kv.data()), static_cast<const float*>(k_rope.data()));
+      }
       pos += r.count;
     }
   }
@@ -45,11 +64,22 @@ class KvCache {
 
   struct Run {
     int64_t count;
-    const float* c_kv;
-    const float* k_rope;
+    const float* c_kv;    // float32 entries, or null when stored in another type:
+    const float* k_rope;  // then the rows are in c_kv_raw / k_rope_raw below
+    const void* c_kv_raw = nullptr;
+    const void* k_rope_raw = nullptr;
+    GgmlType c_kv_type = GgmlType::F32, k_rope_type = GgmlType::F32;
+    const void* pin = nullptr;  // what unpin() releases (tiered caches)
   };
-  // The longest contiguous run starting at `pos` (at most up to `end`).
+  // The longest contiguous run starting at `pos` (at most up to `end`). A tiered cache
+  // loads it into RAM if needed and keeps it there until unpin(run).
   virtual Run run_at(int32_t seq, int64_t layer, int64_t pos, int64_t end) const = 0;
+  virtual void unpin(const Run&) const {}
+  // Hint at the start of a sweep over positions [0, n) of `layer`: a tiered cache
+  // starts reading cold blocks (of this layer and the next) ahead of the sweep.
+  virtual void will_read(int32_t seq, int64_t layer, int64_t n) const {}
+  // Decodes a typed run's rows to float32: c_kv count × kv_lora_rank, k_rope count × rope_dim.
+  void decode_run(const Run& r, float* c_kv, float* k_rope) const;
 
  protected:
   KvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_dim)

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "common/error.h"
+#include "runtime/paged_kv_cache.h"
 
 namespace mlamoe {
 
@@ -29,17 +30,38 @@ GenerateStats generate(Engine& engine, int32_t seq, std::vector<int32_t>& tokens
   if (static_cast<int64_t>(tokens.size()) > n_ctx)
     fail("prompt of ", tokens.size(), " tokens is longer than the context (", n_ctx, " tokens; raise -c)");
 
-  // The cache holds a prefix of an earlier turn: keep what still matches. At least the
-  // last prompt token is recomputed, for its logits.
+  // Reuse what the cache already holds. At least the last prompt token is recomputed,
+  // for its logits.
   KvCache& kv = engine.kv();
-  int64_t cached = std::min<int64_t>(kv.length(seq), static_cast<int64_t>(tokens.size()) - 1);
-  if (cached < kv.length(seq)) kv.truncate(seq, cached);
+  const int64_t limit = static_cast<int64_t>(tokens.size()) - 1;
+  auto* paged = dynamic_cast<PagedKvCache*>(&kv);
+  int64_t cached;
+  if (paged) {
+    // The paged cache knows which tokens its entries belong to: keep the common prefix
+    // of the earlier turn, or else borrow the longest prefix any sequence published.
+    const std::vector<int32_t> had = paged->tokens(seq);
+    cached = 0;
+    while (cached < limit && cached < static_cast<int64_t>(had.size()) && had[static_cast<size_t>(cached)] == tokens[static_cast<size_t>(cached)])
+      ++cached;
+    cached = std::min(cached, kv.length(seq));
+    if (cached == 0) {
+      kv.clear(seq);
+      cached = paged->attach_prefix(seq, std::span<const int32_t>(tokens.data(), static_cast<size_t>(limit)));
+    } else if (cached < kv.length(seq)) {
+      kv.truncate(seq, cached);
+    }
+  } else {
+    // The caller promises the cache holds a prefix of `tokens` (an earlier turn).
+    cached = std::min<int64_t>(kv.length(seq), limit);
+    if (cached < kv.length(seq)) kv.truncate(seq, cached);
+  }
   st.reused_tokens = cached;
 
   auto t0 = Clock::now();
   std::vector<float> logits = prefill(engine, seq, tokens, static_cast<size_t>(cached), opts.n_batch);
   st.prompt_tokens = static_cast<int64_t>(tokens.size()) - cached;
   st.prompt_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (paged) paged->publish(seq, tokens);  // other sequences may now share this prompt
 
   Sampler sampler(opts.sampling);
   const int64_t n_vocab = engine.model().config().vocab_size;
@@ -61,6 +83,8 @@ GenerateStats generate(Engine& engine, int32_t seq, std::vector<int32_t>& tokens
     logits = engine.forward(b);
   }
   st.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
+  // The last sampled token has no entry yet (nothing ran it): publish what is cached.
+  if (paged) paged->publish(seq, std::span<const int32_t>(tokens.data(), static_cast<size_t>(kv.length(seq))));
   return st;
 }
 

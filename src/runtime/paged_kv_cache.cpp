@@ -1,0 +1,471 @@
+#include "runtime/paged_kv_cache.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "common/error.h"
+#include "format/quant.h"
+
+namespace mlamoe {
+
+GgmlType parse_kv_type(const std::string& s) {
+  if (s == "f32") return GgmlType::F32;
+  if (s == "f16") return GgmlType::F16;
+  if (s == "bf16") return GgmlType::BF16;
+  if (s == "q8_0") return GgmlType::Q8_0;
+  fail("--kv-type: expected f32, f16, bf16 or q8_0, got '", s, "'");
+}
+
+namespace {
+
+// q8_0 needs rows that are whole 32-value blocks; a part that is not (tiny models'
+// k_rope) is kept in f16 instead.
+GgmlType part_type(GgmlType t, int64_t n) {
+  if (t == GgmlType::Q8_0 && n % 32 != 0) return GgmlType::F16;
+  return t;
+}
+
+// I/O on the spill file happens inside the attention sweep (an OpenMP region), where an
+// exception cannot travel: report and exit cleanly instead.
+[[noreturn]] void io_failure(const char* what) {
+  std::fprintf(stderr, "error: KV disk tier: %s failed: %s\n", what, std::strerror(errno));
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+
+}  // namespace
+
+PagedKvCache::PagedKvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_dim, PagedKvOptions opts)
+    : KvCache(n_layers, kv_lora_rank, rope_dim), opts_(std::move(opts)), tree_(opts_.block_tokens) {
+  if (opts_.block_tokens <= 0) fail("KV block size must be positive, got ", opts_.block_tokens);
+  B_ = opts_.block_tokens;
+  if (opts_.type != GgmlType::F32 && opts_.type != GgmlType::F16 && opts_.type != GgmlType::BF16 &&
+      opts_.type != GgmlType::Q8_0)
+    fail("KV cache type must be f32, f16, bf16 or q8_0");
+  c_type_ = part_type(opts_.type, kv_lora_rank);
+  r_type_ = part_type(opts_.type, rope_dim);
+  c_row_ = row_bytes(c_type_, kv_lora_rank);
+  r_row_ = row_bytes(r_type_, rope_dim);
+  page_bytes_ = static_cast<size_t>(B_) * (c_row_ + r_row_);
+  stats_.block_bytes = page_bytes_ * static_cast<uint64_t>(n_layers);
+  stats_.ram_budget = opts_.ram_budget;
+  tiered_ = !opts_.disk_dir.empty();
+  if (tiered_) {
+    std::error_code ec;
+    std::filesystem::create_directories(opts_.disk_dir, ec);
+    std::string templ = (std::filesystem::path(opts_.disk_dir) / "mlamoe-kv-XXXXXX").string();
+    disk_fd_ = ::mkstemp(templ.data());
+    if (disk_fd_ < 0) fail("--kv-disk ", opts_.disk_dir, ": cannot create a spill file: ", std::strerror(errno));
+    ::unlink(templ.c_str());  // nameless: vanishes with the process, even after a crash
+    if (opts_.prefetch) prefetcher_ = std::thread([this] { prefetch_loop(); });
+  }
+}
+
+PagedKvCache::~PagedKvCache() {
+  {
+    Lock lk(mu_);
+    stop_ = true;
+  }
+  prefetch_cv_.notify_all();
+  if (prefetcher_.joinable()) prefetcher_.join();
+  if (disk_fd_ >= 0) ::close(disk_fd_);
+}
+
+// --- sequences and blocks ---------------------------------------------------------
+
+PagedKvCache::Seq& PagedKvCache::seq_state(int32_t seq) { return seqs_[seq]; }
+
+const PagedKvCache::Seq* PagedKvCache::find_seq(int32_t seq) const {
+  auto it = seqs_.find(seq);
+  return it == seqs_.end() ? nullptr : &it->second;
+}
+
+int32_t PagedKvCache::alloc_block() {
+  Lock lk(mu_);  // the read-ahead thread indexes blocks_ concurrently
+  int32_t b;
+  if (!free_blocks_.empty()) {
+    b = free_blocks_.back();
+    free_blocks_.pop_back();
+  } else {
+    b = static_cast<int32_t>(blocks_.size());
+    blocks_.emplace_back();
+    blocks_.back().pages.resize(static_cast<size_t>(n_layers_));
+  }
+  blocks_[static_cast<size_t>(b)].refs = 1;
+  ++stats_.blocks_live;
+  return b;
+}
+
+void PagedKvCache::drop_page(Page& p) const {
+  if (p.data) {
+    lru_.erase(p.lru);
+    p.data.reset();
+    resident_ -= page_bytes_;
+  }
+  p.on_disk = p.dirty = false;
+  p.pins = 0;
+  p.last_use = 0;
+}
+
+void PagedKvCache::unref_block(int32_t b) {
+  Block& blk = blocks_[static_cast<size_t>(b)];
+  if (--blk.refs > 0) return;
+  Lock lk(mu_);
+  for (auto& p : blk.pages) {
+    loaded_cv_.wait(lk, [&] { return !p.loading; });
+    drop_page(p);
+  }
+  free_blocks_.push_back(b);
+  --stats_.blocks_live;
+}
+
+int64_t PagedKvCache::length(int32_t seq) const {
+  const Seq* s = find_seq(seq);
+  return s ? s->length : 0;
+}
+
+void PagedKvCache::reserve(int32_t seq, int64_t new_length) {
+  if (opts_.max_ctx > 0 && new_length > opts_.max_ctx)
+    fail("sequence of ", new_length, " tokens exceeds the context size ", opts_.max_ctx);
+  Seq& s = seq_state(seq);
+  const size_t need = static_cast<size_t>((new_length + B_ - 1) / B_);
+  while (s.table.size() < need) s.table.push_back(alloc_block());
+}
+
+void PagedKvCache::make_private(Seq& s, size_t index) {
+  const int32_t old = s.table[index];
+  if (blocks_[static_cast<size_t>(old)].refs == 1) return;
+  const int32_t fresh = alloc_block();
+  {
+    Lock lk(mu_);
+    for (int64_t l = 0; l < n_layers_; ++l) {
+      const Page& src = page(page_id(old, l));
+      if (!src.data && !src.on_disk) continue;  // never written: nothing to copy
+      const uint8_t* from = acquire(page_id(old, l), lk);
+      uint8_t* to = acquire(page_id(fresh, l), lk);
+      std::memcpy(to, from, page_bytes_);
+      page(page_id(fresh, l)).dirty = true;
+      release_pin(page_id(old, l));
+      release_pin(page_id(fresh, l));
+    }
+    ++stats_.cow_copies;
+  }
+  s.table[index] = fresh;
+  unref_block(old);
+}
+
+void PagedKvCache::encode_row(const float* c_kv, const float* k_rope, uint8_t* c_dst, uint8_t* r_dst) const {
+  quantize_row(c_type_, c_kv, c_dst, kv_lora_rank_);
+  quantize_row(r_type_, k_rope, r_dst, rope_dim_);
+}
+
+void PagedKvCache::store(int32_t seq, int64_t layer, int64_t pos, const float* c_kv, const float* k_rope) {
+  Seq& s = seq_state(seq);
+  const size_t index = static_cast<size_t>(pos / B_);
+  if (index >= s.table.size()) fail("KV cache: position ", pos, " not reserved");
+  make_private(s, index);
+  const uint64_t id = page_id(s.table[index], layer);
+  const int64_t row = pos % B_;
+  Lock lk(mu_);
+  uint8_t* data = acquire(id, lk);
+  encode_row(c_kv, k_rope, data + row * c_row_, data + B_ * c_row_ + row * r_row_);
+  page(id).dirty = true;
+  release_pin(id);
+  make_room(0, 0);
+}
+
+void PagedKvCache::store_raw(int32_t seq, int64_t layer, int64_t pos, int64_t count, const uint8_t* c_rows,
+                             const uint8_t* r_rows) {
+  Seq& s = seq_state(seq);
+  for (int64_t done = 0; done < count;) {
+    const int64_t p = pos + done;
+    const size_t index = static_cast<size_t>(p / B_);
+    if (index >= s.table.size()) fail("KV cache: position ", p, " not reserved");
+    make_private(s, index);
+    const int64_t row = p % B_, n = std::min(count - done, B_ - row);
+    const uint64_t id = page_id(s.table[index], layer);
+    Lock lk(mu_);
+    uint8_t* data = acquire(id, lk);
+    std::memcpy(data + row * c_row_, c_rows + done * c_row_, static_cast<size_t>(n) * c_row_);
+    std::memcpy(data + B_ * c_row_ + row * r_row_, r_rows + done * r_row_, static_cast<size_t>(n) * r_row_);
+    page(id).dirty = true;
+    release_pin(id);
+    done += n;
+  }
+}
+
+void PagedKvCache::set_length(int32_t seq, int64_t length) { seq_state(seq).length = length; }
+
+void PagedKvCache::clear(int32_t seq) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return;
+  for (int32_t b : it->second.table) unref_block(b);
+  seqs_.erase(it);
+}
+
+void PagedKvCache::truncate(int32_t seq, int64_t length) {
+  Seq& s = seq_state(seq);
+  s.length = std::min(s.length, std::max<int64_t>(length, 0));
+  const size_t keep = static_cast<size_t>((s.length + B_ - 1) / B_);
+  while (s.table.size() > keep) {
+    unref_block(s.table.back());
+    s.table.pop_back();
+  }
+  if (static_cast<int64_t>(s.tokens.size()) > s.length) s.tokens.resize(static_cast<size_t>(s.length));
+}
+
+uint64_t PagedKvCache::bytes_used() const { return stats_.blocks_live * stats_.block_bytes; }
+
+// --- reading ------------------------------------------------------------------------
+
+KvCache::Run PagedKvCache::run_at(int32_t seq, int64_t layer, int64_t pos, int64_t end) const {
+  const Seq* s = find_seq(seq);
+  if (!s) fail("KV cache: unknown sequence ", seq);
+  const size_t index = static_cast<size_t>(pos / B_);
+  const int64_t row = pos % B_;
+  const uint64_t id = page_id(s->table[index], layer);
+  const uint8_t* data;
+  Run r{std::min(end - pos, B_ - row), nullptr, nullptr};
+  if (tiered_) {
+    Lock lk(mu_);
+    data = acquire(id, lk);
+    r.pin = reinterpret_cast<const void*>(static_cast<uintptr_t>(id + 1));
+  } else {
+    // RAM only: pages never move, and nothing changes the tables during a sweep.
+    data = page(id).data.get();
+  }
+  r.c_kv_raw = data + row * c_row_;
+  r.k_rope_raw = data + B_ * c_row_ + row * r_row_;
+  r.c_kv_type = c_type_;
+  r.k_rope_type = r_type_;
+  if (c_type_ == GgmlType::F32 && r_type_ == GgmlType::F32) {
+    r.c_kv = static_cast<const float*>(r.c_kv_raw);
+    r.k_rope = static_cast<const float*>(r.k_rope_raw);
+  }
+  return r;
+}
+
+void PagedKvCache::unpin(const Run& r) const {
+  if (!r.pin) return;
+  Lock lk(mu_);
+  release_pin(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(r.pin)) - 1);
+  make_room(0, 0);  // a tiny budget may have been exceeded while pages were pinned
+}
+
+void PagedKvCache::for_each_raw_run(int32_t seq, int64_t layer, int64_t n,
+                                    const std::function<void(int64_t, int64_t, const uint8_t*, const uint8_t*)>& fn) const {
+  for (int64_t pos = 0; pos < n;) {
+    Run r = run_at(seq, layer, pos, n);
+    struct Unpin {
+      const PagedKvCache& kv;
+      const Run& r;
+      ~Unpin() { kv.unpin(r); }
+    } guard{*this, r};
+    fn(pos, r.count, static_cast<const uint8_t*>(r.c_kv_raw), static_cast<const uint8_t*>(r.k_rope_raw));
+    pos += r.count;
+  }
+}
+
+// --- tiers --------------------------------------------------------------------------
+
+uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
+  Page* p = &page(id);
+  loaded_cv_.wait(lk, [&] { return !p->loading; });
+  if (!p->data) {
+    make_room(page_bytes_, 0);
+    if (p->on_disk) {
+      p->loading = true;
+      ++stats_.demand_reads;
+      ++stats_.pages_read;
+      auto buf = std::make_unique<uint8_t[]>(page_bytes_);
+      lk.unlock();
+      read_page(id, buf.get());
+      lk.lock();
+      p = &page(id);
+      p->data = std::move(buf);
+      p->loading = false;
+      loaded_cv_.notify_all();
+    } else {
+      p->data = std::make_unique<uint8_t[]>(page_bytes_);  // zeroed
+      p->dirty = true;
+    }
+    p->lru = lru_.insert(lru_.end(), id);
+    resident_ += page_bytes_;
+    stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
+  } else {
+    lru_.splice(lru_.end(), lru_, p->lru);
+  }
+  p->last_use = ++clock_;
+  ++p->pins;
+  return p->data.get();
+}
+
+void PagedKvCache::release_pin(uint64_t id) const { --page(id).pins; }
+
+bool PagedKvCache::make_room(uint64_t bytes, uint64_t older_than) const {
+  if (opts_.ram_budget == 0 || resident_ + bytes <= opts_.ram_budget) return true;
+  if (!tiered_)
+    fail("the KV cache needs more than --kv-ram-budget (", opts_.ram_budget,
+         " bytes); give --kv-disk DIR to keep cold blocks on disk");
+  auto it = lru_.begin();
+  while (resident_ + bytes > opts_.ram_budget) {
+    while (it != lru_.end() && page(*it).pins > 0) ++it;
+    if (it == lru_.end()) break;
+    const uint64_t victim = *it++;
+    if (older_than && page(victim).last_use >= older_than) return false;
+    evict(victim);
+  }
+  // Pinned pages may exceed a tiny budget: each reader needs its page in RAM.
+  return older_than == 0 || resident_ + bytes <= opts_.ram_budget;
+}
+
+void PagedKvCache::evict(uint64_t id) const {
+  Page& p = page(id);
+  if (p.dirty || !p.on_disk) write_page(id);
+  lru_.erase(p.lru);
+  p.data.reset();
+  resident_ -= page_bytes_;
+}
+
+void PagedKvCache::write_page(uint64_t id) const {
+  Page& p = page(id);
+  const auto* data = p.data.get();
+  off_t off = static_cast<off_t>(id * page_bytes_);
+  for (size_t done = 0; done < page_bytes_;) {
+    ssize_t n = ::pwrite(disk_fd_, data + done, page_bytes_ - done, off + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) io_failure("write");
+    done += static_cast<size_t>(n);
+  }
+  p.on_disk = true;
+  p.dirty = false;
+  ++stats_.pages_written;
+}
+
+void PagedKvCache::read_page(uint64_t id, uint8_t* dst) const {
+  off_t off = static_cast<off_t>(id * page_bytes_);
+  for (size_t done = 0; done < page_bytes_;) {
+    ssize_t n = ::pread(disk_fd_, dst + done, page_bytes_ - done, off + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) io_failure("read");
+    done += static_cast<size_t>(n);
+  }
+}
+
+void PagedKvCache::will_read(int32_t seq, int64_t layer, int64_t n) const {
+  if (!tiered_ || !opts_.prefetch) return;
+  Lock lk(mu_);
+  if (seq == sweep_seq_ && layer == sweep_layer_ && n == sweep_n_) return;
+  sweep_seq_ = seq, sweep_layer_ = layer, sweep_n_ = n;
+  sweep_start_ = clock_ + 1;
+  const Seq* s = find_seq(seq);
+  if (!s) return;
+  // This layer's pages in sweep order, then the next layer's (wrapping to layer 0 for
+  // the next decode step).
+  prefetch_queue_.clear();
+  const size_t nb = std::min(s->table.size(), static_cast<size_t>((n + B_ - 1) / B_));
+  for (int64_t l : {layer, (layer + 1) % n_layers_})
+    for (size_t i = 0; i < nb; ++i) prefetch_queue_.push_back(page_id(s->table[i], l));
+  prefetch_cv_.notify_one();
+}
+
+void PagedKvCache::prefetch_loop() {
+  Lock lk(mu_);
+  for (;;) {
+    prefetch_cv_.wait(lk, [&] { return stop_ || !prefetch_queue_.empty(); });
+    if (stop_) return;
+    const uint64_t id = prefetch_queue_.front();
+    prefetch_queue_.pop_front();
+    Page* p = &page(id);
+    if (p->data || p->loading || !p->on_disk) continue;  // resident, busy, or freed
+    // Room may only come from pages the current sweep has not touched yet.
+    if (!make_room(page_bytes_, sweep_start_)) {
+      prefetch_queue_.clear();
+      continue;
+    }
+    p->loading = true;
+    auto buf = std::make_unique<uint8_t[]>(page_bytes_);
+    lk.unlock();
+    read_page(id, buf.get());
+    lk.lock();
+    p = &page(id);
+    p->data = std::move(buf);
+    p->loading = false;
+    p->lru = lru_.insert(lru_.end(), id);
+    p->last_use = ++clock_;
+    resident_ += page_bytes_;
+    stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
+    ++stats_.pages_prefetched;
+    ++stats_.pages_read;
+    loaded_cv_.notify_all();
+  }
+}
+
+// --- prefix reuse ---------------------------------------------------------------------
+
+int64_t PagedKvCache::attach_prefix(int32_t seq, std::span<const int32_t> tokens) {
+  if (length(seq) != 0) fail("attach_prefix: sequence ", seq, " is not empty");
+  clear(seq);
+  PrefixTree::Match m = tree_.lookup(tokens);
+  ++stats_.prefix_lookups;
+  stats_.prefix_tokens_requested += tokens.size();
+  const int64_t reused = m.tokens();
+  if (reused == 0) return 0;
+  ++stats_.prefix_hits;
+  stats_.prefix_tokens_reused += static_cast<uint64_t>(reused);
+  Seq& s = seq_state(seq);
+  for (int32_t b : m.full_blocks) {
+    ++blocks_[static_cast<size_t>(b)].refs;
+    s.table.push_back(b);
+  }
+  if (m.partial_tokens > 0) {
+    // Share the divergent block for a moment, then copy it on the spot: positions past
+    // the divergence will be overwritten by this sequence.
+    ++blocks_[static_cast<size_t>(m.partial_block)].refs;
+    s.table.push_back(m.partial_block);
+    make_private(s, s.table.size() - 1);
+  }
+  s.length = reused;
+  s.tokens.assign(tokens.begin(), tokens.begin() + reused);
+  return reused;
+}
+
+void PagedKvCache::publish(int32_t seq, std::span<const int32_t> tokens) {
+  Seq& s = seq_state(seq);
+  if (static_cast<int64_t>(tokens.size()) > s.length)
+    fail("publish: ", tokens.size(), " tokens for sequence ", seq, " of length ", s.length);
+  s.tokens.assign(tokens.begin(), tokens.end());
+  std::vector<int32_t> held, dropped;
+  tree_.insert(tokens, s.table, held, dropped);
+  for (int32_t b : held) ++blocks_[static_cast<size_t>(b)].refs;
+  for (int32_t b : dropped) unref_block(b);
+  if (opts_.max_prefix_blocks) trim_prefix_cache(opts_.max_prefix_blocks);
+}
+
+std::vector<int32_t> PagedKvCache::tokens(int32_t seq) const {
+  const Seq* s = find_seq(seq);
+  return s ? s->tokens : std::vector<int32_t>{};
+}
+
+void PagedKvCache::trim_prefix_cache(uint64_t max_blocks) {
+  std::vector<int32_t> dropped;
+  tree_.trim(max_blocks, [&](int32_t b) { return blocks_[static_cast<size_t>(b)].refs == 1; }, dropped);
+  for (int32_t b : dropped) unref_block(b);
+}
+
+KvStats PagedKvCache::stats() const {
+  Lock lk(mu_);
+  KvStats s = stats_;
+  s.resident_bytes = resident_;
+  s.blocks_in_prefix_tree = tree_.n_blocks();
+  return s;
+}
+
+}  // namespace mlamoe

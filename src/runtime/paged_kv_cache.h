@@ -1,0 +1,183 @@
+// The paged, prefix-sharing, RAM+SSD tiered latent KV cache.
+//
+// A block holds `block_tokens` consecutive positions of one sequence: for every layer,
+// a page of c_kv rows then k_rope rows (in the cache's storage type). Blocks come from
+// an allocator with reference counts; a sequence is a block table. Several sequences,
+// and the prefix tree, may hold the same block: a write into a shared block copies it
+// first (copy-on-write), so a shared prefix is stored once.
+//
+// Tiers: a page is resident in RAM, on disk, or both. With a RAM budget and a disk
+// directory, the least-recently-used unpinned pages are written out (if dirty) and
+// dropped when the budget is exceeded; a sweep over a layer reads cold pages back on
+// demand, while a background thread reads ahead of the sweep (this layer, then the
+// next). A page stays pinned while attention reads it, so its pointer stays valid.
+//
+// Prefix reuse: publish(seq, tokens) records which token ids a sequence's entries
+// belong to and inserts its blocks into a radix tree over token ids; attach_prefix()
+// gives a new sequence the longest cached prefix (whole blocks shared, the first
+// divergent block copied up to the divergence).
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/kv_cache.h"
+#include "runtime/prefix_tree.h"
+
+namespace mlamoe {
+
+struct PagedKvOptions {
+  int64_t block_tokens = 32;          // positions per block
+  GgmlType type = GgmlType::F32;      // storage: F32, F16, BF16 or Q8_0
+  uint64_t ram_budget = 0;            // bytes of resident pages; 0: unlimited
+  std::string disk_dir;               // where cold pages go; empty: RAM only
+  int64_t max_ctx = 0;                // per-sequence limit; 0: none
+  bool prefetch = true;               // read cold pages ahead of the attention sweep
+  uint64_t max_prefix_blocks = 0;     // blocks kept only for reuse; 0: unlimited
+};
+
+// "f32" | "f16" | "bf16" | "q8_0" -> type; Error otherwise.
+GgmlType parse_kv_type(const std::string& s);
+
+struct KvStats {
+  // Prefix reuse (attach_prefix calls).
+  uint64_t prefix_lookups = 0, prefix_hits = 0;          // hits: reused ≥ 1 token
+  uint64_t prefix_tokens_requested = 0, prefix_tokens_reused = 0;
+  uint64_t cow_copies = 0;                               // blocks copied on write
+  // Blocks.
+  uint64_t blocks_live = 0, blocks_in_prefix_tree = 0, block_bytes = 0;
+  // Tiers.
+  uint64_t resident_bytes = 0, peak_resident_bytes = 0, ram_budget = 0;
+  uint64_t pages_written = 0, pages_read = 0, pages_prefetched = 0, demand_reads = 0;
+  double prefix_hit_rate() const { return prefix_lookups ? double(prefix_hits) / prefix_lookups : 0; }
+  double token_reuse_rate() const {
+    return prefix_tokens_requested ? double(prefix_tokens_reused) / prefix_tokens_requested : 0;
+  }
+};
+
+class PagedKvCache final : public KvCache {
+ public:
+  PagedKvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_dim, PagedKvOptions opts);
+  ~PagedKvCache() override;
+  PagedKvCache(const PagedKvCache&) = delete;
+  PagedKvCache& operator=(const PagedKvCache&) = delete;
+
+  // KvCache
+  int64_t length(int32_t seq) const override;
+  void reserve(int32_t seq, int64_t new_length) override;
+  void store(int32_t seq, int64_t layer, int64_t pos, const float* c_kv, const float* k_rope) override;
+  void set_length(int32_t seq, int64_t length) override;
+  void clear(int32_t seq) override;
+  void truncate(int32_t seq, int64_t length) override;
+  uint64_t bytes_used() const override;  // live blocks × block bytes (shared blocks once)
+  Run run_at(int32_t seq, int64_t layer, int64_t pos, int64_t end) const override;
+  void unpin(const Run& r) const override;
+  void will_read(int32_t seq, int64_t layer, int64_t n) const override;
+
+  // Prefix reuse (the API the server and generate() use).
+  // `seq` must be empty: gives it the longest cached prefix of `tokens`; returns the
+  // number of positions reused (its length afterwards).
+  int64_t attach_prefix(int32_t seq, std::span<const int32_t> tokens);
+  // Records the token ids of positions [0, tokens.size()) of `seq` (≤ its length) and
+  // makes its blocks reusable by later sequences.
+  void publish(int32_t seq, std::span<const int32_t> tokens);
+  // The token ids last published for `seq` (empty if none).
+  std::vector<int32_t> tokens(int32_t seq) const;
+  // Ends a sequence: its blocks stay reusable through the prefix tree.
+  void release(int32_t seq) { clear(seq); }
+  // Drops least-recently-used prefix-tree blocks no sequence holds, down to max_blocks.
+  void trim_prefix_cache(uint64_t max_blocks);
+  KvStats stats() const;
+
+  // Storage facts (sessions, info, bench).
+  const PagedKvOptions& options() const { return opts_; }
+  GgmlType c_kv_type() const { return c_type_; }
+  GgmlType k_rope_type() const { return r_type_; }
+  size_t c_kv_row_bytes() const { return c_row_; }
+  size_t k_rope_row_bytes() const { return r_row_; }
+  uint64_t bytes_per_token() const { return static_cast<uint64_t>(n_layers_) * (c_row_ + r_row_); }
+
+  // Raw rows in the storage type, for sessions: fn(first_pos, count, c_rows, r_rows)
+  // over positions [0, n) of one layer (pinned during the call).
+  void for_each_raw_run(int32_t seq, int64_t layer, int64_t n,
+                        const std::function<void(int64_t, int64_t, const uint8_t*, const uint8_t*)>& fn) const;
+  // Stores `count` raw rows at positions [pos, pos+count) (reserve first).
+  void store_raw(int32_t seq, int64_t layer, int64_t pos, int64_t count, const uint8_t* c_rows, const uint8_t* r_rows);
+
+ private:
+  struct Page {
+    std::unique_ptr<uint8_t[]> data;  // resident copy, or null
+    int32_t pins = 0;
+    bool on_disk = false;  // the disk slot holds this page's content
+    bool dirty = false;    // RAM copy differs from disk
+    bool loading = false;  // a read from disk is under way (outside the lock)
+    uint64_t last_use = 0;
+    std::list<uint64_t>::iterator lru;
+  };
+  struct Block {
+    int32_t refs = 0;  // sequences + prefix tree holding it
+    std::vector<Page> pages;  // one per layer
+  };
+  struct Seq {
+    std::vector<int32_t> table;  // block ids
+    int64_t length = 0;
+    std::vector<int32_t> tokens;  // published token ids
+  };
+  using Lock = std::unique_lock<std::mutex>;
+
+  Seq& seq_state(int32_t seq);
+  const Seq* find_seq(int32_t seq) const;
+  int32_t alloc_block();
+  void unref_block(int32_t b);
+  void make_private(Seq& s, size_t index);  // copy-on-write of table[index]
+  Page& page(uint64_t id) const { return blocks_[id / n_layers_].pages[id % n_layers_]; }
+  uint64_t page_id(int32_t block, int64_t layer) const { return static_cast<uint64_t>(block) * n_layers_ + layer; }
+  // Makes a page resident and pins it (Lock held; may drop it while reading).
+  uint8_t* acquire(uint64_t id, Lock& lk) const;
+  void release_pin(uint64_t id) const;  // Lock held
+  // Evicts LRU pages until `bytes` more fit in the budget; returns false if it could not
+  // (only pages last used before `older_than` may go when that is non-zero).
+  bool make_room(uint64_t bytes, uint64_t older_than) const;
+  void evict(uint64_t id) const;
+  void write_page(uint64_t id) const;
+  void read_page(uint64_t id, uint8_t* dst) const;
+  void drop_page(Page& p) const;
+  void prefetch_loop();
+  void encode_row(const float* c_kv, const float* k_rope, uint8_t* c_dst, uint8_t* r_dst) const;
+
+  PagedKvOptions opts_;
+  GgmlType c_type_, r_type_;
+  size_t c_row_, r_row_, page_bytes_;
+  int64_t B_;
+  bool tiered_;
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable loaded_cv_, prefetch_cv_;
+  mutable std::deque<Block> blocks_;  // deque: references stay valid as it grows
+  std::vector<int32_t> free_blocks_;
+  std::map<int32_t, Seq> seqs_;
+  PrefixTree tree_;
+  mutable std::list<uint64_t> lru_;  // resident pages, least recently used first
+  mutable uint64_t clock_ = 0, resident_ = 0;
+  mutable KvStats stats_;
+  int disk_fd_ = -1;
+
+  // Read-ahead state: the sweep in progress and the pages to read next.
+  mutable int32_t sweep_seq_ = -1;
+  mutable int64_t sweep_layer_ = -1, sweep_n_ = -1;
+  mutable uint64_t sweep_start_ = 0;
+  mutable std::deque<uint64_t> prefetch_queue_;
+  bool stop_ = false;
+  std::thread prefetcher_;
+};
+
+}  // namespace mlamoe
