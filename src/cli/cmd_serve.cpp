@@ -1,0 +1,121 @@
+// mlamoe serve: an OpenAI-compatible HTTP server with continuous batching
+// (src/server). SIGINT/SIGTERM shut it down gracefully: new requests are refused,
+// running streams get --shutdown-grace seconds to finish and are then cut cleanly
+// (finish_reason "length", then [DONE]), and the process exits 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "cli/command.h"
+#include "cli/common_flags.h"
+#include "cli/default_model.h"
+#include "common/error.h"
+#include "common/parse.h"
+#include "server/http_server.h"
+#include "server/scheduler.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace mlamoe::cli {
+namespace {
+
+int run_serve(int argc, char** argv) {
+  CLI::App app{"Serve the model over an OpenAI-compatible HTTP API"};
+  ModelFlags mf;
+  mf.add_to(app, /*model_required=*/false);
+  server::ServerOptions so;
+  server::SchedulerOptions sched;
+  std::string alias, chat_template, max_body = "8MiB";
+  double grace = 5.0;
+  bool quiet = false;
+  app.add_option("--host", so.host, "address to listen on")->capture_default_str();
+  app.add_option("--port", so.port, "port to listen on (0: any free port, printed at start)")->capture_default_str();
+  app.add_option("--parallel,--np", sched.max_sequences, "sequences decoded together in one batch")->capture_default_str();
+  app.add_option("--max-queue", sched.max_queue, "requests that may wait for a slot; more get 429")->capture_default_str();
+  app.add_option("-b,--batch-size", sched.prefill_chunk, "prompt tokens processed per step (chunked prefill)")->capture_default_str();
+  app.add_option("--kv-tokens", sched.kv_tokens, "KV positions all sequences may reserve (0: parallel x ctx)")->capture_default_str();
+  app.add_option("--api-key", so.api_key, "require 'Authorization: Bearer KEY' on /v1/*");
+  app.add_option("--timeout", so.timeout_seconds, "HTTP read/write timeout in seconds")->capture_default_str();
+  app.add_option("--alias", alias, "model name for /v1/models and requests (default: the file name)");
+  app.add_option("--chat-template", chat_template, "chat template: built-in name (deepseek2, deepseek3, r1) or Jinja file");
+  app.add_option("--max-tokens", so.limits.max_tokens_cap, "largest max_tokens a request may ask for")->capture_default_str();
+  app.add_option("--max-body", max_body, "largest request body (e.g. 8MiB)")->capture_default_str();
+  app.add_option("--shutdown-grace", grace, "seconds running streams may finish after SIGINT/SIGTERM")->capture_default_str();
+  app.add_flag("--quiet", quiet, "no line per request on stderr");
+  return parse_and_run(app, argc, argv, [&] {
+    if (mf.model.empty()) mf.model = default_model_path();
+    if (so.port < 0 || so.port > 65535) fail("--port: expected 0..65535, got ", so.port);
+    if (sched.max_sequences < 1 || sched.max_sequences > 1024) fail("--parallel: expected 1..1024, got ", sched.max_sequences);
+    if (sched.max_queue < 0) fail("--max-queue: must not be negative");
+    if (sched.prefill_chunk < 1) fail("-b: must be at least 1");
+    if (so.timeout_seconds < 1) fail("--timeout: must be at least 1 second");
+    if (so.limits.max_tokens_cap < 1) fail("--max-tokens: must be at least 1");
+    so.max_body_bytes = parse_byte_size(max_body);
+    if (so.max_body_bytes < 1024) fail("--max-body: must be at least 1KiB");
+    so.log_requests = !quiet;
+
+    // Signals go to one waiting thread (blocked everywhere else, before any thread starts).
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);  // a client that vanished must not kill the server
+
+    auto model = mf.load();
+    if (!model->gguf().has("tokenizer.ggml.tokens")) fail(mf.model, ": the model has no tokenizer data (tokenizer.ggml.tokens); serve needs one");
+    auto tok = Tokenizer::from_gguf(model->gguf());
+    std::unique_ptr<ChatTemplate> chat;
+    try {
+      chat = std::make_unique<ChatTemplate>(ChatTemplate::for_model(*tok, chat_template));
+    } catch (const Error& e) {
+      if (!chat_template.empty()) throw;
+      std::fprintf(stderr, "serve: no usable chat template (%s): /v1/chat/completions is off\n", e.what());
+    }
+    Engine engine(*model, mf.engine_options(*model));
+    so.model_id = alias.empty() ? std::filesystem::path(mf.model).filename().string() : alias;
+    so.aliases = {std::filesystem::path(mf.model).stem().string()};
+
+    server::Scheduler scheduler(engine, sched);
+    server::HttpServer http(scheduler, *tok, chat.get(), so);
+    const int port = http.bind();
+    std::fprintf(stderr, "serve: listening on http://%s:%d  model %s, %d parallel, context %lld, chat template %s\n",
+                 so.host.c_str(), port, so.model_id.c_str(), sched.max_sequences, static_cast<long long>(engine.n_ctx()),
+                 chat ? chat->name().c_str() : "none");
+    std::fflush(stderr);
+    scheduler.start();
+
+    std::atomic<bool> serving_done{false}, by_signal{false};
+    std::thread waiter([&] {
+      int sig = 0;
+      sigwait(&stop_signals, &sig);
+      if (!serving_done) {
+        by_signal = true;
+        std::fprintf(stderr, "serve: %s received, shutting down (running streams get %.1f s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", grace);
+      }
+      http.begin_shutdown();
+      scheduler.shutdown(grace);
+      // stop() only works once the server is listening: repeat until run() returned.
+      while (!serving_done) {
+        http.stop();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+    http.run();
+    serving_done = true;
+    if (!by_signal) pthread_kill(waiter.native_handle(), SIGTERM);  // wake it: run() ended on its own
+    waiter.join();
+    if (!by_signal) fail("serve: the HTTP server stopped unexpectedly");
+    std::fprintf(stderr, "serve: stopped\n");
+    return 0;
+  });
+}
+
+}  // namespace
+MLAMOE_COMMAND("serve", "serve the model over an OpenAI-compatible HTTP API (continuous batching)", run_serve);
+}  // namespace mlamoe::cli

@@ -1,0 +1,278 @@
+// Continuous batching on a fixture model (DeepSeek's reference weights): several
+// requests decoded together, with chunked prompts mixed into decode steps, produce
+// exactly the tokens each produces alone through runtime/generate; cancellation,
+// limits, the queue and shutdown behave.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <map>
+
+#include "model/engine.h"
+#include "runtime/generate.h"
+#include "server/api_error.h"
+#include "server/scheduler.h"
+#include "test_paths.h"
+
+using namespace mlamoe;
+using namespace mlamoe::server;
+
+namespace {
+
+const Model& fixture_model() {
+  static std::unique_ptr<Model> m = Model::load(test::shared_dir() + "/fixtures/v3/model.gguf");
+  return *m;
+}
+
+std::vector<int32_t> prompt_of(const std::string& s) { return {s.begin(), s.end()}; }
+
+// One request's outcome, filled by the scheduler's callbacks.
+struct Outcome {
+  std::vector<int32_t> tokens;
+  std::vector<GeneratedToken> details;
+  std::promise<void> done;
+  FinishReason reason = FinishReason::Error;
+  SequenceUsage usage;
+  std::string error;
+};
+
+SequenceRequest request(const std::vector<int32_t>& prompt, int64_t max_tokens, const std::shared_ptr<Outcome>& out,
+                        float temperature = 0.f, uint64_t seed = 1) {
+  SequenceRequest r;
+  r.prompt = prompt;
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = temperature;
+  r.sampling.seed = seed;
+  r.on_token = [out](const GeneratedToken& g) {
+    out->tokens.push_back(g.id);
+    out->details.push_back(g);
+    return true;
+  };
+  r.on_finish = [out](FinishReason reason, const SequenceUsage& u, const std::string& e) {
+    out->reason = reason;
+    out->usage = u;
+    out->error = e;
+    out->done.set_value();
+  };
+  return r;
+}
+
+// The tokens generate() gives for `prompt` alone in a fresh engine.
+std::vector<int32_t> alone(const std::vector<int32_t>& prompt, int n, float temperature = 0.f, uint64_t seed = 1) {
+  Engine engine(fixture_model(), EngineOptions{128});
+  GenerateOptions g;
+  g.n_predict = n;
+  g.sampling.temperature = temperature;
+  g.sampling.seed = seed;
+  std::vector<int32_t> tokens = prompt;
+  std::vector<int32_t> out;
+  generate(engine, 0, tokens, g, [&](int32_t t) {
+    out.push_back(t);
+    return true;
+  });
+  return out;
+}
+
+void wait(Outcome& o) {
+  ASSERT_EQ(o.done.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready) << "request never finished";
+}
+
+}  // namespace
+
+class BatchedDecode : public ::testing::TestWithParam<int> {};  // prefill chunk
+
+TEST_P(BatchedDecode, GivesEachRequestItsAloneTokens) {
+  const std::vector<std::string> prompts = {"The quick brown fox", "A", "DeepSeek-V3 uses MLA", "0123456789abcdef", "xy"};
+  const int n = 24;
+  Engine engine(fixture_model(), EngineOptions{128});
+  SchedulerOptions o;
+  o.max_sequences = 8;
+  o.prefill_chunk = GetParam();
+  Scheduler s(engine, o);
+  std::vector<std::shared_ptr<Outcome>> outs;
+  for (const auto& p : prompts) {
+    outs.push_back(std::make_shared<Outcome>());
+    s.submit(request(prompt_of(p), n, outs.back()));
+  }
+  s.start();
+  for (auto& o : outs) wait(*o);
+  int64_t total = 0, prompt_tokens = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(outs[i]->reason, FinishReason::Length);
+    EXPECT_EQ(outs[i]->tokens, alone(prompt_of(prompts[i]), n)) << "prompt '" << prompts[i] << "'";
+    EXPECT_EQ(outs[i]->usage.completion_tokens, n);
+    EXPECT_EQ(outs[i]->usage.prompt_tokens, static_cast<int64_t>(prompts[i].size()));
+    total += n;
+    prompt_tokens += static_cast<int64_t>(prompts[i].size());
+  }
+  // They really shared forward passes: decode rode along with the prompt chunks, and
+  // after the last prompt every step decoded all (one at a time would take 5 × 23).
+  const auto st = s.stats();
+  const int64_t prefill_steps = (prompt_tokens + GetParam() - 1) / GetParam();
+  EXPECT_LE(st.steps, prefill_steps + n - 1);
+  EXPECT_EQ(st.generated_tokens_total + static_cast<int64_t>(prompts.size()), total);  // the first token comes from prefill
+  EXPECT_EQ(engine.kv().bytes_used(), 0u) << "every sequence's KV entries are freed";
+}
+
+INSTANTIATE_TEST_SUITE_P(PrefillChunks, BatchedDecode, ::testing::Values(256, 3, 1));
+
+TEST(Scheduler, SeededSamplingIsPerSequence) {
+  // Temperature sampling with its own seed per request: batched == alone.
+  Engine engine(fixture_model(), EngineOptions{128});
+  Scheduler s(engine, {});
+  auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
+  s.submit(request(prompt_of("hello"), 16, a, 1.0f, 7));
+  s.submit(request(prompt_of("hello"), 16, b, 1.0f, 8));
+  s.start();
+  wait(*a);
+  wait(*b);
+  EXPECT_EQ(a->tokens, alone(prompt_of("hello"), 16, 1.0f, 7));
+  EXPECT_EQ(b->tokens, alone(prompt_of("hello"), 16, 1.0f, 8));
+  EXPECT_NE(a->tokens, b->tokens);
+}
+
+TEST(Scheduler, LogprobsMatchTheModel) {
+  Engine engine(fixture_model(), EngineOptions{128});
+  Scheduler s(engine, {});
+  auto o = std::make_shared<Outcome>();
+  auto r = request(prompt_of("abc"), 3, o);
+  r.top_logprobs = 4;
+  s.submit(std::move(r));
+  s.start();
+  wait(*o);
+  ASSERT_EQ(o->details.size(), 3u);
+  for (const auto& g : o->details) {
+    ASSERT_EQ(g.top.size(), 4u);
+    EXPECT_EQ(g.top[0].token, g.id);  // greedy picks the most likely
+    EXPECT_FLOAT_EQ(g.top[0].logprob, g.logprob);
+    EXPECT_LT(g.logprob, 0.f);
+    EXPECT_GE(g.top[0].logprob, g.top[3].logprob);
+  }
+}
+
+TEST(Scheduler, StopTokenAndCallbackEndTheSequence) {
+  const auto ref = alone(prompt_of("stop here"), 10);
+  Engine engine(fixture_model(), EngineOptions{128});
+  Scheduler s(engine, {});
+  auto by_token = std::make_shared<Outcome>(), by_text = std::make_shared<Outcome>();
+  auto r = request(prompt_of("stop here"), 10, by_token);
+  r.stop_tokens = {ref[3]};
+  s.submit(std::move(r));
+  auto r2 = request(prompt_of("stop here"), 10, by_text);
+  r2.on_token = [o = by_text](const GeneratedToken& g) {
+    o->tokens.push_back(g.id);
+    return o->tokens.size() < 2;  // e.g. a stop string completed
+  };
+  s.submit(std::move(r2));
+  s.start();
+  wait(*by_token);
+  wait(*by_text);
+  EXPECT_EQ(by_token->reason, FinishReason::Stop);
+  // Ends before the first occurrence of the stop token, which is not emitted.
+  const auto first = std::find(ref.begin(), ref.end(), ref[3]) - ref.begin();
+  EXPECT_EQ(by_token->tokens, std::vector<int32_t>(ref.begin(), ref.begin() + first));
+  EXPECT_EQ(by_text->reason, FinishReason::Stop);
+  EXPECT_EQ(by_text->tokens.size(), 2u);
+}
+
+TEST(Scheduler, CancelFreesTheSequence) {
+  Engine engine(fixture_model(), EngineOptions{128});
+  Scheduler s(engine, {});
+  auto o = std::make_shared<Outcome>();
+  auto r = request(prompt_of("long"), 100, o);
+  // The first token holds the scheduler until the test has cancelled: deterministic.
+  std::promise<void> first, cancelled;
+  std::shared_future<void> cancelled_f = cancelled.get_future().share();
+  r.on_token = [o, &first, cancelled_f](const GeneratedToken& g) {
+    o->tokens.push_back(g.id);
+    if (o->tokens.size() == 1) {
+      first.set_value();
+      cancelled_f.wait();
+    }
+    return true;
+  };
+  auto h = s.submit(std::move(r));
+  s.start();
+  first.get_future().wait();
+  h->cancel();
+  cancelled.set_value();
+  wait(*o);
+  EXPECT_EQ(o->reason, FinishReason::Cancelled);
+  EXPECT_EQ(o->tokens.size(), 1u) << "stopped at the next step";
+  EXPECT_EQ(s.stats().kv_tokens_reserved, 0);
+  EXPECT_EQ(engine.kv().bytes_used(), 0u);
+  EXPECT_EQ(s.stats().cancelled_total, 1);
+}
+
+TEST(Scheduler, RefusesWhatCannotFitBeforeAnyWork) {
+  Engine engine(fixture_model(), EngineOptions{64});
+  SchedulerOptions o;
+  o.max_queue = 2;
+  o.kv_tokens = 40;
+  Scheduler s(engine, o);
+  auto status_of = [&](SequenceRequest r) {
+    try {
+      s.submit(std::move(r));
+      return 0;
+    } catch (const ApiError& e) {
+      return e.status;
+    }
+  };
+  auto o1 = std::make_shared<Outcome>();
+  EXPECT_EQ(status_of(request(std::vector<int32_t>(64, 'a'), 1, o1)), 400);  // prompt fills the context
+  EXPECT_EQ(status_of(request(std::vector<int32_t>(30, 'a'), 40, o1)), 400);  // prompt + max_tokens > context
+  EXPECT_EQ(status_of(request(std::vector<int32_t>(30, 'a'), 20, o1)), 400);  // over the KV budget
+  EXPECT_EQ(status_of(request({}, 5, o1)), 400);
+  EXPECT_EQ(status_of(request({300}, 5, o1)), 400);  // token outside the vocabulary
+  // Not started: the queue fills up, then 429.
+  auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>(), c = std::make_shared<Outcome>();
+  EXPECT_EQ(status_of(request(prompt_of("a"), 5, a)), 0);
+  EXPECT_EQ(status_of(request(prompt_of("b"), 5, b)), 0);
+  EXPECT_EQ(status_of(request(prompt_of("c"), 5, c)), 429);
+  s.start();
+  wait(*a);
+  wait(*b);
+  EXPECT_EQ(a->reason, FinishReason::Length);
+}
+
+TEST(Scheduler, KvBudgetQueuesInsteadOfOvercommitting) {
+  // Two requests reserving 30 positions each with a budget of 40 run one after the other.
+  Engine engine(fixture_model(), EngineOptions{64});
+  SchedulerOptions o;
+  o.kv_tokens = 40;
+  Scheduler s(engine, o);
+  auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
+  s.submit(request(std::vector<int32_t>(10, 'a'), 20, a));
+  s.submit(request(std::vector<int32_t>(10, 'b'), 20, b));
+  s.start();
+  wait(*a);
+  wait(*b);
+  EXPECT_EQ(a->reason, FinishReason::Length);
+  EXPECT_EQ(b->reason, FinishReason::Length);
+  EXPECT_EQ(b->tokens, alone(std::vector<int32_t>(10, 'b'), 20));
+  EXPECT_GE(b->usage.queue_seconds, 0.0);
+}
+
+TEST(Scheduler, ShutdownEndsEverything) {
+  Engine engine(fixture_model(), EngineOptions{128});
+  SchedulerOptions o;
+  o.max_sequences = 1;
+  Scheduler s(engine, o);
+  auto running = std::make_shared<Outcome>(), queued = std::make_shared<Outcome>();
+  std::promise<void> first;
+  auto r = request(prompt_of("x"), 120, running);
+  r.on_token = [running, &first](const GeneratedToken& g) {
+    running->tokens.push_back(g.id);
+    if (running->tokens.size() == 1) first.set_value();
+    return true;
+  };
+  s.submit(std::move(r));
+  s.submit(request(prompt_of("y"), 5, queued));
+  s.start();
+  first.get_future().wait();
+  s.shutdown(0);
+  wait(*running);
+  wait(*queued);
+  EXPECT_EQ(queued->reason, FinishReason::Shutdown);
+  EXPECT_TRUE(running->reason == FinishReason::Shutdown || running->reason == FinishReason::Length);
+  EXPECT_THROW(s.submit(request(prompt_of("z"), 5, std::make_shared<Outcome>())), ApiError);
+}
