@@ -189,7 +189,7 @@ void print_compare(const std::string& data_dir, const std::string& user_model, c
       j["error"] = e.what();
       std::string msg = e.what();
       auto at = msg.find("needs at least");
-      tail = "  does not fit" + (at != std::string::npos ? ": " + msg.substr(at, msg.find(" (", at) - at) : "");
+      tail = "  does not fit" + (at != std::string::npos ? ": " + msg.substr(at) : "");
     }
     out.push_back(j);
     if (!json)

@@ -96,8 +96,10 @@ std::string roofline_svg(const Plan& p) {
     << "\">HBM " << si(bw) << "B/s</text>\n";
   for (auto& pt : points) {
     if (pt.ai <= 0 || pt.flops <= 0) continue;
+    const bool right_half = X(pt.ai) > W * 0.55;  // label on the side with room
     s << "<circle cx=\"" << X(pt.ai) << "\" cy=\"" << Y(pt.flops) << "\" r=\"6\" fill=\"" << pt.color << "\"/>"
-      << "<text x=\"" << X(pt.ai) + 9 << "\" y=\"" << Y(pt.flops) + 4 << "\" fill=\"" << pt.color << "\">" << pt.name << " ("
+      << "<text x=\"" << X(pt.ai) + (right_half ? -9 : 9) << "\" y=\"" << Y(pt.flops) + 18
+      << "\" text-anchor=\"" << (right_half ? "end" : "start") << "\" fill=\"" << pt.color << "\">" << pt.name << " ("
       << fmt("%.1f", pt.ai) << " FLOP/B, " << si(pt.flops) << "FLOP/s)</text>\n";
   }
   s << "<text x=\"" << L << "\" y=\"" << H - 2 << "\" font-size=\"10\" fill=\"#555\">"
