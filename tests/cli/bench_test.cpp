@@ -1,0 +1,72 @@
+// `mlamoe bench` end to end on the shared V2-Lite-shaped fixture: the JSON contract
+// (key names read by tools), consistent statistics and clear errors on bad flags.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_paths.h"
+
+using mlamoe::test::run_mlamoe;
+
+namespace {
+
+std::string fixture() { return mlamoe::test::shared_dir() + "/fixtures/v2lite/model.gguf"; }
+
+nlohmann::json last_line_json(const std::string& out) {
+  std::string s = out;
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return nlohmann::json::parse(s.substr(s.rfind('\n') + 1));
+}
+
+}  // namespace
+
+TEST(CliBench, JsonLastLineHasTheContractKeys) {
+  auto r = run_mlamoe({"bench", "-m", fixture(), "-p", "8", "-n", "4", "-r", "3", "-t", "2", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = last_line_json(r.out);
+  for (const char* test : {"pp", "tg"}) {
+    ASSERT_TRUE(j.contains(test)) << r.out;
+    const double lo = j[test]["min"], mid = j[test]["median"], hi = j[test]["max"];
+    EXPECT_GT(lo, 0.0);
+    EXPECT_LE(lo, mid);
+    EXPECT_LE(mid, hi);
+  }
+  EXPECT_GT(j["membw_gbps"].get<double>(), 0.0);
+  EXPECT_GT(j["bytes_per_token"].get<uint64_t>(), 0u);
+  EXPECT_NEAR(j["roofline_tg"].get<double>(), j["membw_gbps"].get<double>() * 1e9 / j["bytes_per_token"].get<double>(),
+              1e-6 * j["roofline_tg"].get<double>());
+  EXPECT_EQ(j["threads"], 2);
+  const std::string isa = j["isa"];
+  EXPECT_TRUE(isa == "avx512" || isa == "avx2" || isa == "scalar") << isa;
+  EXPECT_EQ(j["model"], fixture());
+  EXPECT_NE(r.out.find("% of roofline"), std::string::npos) << r.out;
+}
+
+TEST(CliBench, SkippedTestIsNull) {
+  auto r = run_mlamoe({"bench", "-m", fixture(), "-p", "0", "-n", "2", "-r", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = last_line_json(r.out);
+  EXPECT_TRUE(j["pp"].is_null());
+  EXPECT_GT(j["tg"]["median"].get<double>(), 0.0);
+}
+
+TEST(CliBench, MembwAlone) {
+  auto r = run_mlamoe({"bench", "--membw", "--json", "-t", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = last_line_json(r.out);
+  EXPECT_GT(j["membw_gbps"].get<double>(), 0.0);
+  EXPECT_EQ(j["threads"], 1);
+  EXPECT_NE(r.out.find("membw:"), std::string::npos);
+}
+
+TEST(CliBench, BadFlagsFailWithOneLine) {
+  auto r = run_mlamoe({"bench", "-m", fixture(), "-r", "0"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("-r"), std::string::npos) << r.err;
+  r = run_mlamoe({"bench"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("-m"), std::string::npos) << r.err;
+  r = run_mlamoe({"bench", "-m", "/nonexistent/model.gguf"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("/nonexistent/model.gguf"), std::string::npos) << r.err;
+}
