@@ -13,10 +13,9 @@ namespace mlamoe {
 
 using kernels::WeightView;
 
-// One expert's three matrices inside the stacked expert tensors.
-struct ExpertWeights {
-  WeightView gate, up, down;  // W1 (gate), W3 (up), W2 (down)
-};
+// One expert's three matrices (W1 gate, W3 up, W2 down) inside the stacked expert
+// tensors; the kernel layer's FFN type, so experts go to the fused kernels as they are.
+using ExpertWeights = kernels::FfnWeights;
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;   // RMSNorm gains (float32 copies: tiny)

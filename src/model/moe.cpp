@@ -10,14 +10,7 @@
 
 namespace mlamoe {
 
-void swiglu_mlp(const ExpertWeights& w, const float* x, int64_t T, float* out) {
-  const int64_t ff = w.gate.rows;
-  std::vector<float> gate(static_cast<size_t>(T * ff)), up(static_cast<size_t>(T * ff));
-  kernels::matmul(w.gate, x, T, gate.data());
-  kernels::matmul(w.up, x, T, up.data());
-  for (size_t i = 0; i < gate.size(); ++i) gate[i] = silu(gate[i]) * up[i];
-  kernels::matmul(w.down, gate.data(), T, out);
-}
+void swiglu_mlp(const ExpertWeights& w, const float* x, int64_t T, float* out) { kernels::swiglu_ffn(w, x, T, out); }
 
 void route_tokens(const ModelConfig& c, const LayerWeights& L, const float* h, int64_t T,
                   std::vector<int32_t>& expert_ids, std::vector<float>& gate_weights) {
@@ -90,26 +83,9 @@ void moe_ffn(const ModelConfig& c, const LayerWeights& L, const float* h, int64_
   if (!L.shared.gate.empty()) swiglu_mlp(L.shared, h, T, out);
   else std::fill(out, out + T * d, 0.f);
 
-  // Routed experts: group the batch by expert so each selected expert's weights are
-  // streamed once per batch, not once per token.
-  std::vector<std::vector<int32_t>> slots(static_cast<size_t>(c.n_routed_experts));
-  for (int64_t i = 0; i < T * k; ++i) slots[static_cast<size_t>(ids[static_cast<size_t>(i)])].push_back(static_cast<int32_t>(i));
-  std::vector<float> xs, ys;
-  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-    const auto& sl = slots[static_cast<size_t>(e)];
-    if (sl.empty()) continue;
-    const int64_t n = static_cast<int64_t>(sl.size());
-    xs.resize(static_cast<size_t>(n * d));
-    ys.resize(static_cast<size_t>(n * d));
-    for (int64_t j = 0; j < n; ++j) std::copy(h + (sl[j] / k) * d, h + (sl[j] / k + 1) * d, xs.begin() + j * d);
-    swiglu_mlp(L.experts[static_cast<size_t>(e)], xs.data(), n, ys.data());
-    for (int64_t j = 0; j < n; ++j) {
-      const float w = weights[static_cast<size_t>(sl[j])];
-      float* o = out + (sl[j] / k) * d;
-      const float* y = ys.data() + j * d;
-      for (int64_t i = 0; i < d; ++i) o[i] += w * y[i];
-    }
-  }
+  // Routed experts: the kernel groups the batch by expert, so each selected expert's
+  // weights stream from memory once per batch, not once per token.
+  kernels::moe_ffn(L.experts.data(), c.n_routed_experts, h, T, ids.data(), weights.data(), static_cast<int>(k), out);
 }
 
 }  // namespace mlamoe
