@@ -304,6 +304,11 @@ void DeepSeekImpl::load_state(const std::map<std::string, torch::Tensor>& tensor
 
 namespace mlamoe::train {
 
+void update_routing_bias(torch::Tensor& bias, const torch::Tensor& expert_counts, double gamma) {
+  torch::NoGradGuard no_grad;
+  bias += gamma * torch::sign(expert_counts.mean() - expert_counts);
+}
+
 torch::Tensor to_torch(const NamedTensor& t) {
   return torch::from_blob(const_cast<float*>(t.data.data()), t.shape, torch::kFloat32).clone();
 }

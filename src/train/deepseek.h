@@ -140,6 +140,10 @@ class DeepSeekImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DeepSeek);
 
+// Auxiliary-loss-free balancing (DeepSeek-V3): bias_i += gamma * sign(mean load - load_i),
+// raising under-loaded experts' chance of selection and lowering over-loaded ones'.
+void update_routing_bias(torch::Tensor& bias, const torch::Tensor& expert_counts, double gamma);
+
 // Between the model and name -> float32 maps (checkpoints, HF files, GGUF export).
 TensorMap to_tensor_map(DeepSeek& model);
 void load_tensor_map(DeepSeek& model, const TensorMap& tensors, const std::string& where, bool allow_extra = false);
