@@ -8,6 +8,7 @@
 #include "common/progress.h"
 #include "format/gguf.h"
 #include "model/config.h"
+#include "runtime/paged_kv_cache.h"
 
 namespace mlamoe::cli {
 namespace {
@@ -26,6 +27,13 @@ void print_kv_table(const ModelConfig& c) {
   row("MQA (1 group)", c.gqa_values_per_token_layer(1));
   std::printf("  MLA saves %.1f%% against MHA\n",
               100.0 * (1.0 - static_cast<double>(c.kv_values_per_token_layer()) / c.mha_values_per_token_layer()));
+  // What mlamoe's paged cache stores for this model with each --kv-type.
+  std::printf("  mlamoe KV bytes/token (--kv-type):");
+  for (const char* t : {"f32", "f16", "bf16", "q8_0"}) {
+    const uint64_t b = kv_bytes_per_token(c.n_layers, c.kv_lora_rank, c.qk_rope_head_dim, parse_kv_type(t));
+    std::printf(" %s %s", t, human_bytes(static_cast<double>(b)).c_str());
+  }
+  std::printf("\n");
 }
 
 void print_tensor_summary(const GgufFile& f) {

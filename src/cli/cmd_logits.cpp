@@ -15,6 +15,8 @@ int run_logits(int argc, char** argv) {
   CLI::App app{"Run a token sequence and write the logits of every position"};
   ModelFlags mf;
   mf.add_to(app);
+  KvFlags kf;
+  kf.add_to(app, /*with_session=*/false);
   std::string tokens_arg, out;
   bool stepwise = false;
   app.add_option("--tokens", tokens_arg, "comma-separated token ids")->required();
@@ -24,7 +26,8 @@ int run_logits(int argc, char** argv) {
     std::vector<int32_t> tokens = parse_token_list(tokens_arg);
     if (tokens.empty()) fail("--tokens: no token ids given");
     auto model = mf.load();
-    Engine engine(*model, mf.engine_options(*model));
+    auto kv = kf.make_cache(*model);
+    Engine engine(*model, mf.engine_options(*model), kv);
     std::vector<float> logits;
     if (stepwise) {
       for (size_t i = 0; i < tokens.size(); ++i) {
@@ -38,6 +41,7 @@ int run_logits(int argc, char** argv) {
       for (size_t i = 0; i < tokens.size(); ++i) b.add(tokens[i], static_cast<int32_t>(i), 0);
       logits = engine.forward(b);
     }
+    if (mf.verbose) std::fprintf(stderr, "%s\n", describe_kv(kv->stats()).c_str());
     AtomicFile f(out);
     f.write(logits.data(), logits.size() * sizeof(float));
     f.commit();

@@ -18,6 +18,8 @@ int run_run(int argc, char** argv) {
   CLI::App app{"Generate text from a prompt"};
   ModelFlags mf;
   mf.add_to(app, /*model_required=*/false);
+  KvFlags kf;
+  kf.add_to(app);
   std::string prompt, tokens_arg;
   GenerateOptions g;
   int64_t seed = -1;
@@ -49,7 +51,10 @@ int run_run(int argc, char** argv) {
       tokens = tok->encode(prompt);
     }
     if (tokens.empty()) fail("the prompt is empty");
-    Engine engine(*model, mf.engine_options(*model));
+    auto kv = kf.make_cache(*model);
+    Engine engine(*model, mf.engine_options(*model), kv);
+    // A saved conversation: generate() keeps the part the new prompt shares with it.
+    const size_t restored = kf.restore_session(*kv, *model, 0).size();
     if (tok) {
       for (int32_t id = 0; id < tok->n_vocab(); ++id)
         if (tok->is_end_of_generation(id)) g.stop_tokens.push_back(id);
@@ -66,6 +71,13 @@ int run_run(int argc, char** argv) {
     });
     if (dec) std::fputs(dec->flush().c_str(), stdout);
     std::printf("\n");
+    kf.save_session(*kv, *model, 0);
+    if (mf.verbose) {
+      std::fprintf(stderr, "%s\n", describe_kv(kv->stats()).c_str());
+      if (!kf.session.empty())
+        std::fprintf(stderr, "session: %zu tokens restored, %lld reused, saved %zu tokens to %s\n", restored,
+                     (long long)st.reused_tokens, kv->tokens(0).size(), kf.session.c_str());
+    }
     std::fprintf(stderr, "prompt: %lld tokens in %.3f s (%.2f tok/s); decode: %lld tokens in %.3f s (%.2f tok/s)\n",
                  (long long)st.prompt_tokens, st.prompt_seconds, st.prompt_tps(), (long long)st.generated,
                  st.decode_seconds, st.decode_tps());

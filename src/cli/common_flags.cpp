@@ -1,7 +1,13 @@
 #include "cli/common_flags.h"
 
+#include <cstdio>
+#include <filesystem>
+
 #include "common/error.h"
+#include "common/parse.h"
+#include "common/progress.h"
 #include "kernels/kernels.h"
+#include "runtime/session.h"
 
 namespace mlamoe::cli {
 
@@ -35,6 +41,70 @@ EngineOptions ModelFlags::engine_options(const Model& m) const {
   o.n_ctx = ctx;
   o.attention = parse_attention(attn);
   return o;
+}
+
+void KvFlags::add_to(CLI::App& app, bool with_session) {
+  app.add_option("--kv-ram-budget", ram_budget,
+                 "RAM for the KV cache, e.g. 256MiB (KiB/MiB/GiB suffixes; default: unlimited)");
+  app.add_option("--kv-disk", disk_dir, "directory for KV blocks that do not fit the RAM budget (SSD tier)");
+  app.add_option("--kv-type", type, "KV cache storage: f32, f16, bf16 or q8_0")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
+  app.add_option("--kv-block", block_tokens, "tokens per KV block (the unit of sharing and of the SSD tier)");
+  if (with_session)
+    app.add_option("--session", session, "save the conversation's tokens and KV here and reuse them next time");
+}
+
+PagedKvOptions KvFlags::options() const {
+  PagedKvOptions o;
+  if (block_tokens <= 0 || block_tokens > 65536) fail("--kv-block: expected 1..65536 tokens, got ", block_tokens);
+  o.block_tokens = block_tokens;
+  o.type = parse_kv_type(type);
+  if (!ram_budget.empty()) {
+    try {
+      o.ram_budget = parse_byte_size(ram_budget);
+    } catch (const Error& e) {
+      fail("--kv-ram-budget: ", e.what());
+    }
+    if (o.ram_budget == 0) fail("--kv-ram-budget: must be more than 0 bytes");
+  }
+  o.disk_dir = disk_dir;
+  if (!disk_dir.empty() && std::filesystem::exists(disk_dir) && !std::filesystem::is_directory(disk_dir))
+    fail("--kv-disk ", disk_dir, ": not a directory");
+  return o;
+}
+
+std::shared_ptr<PagedKvCache> KvFlags::make_cache(const Model& m) const {
+  const ModelConfig& c = m.config();
+  return std::make_shared<PagedKvCache>(c.n_layers, c.kv_lora_rank, c.qk_rope_head_dim, options());
+}
+
+std::vector<int32_t> KvFlags::restore_session(PagedKvCache& kv, const Model& m, int32_t seq) const {
+  if (session.empty() || !std::filesystem::exists(session)) return {};
+  try {
+    return load_session(session, kv, seq, model_identity(m));
+  } catch (const Error& e) {
+    std::fprintf(stderr, "warning: not using session %s; recomputing the conversation\n", e.what());
+    return {};
+  }
+}
+
+void KvFlags::save_session(const PagedKvCache& kv, const Model& m, int32_t seq) const {
+  if (session.empty()) return;
+  mlamoe::save_session(session, kv, seq, model_identity(m));
+}
+
+std::string describe_kv(const KvStats& s) {
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "kv: prefix hits %llu/%llu lookups, %llu/%llu tokens reused (%.1f%%), %llu copy-on-write; "
+                "RAM %s (peak %s), %llu pages written to disk, %llu read (%llu ahead of the sweep)",
+                (unsigned long long)s.prefix_hits, (unsigned long long)s.prefix_lookups,
+                (unsigned long long)s.prefix_tokens_reused, (unsigned long long)s.prefix_tokens_requested,
+                100.0 * s.token_reuse_rate(), (unsigned long long)s.cow_copies,
+                human_bytes(static_cast<double>(s.resident_bytes)).c_str(),
+                human_bytes(static_cast<double>(s.peak_resident_bytes)).c_str(), (unsigned long long)s.pages_written,
+                (unsigned long long)s.pages_read, (unsigned long long)s.pages_prefetched);
+  return line;
 }
 
 }  // namespace mlamoe::cli

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/engine.h"
+#include "runtime/paged_kv_cache.h"
 
 namespace mlamoe::cli {
 
@@ -24,5 +25,33 @@ struct ModelFlags {
 };
 
 AttentionMode parse_attention(const std::string& s);
+
+// Flags of the latent KV cache (paged, prefix-sharing, RAM+SSD tiered), shared by
+// logits, run, chat, serve and bench:
+//   --kv-ram-budget 256MiB  --kv-disk DIR  --kv-type f32|f16|bf16|q8_0  --kv-block N
+//   --session FILE (not for logits)
+// Usage: KvFlags kf; kf.add_to(app); ... auto kv = kf.make_cache(*model);
+//        Engine engine(*model, mf.engine_options(*model), kv);
+struct KvFlags {
+  std::string ram_budget;  // empty: unlimited
+  std::string disk_dir;    // empty: RAM only
+  std::string type = "f32";
+  int64_t block_tokens = 32;
+  std::string session;     // empty: none
+
+  void add_to(CLI::App& app, bool with_session = true);
+  PagedKvOptions options() const;  // validates; throws Error naming the flag
+  std::shared_ptr<PagedKvCache> make_cache(const Model& m) const;
+
+  // --session: restores `seq` from the file if it exists and belongs to this model;
+  // otherwise says why on stderr (the conversation is then recomputed) and leaves `seq`
+  // empty. Returns the restored token ids.
+  std::vector<int32_t> restore_session(PagedKvCache& kv, const Model& m, int32_t seq) const;
+  // --session: saves `seq` (its published tokens) atomically. No-op without --session.
+  void save_session(const PagedKvCache& kv, const Model& m, int32_t seq) const;
+};
+
+// One line for --verbose: prefix reuse and tier traffic.
+std::string describe_kv(const KvStats& s);
 
 }  // namespace mlamoe::cli

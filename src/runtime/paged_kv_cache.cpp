@@ -42,6 +42,11 @@ GgmlType part_type(GgmlType t, int64_t n) {
 
 }  // namespace
 
+uint64_t kv_bytes_per_token(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_dim, GgmlType type) {
+  return static_cast<uint64_t>(n_layers) *
+         (row_bytes(part_type(type, kv_lora_rank), kv_lora_rank) + row_bytes(part_type(type, rope_dim), rope_dim));
+}
+
 PagedKvCache::PagedKvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_dim, PagedKvOptions opts)
     : KvCache(n_layers, kv_lora_rank, rope_dim), opts_(std::move(opts)), tree_(opts_.block_tokens) {
   if (opts_.block_tokens <= 0) fail("KV block size must be positive, got ", opts_.block_tokens);
@@ -64,6 +69,10 @@ PagedKvCache::PagedKvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_
     disk_fd_ = ::mkstemp(templ.data());
     if (disk_fd_ < 0) fail("--kv-disk ", opts_.disk_dir, ": cannot create a spill file: ", std::strerror(errno));
     ::unlink(templ.c_str());  // nameless: vanishes with the process, even after a crash
+    if (opts_.direct_io && page_bytes_ % 4096 == 0) {
+      const int fl = ::fcntl(disk_fd_, F_GETFL);
+      direct_ = fl >= 0 && ::fcntl(disk_fd_, F_SETFL, fl | O_DIRECT) == 0;
+    }
     if (opts_.prefetch) prefetcher_ = std::thread([this] { prefetch_loop(); });
   }
 }
@@ -76,6 +85,14 @@ PagedKvCache::~PagedKvCache() {
   prefetch_cv_.notify_all();
   if (prefetcher_.joinable()) prefetcher_.join();
   if (disk_fd_ >= 0) ::close(disk_fd_);
+}
+
+PagedKvCache::Buffer PagedKvCache::new_buffer(bool zeroed) const {
+  const size_t n = (page_bytes_ + 4095) / 4096 * 4096;
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(4096, n));
+  if (!p) throw std::bad_alloc();
+  if (zeroed) std::memset(p, 0, n);
+  return Buffer(p);
 }
 
 // --- sequences and blocks ---------------------------------------------------------
@@ -284,7 +301,7 @@ uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
       p->loading = true;
       ++stats_.demand_reads;
       ++stats_.pages_read;
-      auto buf = std::make_unique<uint8_t[]>(page_bytes_);
+      auto buf = new_buffer(false);  // read over entirely
       lk.unlock();
       read_page(id, buf.get());
       lk.lock();
@@ -293,7 +310,7 @@ uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
       p->loading = false;
       loaded_cv_.notify_all();
     } else {
-      p->data = std::make_unique<uint8_t[]>(page_bytes_);  // zeroed
+      p->data = new_buffer(true);
       p->dirty = true;
     }
     p->lru = lru_.insert(lru_.end(), id);
@@ -391,7 +408,7 @@ void PagedKvCache::prefetch_loop() {
       continue;
     }
     p->loading = true;
-    auto buf = std::make_unique<uint8_t[]>(page_bytes_);
+    auto buf = new_buffer(false);  // read over entirely
     lk.unlock();
     read_page(id, buf.get());
     lk.lock();

@@ -18,6 +18,7 @@
 // divergent block copied up to the divergence).
 #pragma once
 #include <condition_variable>
+#include <cstdlib>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -43,10 +44,18 @@ struct PagedKvOptions {
   int64_t max_ctx = 0;                // per-sequence limit; 0: none
   bool prefetch = true;               // read cold pages ahead of the attention sweep
   uint64_t max_prefix_blocks = 0;     // blocks kept only for reuse; 0: unlimited
+  // Bypass the OS page cache for the disk tier (O_DIRECT) when pages are 4 KiB
+  // multiples, so the RAM budget is what the cache really uses and reads really hit
+  // the SSD; silently buffered where the file system cannot.
+  bool direct_io = true;
 };
 
 // "f32" | "f16" | "bf16" | "q8_0" -> type; Error otherwise.
 GgmlType parse_kv_type(const std::string& s);
+
+// Bytes the cache stores per token over all layers with storage `type` (q8_0 keeps a
+// part that is not a whole number of 32-value blocks in f16).
+uint64_t kv_bytes_per_token(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_dim, GgmlType type);
 
 struct KvStats {
   // Prefix reuse (attach_prefix calls).
@@ -104,6 +113,7 @@ class PagedKvCache final : public KvCache {
   GgmlType k_rope_type() const { return r_type_; }
   size_t c_kv_row_bytes() const { return c_row_; }
   size_t k_rope_row_bytes() const { return r_row_; }
+  bool direct_io_active() const { return direct_; }  // the spill file bypasses the page cache
   uint64_t bytes_per_token() const { return static_cast<uint64_t>(n_layers_) * (c_row_ + r_row_); }
 
   // Raw rows in the storage type, for sessions: fn(first_pos, count, c_rows, r_rows)
@@ -114,8 +124,13 @@ class PagedKvCache final : public KvCache {
   void store_raw(int32_t seq, int64_t layer, int64_t pos, int64_t count, const uint8_t* c_rows, const uint8_t* r_rows);
 
  private:
+  struct FreeAligned {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  using Buffer = std::unique_ptr<uint8_t[], FreeAligned>;
+  Buffer new_buffer(bool zeroed) const;  // page_bytes_ rounded up to 4 KiB, 4 KiB aligned
   struct Page {
-    std::unique_ptr<uint8_t[]> data;  // resident copy, or null
+    Buffer data;  // resident copy, or null
     int32_t pins = 0;
     bool on_disk = false;  // the disk slot holds this page's content
     bool dirty = false;    // RAM copy differs from disk
@@ -170,6 +185,7 @@ class PagedKvCache final : public KvCache {
   mutable uint64_t clock_ = 0, resident_ = 0;
   mutable KvStats stats_;
   int disk_fd_ = -1;
+  bool direct_ = false;  // disk_fd_ is O_DIRECT
 
   // Read-ahead state: the sweep in progress and the pages to read next.
   mutable int32_t sweep_seq_ = -1;
