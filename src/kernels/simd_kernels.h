@@ -42,24 +42,40 @@ inline void finish(const __m256* acc, const float* extra, float* out) {
   for (int t = 0; t < T; ++t) out[t] = hsum(acc[t]) + (extra ? extra[t] : 0.f);
 }
 
+// Blocks of 32 carry one float scale each, so every block ends in cvt + fma into the
+// token's accumulator. With few tokens that fma chain (4-cycle latency) would be the
+// bottleneck, so blocks rotate over kChains<T> independent accumulators per token.
+template <int T>
+constexpr int kChains = T == 1 ? 4 : T == 2 ? 2 : 1;
+
+template <int T, class Block, class Body>
+inline void blocks32(const Block* w, int64_t nb, float* out, Body&& body) {
+  constexpr int C = kChains<T>;
+  __m256 acc[C][T];
+  for (int c = 0; c < C; ++c)
+    for (int t = 0; t < T; ++t) acc[c][t] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + C <= nb; b += C)
+    for (int c = 0; c < C; ++c) body(w[b + c], b + c, acc[c]);
+  for (; b < nb; ++b) body(w[b], b, acc[0]);
+  for (int c = 1; c < C; ++c)
+    for (int t = 0; t < T; ++t) acc[0][t] = _mm256_add_ps(acc[0][t], acc[c][t]);
+  finish<T>(acc[0], nullptr, out);
+}
+
 struct SimdQ8_0 {
   template <int T>
   static void dot(const uint8_t* wr, int64_t nb, const uint8_t* const* xs, float* out) {
-    auto* w = reinterpret_cast<const BlockQ8_0*>(wr);
-    __m256 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      const __m256i q = load256(w[b].qs);
+    blocks32<T>(reinterpret_cast<const BlockQ8_0*>(wr), nb, out, [xs](const BlockQ8_0& w, int64_t b, __m256* acc) {
+      const __m256i q = load256(w.qs);
       const __m256i u = _mm256_abs_epi8(q);
-      const __m256 dw = _mm256_set1_ps(half(w[b].d));
+      const __m256 dw = _mm256_set1_ps(half(w.d));
       for (int t = 0; t < T; ++t) {
         const ActQ8& a = reinterpret_cast<const ActQ8*>(xs[t])[b];
-        const __m256i s = _mm256_sign_epi8(load256(a.qs), q);
-        const __m256i p = dpbusd(_mm256_setzero_si256(), u, s);
+        const __m256i p = dpbusd(_mm256_setzero_si256(), u, _mm256_sign_epi8(load256(a.qs), q));
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
       }
-    }
-    finish<T>(acc, nullptr, out);
+    });
   }
 };
 
@@ -69,21 +85,17 @@ struct SimdQ8_0 {
 struct SimdQ4_0 {
   template <int T>
   static void dot(const uint8_t* wr, int64_t nb, const uint8_t* const* xs, float* out) {
-    auto* w = reinterpret_cast<const BlockQ4_0*>(wr);
-    __m256 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
     const __m256i eight = _mm256_set1_epi8(8);
-    for (int64_t b = 0; b < nb; ++b) {
-      const __m256i q = _mm256_sub_epi8(nibbles(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs))), eight);
+    blocks32<T>(reinterpret_cast<const BlockQ4_0*>(wr), nb, out, [xs, eight](const BlockQ4_0& w, int64_t b, __m256* acc) {
+      const __m256i q = _mm256_sub_epi8(nibbles(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.qs))), eight);
       const __m256i u = _mm256_abs_epi8(q);
-      const __m256 dw = _mm256_set1_ps(half(w[b].d));
+      const __m256 dw = _mm256_set1_ps(half(w.d));
       for (int t = 0; t < T; ++t) {
         const ActQ8& a = reinterpret_cast<const ActQ8*>(xs[t])[b];
         const __m256i p = dpbusd(_mm256_setzero_si256(), u, _mm256_sign_epi8(load256(a.qs), q));
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
       }
-    }
-    finish<T>(acc, nullptr, out);
+    });
   }
 };
 
