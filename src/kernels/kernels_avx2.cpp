@@ -7,6 +7,7 @@
 
 namespace {
 
+constexpr int kTokenGroup = 4;
 inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 }

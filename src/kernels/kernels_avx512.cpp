@@ -8,6 +8,7 @@
 
 namespace {
 
+constexpr int kTokenGroup = 8;
 inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
 inline __m256i make_scale(int lo, int hi) { return _mm256_set_m128i(_mm_set1_epi32(hi), _mm_set1_epi32(lo)); }
 inline __m256i dpbusd_scaled(__m256i acc, __m256i u, __m256i s, __m256i scale32) {

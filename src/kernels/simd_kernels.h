@@ -4,6 +4,7 @@
 //   __m256i dpbusd(acc, u, s)             acc + Σ4 u8·s8 per int32 lane
 //   __m256i make_scale(int lo, int hi)    a per-lane multiplier: lo for bytes 0-15, hi for 16-31
 //   __m256i dpbusd_scaled(acc, u, s, sc)  acc + sc · Σ4 u8·s8 (lane-wise)
+//   constexpr int kTokenGroup             tokens sharing one decoded weight block
 // AVX2 builds these from vpmaddubsw/vpmaddwd, AVX-512 from VNNI's vpdpbusd.
 // Weights are always the unsigned operand (Q4/Q5/Q6 quants are non-negative; Q8_0 uses
 // |w| with the sign moved onto the activation), activations in [-127, 127].
@@ -236,9 +237,15 @@ uint64_t simd_stream_sum(const uint8_t* p, size_t bytes) {
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
 
-const KernelTable simd_table{
-    tiled_matmul<SimdQ8_0>, tiled_matmul<SimdQ4_0>, tiled_matmul<SimdQ45_K<false>>, tiled_matmul<SimdQ45_K<true>>,
-    tiled_matmul<SimdQ6_K>, tiled_matmul<SimdFloat<f16x8, f16x1>>, tiled_matmul<SimdFloat<bf16x8, bf16x1>>,
-    tiled_matmul<SimdFloat<f32x8, f32x1>>, simd_stream_sum};
+constexpr int G = kTokenGroup;  // from the including file
+const KernelTable simd_table{tiled_matmul<SimdQ8_0, G>,
+                             tiled_matmul<SimdQ4_0, G>,
+                             tiled_matmul<SimdQ45_K<false>, G>,
+                             tiled_matmul<SimdQ45_K<true>, G>,
+                             tiled_matmul<SimdQ6_K, G>,
+                             tiled_matmul<SimdFloat<f16x8, f16x1>, G>,
+                             tiled_matmul<SimdFloat<bf16x8, bf16x1>, G>,
+                             tiled_matmul<SimdFloat<f32x8, f32x1>, G>,
+                             simd_stream_sum};
 
 }  // namespace

@@ -13,28 +13,31 @@
 
 namespace {
 
-constexpr int kTokenGroup = 4;
 constexpr size_t kRowChunkBytes = 16 * 1024;
 
-template <class Kernel>
+template <class Kernel, int G>
+inline void dispatch_tokens(int nt, const uint8_t* wr, int64_t nb, const uint8_t* const* xs, float* out) {
+  if constexpr (G > 1) {
+    if (nt < G) return dispatch_tokens<Kernel, G - 1>(nt, wr, nb, xs, out);
+  }
+  Kernel::template dot<G>(wr, nb, xs, out);
+}
+
+// G tokens per group: 4 fits AVX2's 16 registers, 8 uses AVX-512's 32.
+template <class Kernel, int G = 4>
 void tiled_matmul(const uint8_t* w, size_t w_stride, int64_t nrows, int64_t nb, const uint8_t* x,
                   size_t x_stride, int64_t ntok, float* y, size_t ldy) {
   const int64_t chunk = ntok == 1 ? nrows : std::max<int64_t>(1, static_cast<int64_t>(kRowChunkBytes / std::max<size_t>(w_stride, 1)));
   for (int64_t r0 = 0; r0 < nrows; r0 += chunk) {
     const int64_t r1 = std::min(nrows, r0 + chunk);
-    for (int64_t t0 = 0; t0 < ntok; t0 += kTokenGroup) {
-      const int nt = static_cast<int>(std::min<int64_t>(kTokenGroup, ntok - t0));
-      const uint8_t* xs[kTokenGroup];
+    for (int64_t t0 = 0; t0 < ntok; t0 += G) {
+      const int nt = static_cast<int>(std::min<int64_t>(G, ntok - t0));
+      const uint8_t* xs[G];
       for (int i = 0; i < nt; ++i) xs[i] = x + static_cast<size_t>(t0 + i) * x_stride;
       for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* wr = w + static_cast<size_t>(r) * w_stride;
-        float out[kTokenGroup];
-        switch (nt) {
-          case 1: Kernel::template dot<1>(wr, nb, xs, out); break;
-          case 2: Kernel::template dot<2>(wr, nb, xs, out); break;
-          case 3: Kernel::template dot<3>(wr, nb, xs, out); break;
-          default: Kernel::template dot<4>(wr, nb, xs, out); break;
-        }
+        float out[G];
+        dispatch_tokens<Kernel, G>(nt, wr, nb, xs, out);
         for (int i = 0; i < nt; ++i) y[static_cast<size_t>(t0 + i) * ldy + static_cast<size_t>(r)] = out[i];
       }
     }
