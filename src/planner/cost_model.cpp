@@ -166,7 +166,7 @@ std::string fit_suggestion(const ModelShape& m, const HardwareChoice& hw, const 
   const double usable = hw.device.memory_gb * 1e9 * dep.memory_utilization;
   const int64_t domain = hw.scale_up_domain();
   const bool scale_out = hw.device.scale_out.gbps_per_direction > 0;
-  const std::string hw_id = hw.system ? hw.system->id : hw.device.id;
+  const std::string& hw_id = hw.device.id;
   for (int64_t n = 1; n <= 65536; ++n) {
     std::vector<std::pair<int64_t, int64_t>> splits;  // (tp, ep)
     for (int64_t tp = std::min(n, domain); tp >= 1; --tp)
@@ -215,7 +215,8 @@ Plan make_plan(const ModelShape& m, const HardwareChoice& hw, Deployment d) {
   if (p.max_sequences_per_replica < 1) {
     std::ostringstream os;
     os.precision(3);
-    os << m.name << " (" << p.wp.name << ") does not fit on " << d.devices << " x " << hw_id << " with --tp " << d.tp
+    os << m.name << " (" << p.wp.name << ") does not fit on " << d.devices << " x " << a.id
+       << (hw.system ? " (" + hw_id + ")" : std::string()) << " with --tp " << d.tp
        << " --ep " << d.ep << ": " << p.weight_bytes_per_device / 1e9 << " GB of weights per device, "
        << a.memory_gb * d.memory_utilization << " GB usable; " << fit_suggestion(m, hw, d);
     fail(os.str());
