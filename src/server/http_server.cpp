@@ -175,7 +175,7 @@ void HttpServer::Impl::completion(Endpoint ep, const httplib::Request& req, http
   sp.repeat_penalty = r.repetition_penalty;
   sp.seed = r.seed ? *r.seed : std::random_device{}();
   seq.top_logprobs = r.logprobs ? r.top_logprobs : -1;
-  seq.stop_tokens = end_tokens;
+  if (!r.ignore_eos) seq.stop_tokens = end_tokens;
 
   auto ex = std::make_shared<Exchange>();
   ex->fd = find_connection_socket(req.local_addr, req.local_port, req.remote_addr, req.remote_port);

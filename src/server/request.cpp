@@ -203,6 +203,7 @@ std::map<std::string, FieldFn> common_fields() {
       {"min_p", [](const json& v, ApiRequest& r, auto&) { r.min_p = static_cast<float>(number(v, "min_p", 0, 0.999)); }},
       {"repetition_penalty", [](const json& v, ApiRequest& r, auto&) { r.repetition_penalty = static_cast<float>(number(v, "repetition_penalty", 0.01, 10)); }},
       {"repeat_penalty", [](const json& v, ApiRequest& r, auto&) { r.repetition_penalty = static_cast<float>(number(v, "repeat_penalty", 0.01, 10)); }},
+      {"ignore_eos", [](const json& v, ApiRequest& r, auto&) { r.ignore_eos = boolean(v, "ignore_eos"); }},
       {"seed", [](const json& v, ApiRequest& r, auto&) {
          r.seed = static_cast<uint64_t>(integer(v, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()));
        }},

@@ -37,6 +37,7 @@ struct ApiRequest {
   int top_k = 0;                      // extensions (llama.cpp spelling), off by default
   float min_p = 0.0f;
   float repetition_penalty = 1.0f;
+  bool ignore_eos = false;            // extension (llama.cpp): generate max_tokens regardless
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;
 

@@ -53,7 +53,7 @@ TEST(Request, ChatAllSupportedFields) {
       {"role":"assistant","content":null},{"role":"user","content":"c","name":"me"}],
       "max_tokens":7,"temperature":0,"top_p":0.5,"stop":["x","yy"],"seed":-3,"n":1,
       "logprobs":true,"top_logprobs":3,"stream":true,"stream_options":{"include_usage":true},
-      "frequency_penalty":0,"presence_penalty":0.0,"user":"u","top_k":5,"min_p":0.1,"logit_bias":{}})");
+      "frequency_penalty":0,"presence_penalty":0.0,"user":"u","top_k":5,"min_p":0.1,"logit_bias":{},"ignore_eos":true})");
   ASSERT_EQ(r.messages.size(), 4u);
   EXPECT_EQ(r.messages[0].role, "system");  // developer is the system turn
   EXPECT_EQ(r.messages[1].content, "ab");
@@ -69,6 +69,7 @@ TEST(Request, ChatAllSupportedFields) {
   EXPECT_TRUE(r.include_usage);
   EXPECT_EQ(r.top_k, 5);
   EXPECT_FLOAT_EQ(r.min_p, 0.1f);
+  EXPECT_TRUE(r.ignore_eos);
 }
 
 TEST(Request, NullMeansDefault) {
