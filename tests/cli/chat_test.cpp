@@ -96,6 +96,26 @@ TEST(CliChat, PipedCommandsSaveAndLoad) {
   EXPECT_EQ(j["messages"][2]["role"], "assistant");
 }
 
+// R1: the generation prompt opens <think>, so the answer starts as reasoning; it is shown
+// between <think> and </think> (dimmed on a terminal), or replaced by a placeholder.
+TEST(CliChat, R1ReasoningShownOrHidden) {
+  const std::vector<std::string> args = {"chat", "-m", fixture_model(), "-c", "1024", "-n", "6", "--temp", "0", "--chat-template", "r1"};
+  const auto shown = run_mlamoe(args, "Hi\n");
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_NE(shown.err.find("template r1"), std::string::npos) << shown.err;
+  const size_t open = shown.out.find("<think>"), close = shown.out.find("</think>");
+  ASSERT_NE(open, std::string::npos) << shown.out;
+  ASSERT_NE(close, std::string::npos) << shown.out;
+  EXPECT_GT(close, open + 7) << "the reasoning text is shown";
+
+  auto hidden_args = args;
+  hidden_args.push_back("--hide-thinking");
+  const auto hidden = run_mlamoe(hidden_args, "Hi\n");
+  ASSERT_EQ(hidden.exit_code, 0) << hidden.err;
+  EXPECT_EQ(hidden.out.find("<think>"), std::string::npos) << hidden.out;
+  EXPECT_EQ(hidden.out, "(thinking…)\n\n") << "nothing but the placeholder: the whole answer was reasoning";
+}
+
 TEST(CliChat, UnknownTemplateIsAClearError) {
   const auto r = run_mlamoe({"chat", "-m", fixture_model(), "--chat-template", "nope"}, "");
   EXPECT_EQ(r.exit_code, 1);
