@@ -245,7 +245,18 @@ void SafetensorsModel::read_rows(const StTensor& t, int64_t first, int64_t n, fl
       std::memcpy(dst, src, static_cast<size_t>(cols) * 4);
       continue;
     }
-    for (int64_t c = 0; c < cols; ++c) dst[c] = load_value(t.dtype, src + c * es);
+    // One loop per dtype (the switch hoisted out of the element loop).
+    switch (t.dtype) {
+      case StDtype::F16:
+        for (int64_t c = 0; c < cols; ++c) dst[c] = load_value(StDtype::F16, src + 2 * c);
+        break;
+      case StDtype::BF16:
+        for (int64_t c = 0; c < cols; ++c) dst[c] = load_value(StDtype::BF16, src + 2 * c);
+        break;
+      default:
+        for (int64_t c = 0; c < cols; ++c) dst[c] = load_value(StDtype::F8_E4M3, src + c);
+        break;
+    }
     if (scale) {
       const uint8_t* srow = scale->data + static_cast<size_t>(row / block_rows_) * scale_cols * 4;
       for (int64_t c = 0; c < cols; ++c) dst[c] *= load_value(StDtype::F32, srow + (c / block_cols_) * 4);
