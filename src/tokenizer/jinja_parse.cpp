@@ -81,6 +81,15 @@ std::vector<Token> lex_expression(const std::string& src, int line) {
 namespace {
 
 class ExprParser {
+  // Templates come from model files: bound the recursion a hostile one could cause.
+  struct Depth {
+    int& d;
+    Depth(int& depth, int line) : d(depth) {
+      if (++d > 600) syntax_error(line, "expression nested too deeply");
+    }
+    ~Depth() { --d; }
+  };
+
  public:
   ExprParser(std::vector<Token> t, int line) : t_(std::move(t)), line_(line) {}
   const Token& peek(size_t k = 0) const { return t_[std::min(p_ + k, t_.size() - 1)]; }
@@ -138,6 +147,7 @@ class ExprParser {
     return e;
   }
   ExprPtr not_expr() {
+    Depth depth(depth_, line_);
     if (accept_name("not")) {
       auto e = make(Expr::Not);
       e->args.push_back(not_expr());
@@ -201,6 +211,7 @@ class ExprParser {
     return e;
   }
   ExprPtr unary() {
+    Depth depth(depth_, line_);
     if (accept_op("-")) {
       auto e = make(Expr::Neg);
       e->args.push_back(unary());
@@ -262,6 +273,7 @@ class ExprParser {
     }
   }
   ExprPtr primary() {
+    Depth depth(depth_, line_);
     const Token tok = peek();
     ++p_;
     if (tok.type == Token::String) {
@@ -323,6 +335,7 @@ class ExprParser {
   std::vector<Token> t_;
   size_t p_ = 0;
   int line_;
+  int depth_ = 0;
 };
 
 }  // namespace
@@ -459,6 +472,7 @@ class StatementParser {
 
   bool statement(Template::Node& node, const std::string& kw) {
     const Piece& p = pieces_[i_];
+    if ((kw == "if" || kw == "for") && ++nesting_ > 200) syntax_error(p.line, "blocks nested too deeply");
     ExprParser ep(lex_expression(p.src, p.line), p.line);
     ep.expect_name();
     ++i_;
@@ -474,13 +488,17 @@ class StatementParser {
         ExprParser qp(lex_expression(q.src, q.line), q.line);
         qp.expect_name();
         ++i_;
-        if (next == "endif") break;
+        if (next == "endif") {
+          --nesting_;
+          break;
+        }
         if (next == "elif") {
           cond = qp.expression();
         } else {
           cond = nullptr;
           node.branches.emplace_back(nullptr, parse_body({"endif"}));
           ++i_;
+          --nesting_;
           break;
         }
         qp.expect_end();
@@ -499,6 +517,7 @@ class StatementParser {
         node.else_body = parse_body({"endfor"});
       }
       ++i_;
+      --nesting_;
     } else if (kw == "set") {
       node.kind = Template::Node::Set;
       node.targets.push_back(ep.expect_name());
@@ -518,6 +537,7 @@ class StatementParser {
 
   std::vector<Piece> pieces_;
   size_t i_ = 0;
+  int nesting_ = 0;
 };
 
 }  // namespace

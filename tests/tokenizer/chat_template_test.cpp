@@ -146,4 +146,18 @@ TEST(ChatTemplate, OverrideFromFileAndErrors) {
   EXPECT_THROW(jinja::Template("{% if x %}no end"), Error);
   EXPECT_THROW(jinja::Template("{{ 'unterminated }}"), Error);
   EXPECT_THROW(jinja::Template("{% macro m() %}{% endmacro %}"), Error);
+  // Hostile nesting is an error, not a stack overflow.
+  EXPECT_THROW(jinja::Template("{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}"), Error);
+  EXPECT_THROW(jinja::Template("{{ " + std::string(100000, '-') + "1 }}"), Error);
+  EXPECT_THROW(jinja::Template("{% if " + [] { std::string n; for (int i = 0; i < 100000; ++i) n += "not "; return n; }() + "x %}{% endif %}"), Error);
+  std::string deep;
+  for (int i = 0; i < 10000; ++i) deep += "{% if true %}";
+  EXPECT_THROW(jinja::Template(deep + "x"), Error);
+  // Runtime errors name the problem.
+  try {
+    jinja::Template("{{ 'a' + 1 }}").render({});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("chat template: unsupported operands for +: string and int"), std::string::npos) << e.what();
+  }
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <sstream>
 
@@ -163,6 +164,18 @@ TEST(TokenizerShared, FastBpeAgreesWithReferenceBpe) {
     covered += p.length;
   }
   EXPECT_EQ(covered, text.size());  // the pieces tile the text
+}
+
+TEST(TokenizerShared, ArbitraryBytesNeverBreakIt) {
+  const Tokenizer& t = deepseek_llm();
+  std::mt19937 rng(42);
+  for (int round = 0; round < 50; ++round) {
+    std::string bytes(1 + rng() % 2000, '\0');
+    for (auto& c : bytes) c = static_cast<char>(rng() % 4 == 0 ? rng() % 256 : "a \xe4\xb8\xad<|>0\n"[rng() % 11]);
+    const auto ids = t.encode(bytes, {.add_special = false, .parse_special = true});
+    for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < t.n_vocab());
+    EXPECT_EQ(t.decode(ids, true), utf8::sanitize(bytes));
+  }
 }
 
 TEST(TokenizerShared, StreamDecoderNeverSplitsACharacter) {
