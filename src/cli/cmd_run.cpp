@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/parse.h"
 #include "runtime/generate.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace mlamoe::cli {
@@ -23,7 +24,8 @@ int run_run(int argc, char** argv) {
   std::string prompt, tokens_arg;
   GenerateOptions g;
   int64_t seed = -1;
-  bool show_ids = false;
+  bool show_ids = false, chat = false;
+  std::string chat_template, system_prompt;
   app.add_option("-p,--prompt", prompt, "prompt text");
   app.add_option("--tokens", tokens_arg, "prompt as comma-separated token ids (instead of -p)");
   app.add_option("-n,--n-predict", g.n_predict, "tokens to generate (-1: until end of text or context)");
@@ -36,6 +38,9 @@ int run_run(int argc, char** argv) {
   app.add_option("--repeat-last-n", g.sampling.repeat_last_n, "tokens the repetition penalty looks back");
   app.add_option("-s,--seed", seed, "random seed (-1: random)");
   app.add_flag("--show-ids", show_ids, "print token ids instead of text");
+  app.add_flag("--chat", chat, "wrap the prompt as a user turn with the model's chat template");
+  app.add_option("--chat-template", chat_template, "with --chat: a built-in template name or a Jinja file");
+  app.add_option("--sys,--system-prompt", system_prompt, "with --chat: a system message");
   return parse_and_run(app, argc, argv, [&] {
     if (prompt.empty() == tokens_arg.empty()) fail("give a prompt with -p TEXT or --tokens 1,2,3 (exactly one)");
     if (mf.model.empty()) mf.model = default_model_path();
@@ -48,7 +53,17 @@ int run_run(int argc, char** argv) {
       tokens = parse_token_list(tokens_arg);
     } else {
       if (!tok) fail(mf.model, ": the model has no tokenizer data; pass --tokens instead of -p");
-      tokens = tok->encode(prompt);
+      if (chat) {
+        // The template writes BOS and the role markers itself.
+        std::vector<ChatMessage> msgs;
+        if (!system_prompt.empty()) msgs.push_back({"system", system_prompt});
+        msgs.push_back({"user", prompt});
+        TokenizerOptions no_bos;
+        no_bos.add_special = false;
+        tokens = tok->encode(ChatTemplate::for_model(*tok, chat_template).apply(msgs), no_bos);
+      } else {
+        tokens = tok->encode(prompt);
+      }
     }
     if (tokens.empty()) fail("the prompt is empty");
     auto kv = kf.make_cache(*model);
