@@ -3,7 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "test_paths.h"
 
@@ -57,6 +64,43 @@ TEST(GenRandomCli, BadInputFailsWithOneLine) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
   EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+// Ctrl-C (or a kill) in the middle of a write: nothing appears under the final name.
+TEST(GenRandomCli, InterruptedWriteLeavesNothingUnderTheFinalName) {
+  namespace fs = std::filesystem;
+  const std::string dir = test::temp_dir() + "/interrupt";
+  fs::create_directories(dir);
+  const std::string out = dir + "/big.gguf";
+  for (int sig : {SIGINT, SIGKILL}) {
+    SCOPED_TRACE(sig);
+    pid_t pid = fork();
+    if (pid == 0) {
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, 1);
+      dup2(null, 2);
+      std::string bin = test::binary(), cfg = test::shared_dir() + "/configs/deepseek-v2-lite.json";
+      execl(bin.c_str(), bin.c_str(), "gen-random", "--config", cfg.c_str(), "--out", out.c_str(), "--layers", "1",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ASSERT_GT(pid, 0);
+    // Wait until the temp file holds some tensor data (~2 GB would be written in all).
+    const std::string tmp = out + ".tmp." + std::to_string(pid);
+    bool started = false;
+    for (int i = 0; i < 600 && !started; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::error_code ec;
+      started = fs::exists(tmp) && fs::file_size(tmp, ec) > (1u << 20);
+    }
+    EXPECT_TRUE(started);
+    kill(pid, sig);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFSIGNALED(status));
+    EXPECT_FALSE(fs::exists(out));
+    fs::remove(tmp);
+  }
 }
 
 }  // namespace
