@@ -64,6 +64,10 @@ inline std::vector<HfTensor> hf_tensors_of(const GgufFile& g) {
         {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight"},
         {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight"},
         {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight"},
+        {"nextn.enorm.weight", "enorm.weight"},  // MTP modules (V3)
+        {"nextn.hnorm.weight", "hnorm.weight"},
+        {"nextn.eh_proj.weight", "eh_proj.weight"},
+        {"nextn.shared_head_norm.weight", "shared_head.norm.weight"},
     };
     if (auto it = kDirect.find(rest); it != kDirect.end()) {
       out.push_back({p + it->second, hf_shape, vals(t), rest == "ffn_gate_inp.weight"});

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/progress.h"
+#include "convert/gen_random.h"
 #include "convert/hf_convert.h"
 #include "format/gguf.h"
 #include "hf_checkpoint.h"
@@ -98,6 +99,39 @@ TEST(HfConvert, ShardedBf16AndFp8CheckpointsWrittenHereConvertExactly) {
       auto got = GgufFile::open(convert(dir, std::string("written_") + name + dtype + ".gguf"));
       expect_same_weights(*got, *ref);
     }
+}
+
+// V3's MTP module: kept as block n_layers with its nextn.* tensors, or dropped.
+TEST(HfConvert, MtpModulesAreKeptUnlessNoMtp) {
+  Progress::set_quiet(true);
+  auto cfg = nlohmann::json::parse(read_file(fixture("v3", "config.json")));
+  cfg["num_nextn_predict_layers"] = 1;
+  const std::string cfg_path = test::temp_dir() + "/mtp_config.json";
+  write_file_atomic(cfg_path, cfg.dump());
+  GenRandomOptions g;
+  g.config_path = cfg_path;
+  g.out_path = test::temp_dir() + "/mtp_random.gguf";
+  g.seed = 9;
+  gen_random(g);
+  auto ref = GgufFile::open(g.out_path);
+  EXPECT_EQ(ref->get_int("deepseek2.nextn_predict_layers", 0), 1);
+  EXPECT_TRUE(ref->tensor("blk.4.nextn.eh_proj.weight"));
+  EXPECT_TRUE(ref->tensor("blk.4.ffn_gate_exps.weight"));
+  const std::string dir = test::temp_dir() + "/hf_mtp";
+  ASSERT_TRUE(test::write_hf_checkpoint(*ref, cfg_path, dir, "F32", 2));
+  auto got = GgufFile::open(convert(dir, "mtp.gguf"));
+  expect_same_weights(*got, *ref);
+  EXPECT_EQ(got->tensors().size(), ref->tensors().size());
+  EXPECT_EQ(got->get_int("deepseek2.nextn_predict_layers", 0), 1);
+  ConvertOptions o;
+  o.hf_dir = dir;
+  o.out_path = test::temp_dir() + "/no_mtp.gguf";
+  o.no_mtp = true;
+  convert_hf(o);
+  auto cut = GgufFile::open(o.out_path);
+  EXPECT_FALSE(cut->has("deepseek2.nextn_predict_layers"));
+  for (const auto& t : cut->tensors()) EXPECT_EQ(t.name.rfind("blk.4.", 0), std::string::npos) << t.name;
+  EXPECT_EQ(ModelConfig::from_gguf(*cut).params_total(), ModelConfig::from_gguf(*ref).params_total());
 }
 
 // ---- bad checkpoints ----
