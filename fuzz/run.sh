@@ -27,7 +27,7 @@ fi
 
 targets=${MLAMOE_FUZZ_TARGETS:-$(cd "$root/fuzz" && ls ./*_fuzz.cpp | sed 's|^\./||; s|_fuzz\.cpp$||')}
 # Inputs that once crashed a target are replayed with its corpus.
-regressions() { [[ -d $root/tests/format/regressions/$1 ]] && echo "$root/tests/format/regressions/$1"; true; }
+regressions() { ls -d "$root"/tests/*/regressions/"$1" 2>/dev/null; true; }
 
 # A hostile input may cost at most 1 s and 256 MiB in one allocation, 2 GiB in all.
 limits=(-timeout="${MLAMOE_FUZZ_TIMEOUT:-1}" -malloc_limit_mb=256 -rss_limit_mb=2048)
