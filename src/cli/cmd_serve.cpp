@@ -28,9 +28,12 @@ int run_serve(int argc, char** argv) {
   CLI::App app{"Serve the model over an OpenAI-compatible HTTP API"};
   ModelFlags mf;
   mf.add_to(app, /*model_required=*/false);
+  KvFlags kf;
+  kf.add_to(app, /*with_session=*/false);
+  std::string prefix_cache = "256MiB";
   server::ServerOptions so;
   server::SchedulerOptions sched;
-  std::string alias, chat_template, max_body = "8MiB";
+  std::string alias, chat_template, vocab, max_body = "8MiB";
   double grace = 5.0;
   bool quiet = false;
   app.add_option("--host", so.host, "address to listen on")->capture_default_str();
@@ -42,10 +45,13 @@ int run_serve(int argc, char** argv) {
   app.add_option("--api-key", so.api_key, "require 'Authorization: Bearer KEY' on /v1/*");
   app.add_option("--timeout", so.timeout_seconds, "HTTP read/write timeout in seconds")->capture_default_str();
   app.add_option("--alias", alias, "model name for /v1/models and requests (default: the file name)");
+  app.add_option("--vocab", vocab, "take the tokenizer from this GGUF (e.g. for a gen-random model without one)");
   app.add_option("--chat-template", chat_template, "chat template: built-in name (deepseek2, deepseek3, r1) or Jinja file");
   app.add_option("--max-tokens", so.limits.max_tokens_cap, "largest max_tokens a request may ask for")->capture_default_str();
   app.add_option("--max-body", max_body, "largest request body (e.g. 8MiB)")->capture_default_str();
   app.add_option("--shutdown-grace", grace, "seconds running streams may finish after SIGINT/SIGTERM")->capture_default_str();
+  app.add_option("--kv-prefix-cache", prefix_cache, "KV memory kept after requests end for prefix reuse (0: no prefix reuse)")
+      ->capture_default_str();
   app.add_flag("--quiet", quiet, "no line per request on stderr");
   return parse_and_run(app, argc, argv, [&] {
     if (mf.model.empty()) mf.model = default_model_path();
@@ -68,8 +74,12 @@ int run_serve(int argc, char** argv) {
     signal(SIGPIPE, SIG_IGN);  // a client that vanished must not kill the server
 
     auto model = mf.load();
-    if (!model->gguf().has("tokenizer.ggml.tokens")) fail(mf.model, ": the model has no tokenizer data (tokenizer.ggml.tokens); serve needs one");
-    auto tok = Tokenizer::from_gguf(model->gguf());
+    std::unique_ptr<Tokenizer> tok;
+    if (!vocab.empty()) tok = Tokenizer::from_file(vocab);
+    else if (model->gguf().has("tokenizer.ggml.tokens")) tok = Tokenizer::from_gguf(model->gguf());
+    else fail(mf.model, ": the model has no tokenizer data (tokenizer.ggml.tokens); pass --vocab VOCAB.gguf");
+    if (tok->n_vocab() > model->config().vocab_size)
+      fail(vocab.empty() ? mf.model : vocab, ": the tokenizer has ", tok->n_vocab(), " tokens, more than the model's ", model->config().vocab_size);
     std::unique_ptr<ChatTemplate> chat;
     try {
       chat = std::make_unique<ChatTemplate>(ChatTemplate::for_model(*tok, chat_template));
@@ -77,7 +87,19 @@ int run_serve(int argc, char** argv) {
       if (!chat_template.empty()) throw;
       std::fprintf(stderr, "serve: no usable chat template (%s): /v1/chat/completions is off\n", e.what());
     }
-    Engine engine(*model, mf.engine_options(*model));
+    // The paged cache: blocks per sequence, shared prompt prefixes, optional SSD tier.
+    const EngineOptions eo = mf.engine_options(*model);
+    PagedKvOptions ko = kf.options();
+    ko.max_ctx = eo.n_ctx > 0 ? eo.n_ctx : model->config().max_position_embeddings;
+    const ModelConfig& mc = model->config();
+    const uint64_t prefix_bytes = parse_byte_size(prefix_cache);
+    sched.share_prefixes = prefix_bytes > 0;
+    if (prefix_bytes > 0) {
+      const PagedKvCache probe(mc.n_layers, mc.kv_lora_rank, mc.qk_rope_head_dim, ko);  // for the block size
+      ko.max_prefix_blocks = std::max<uint64_t>(1, prefix_bytes / (probe.bytes_per_token() * static_cast<uint64_t>(ko.block_tokens)));
+    }
+    auto kv = std::make_shared<PagedKvCache>(mc.n_layers, mc.kv_lora_rank, mc.qk_rope_head_dim, ko);
+    Engine engine(*model, eo, kv);
     so.model_id = alias.empty() ? std::filesystem::path(mf.model).filename().string() : alias;
     so.aliases = {std::filesystem::path(mf.model).stem().string()};
 

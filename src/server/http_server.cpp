@@ -326,7 +326,11 @@ void HttpServer::Impl::routes() {
     res.set_content(draining ? R"({"status":"shutting down"})" : R"({"status":"ok"})", "application/json");
   });
   svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics.render(scheduler.stats(), prefix_stats ? prefix_stats() : std::nullopt), "text/plain; version=0.0.4");
+    const SchedulerStats st = scheduler.stats();
+    std::optional<PrefixStats> prefix = prefix_stats ? prefix_stats() : std::nullopt;
+    if (!prefix && st.prefix_cache)
+      prefix = PrefixStats{st.prefix_lookups, st.prefix_hits, st.prefix_tokens_requested, st.prefix_tokens_reused};
+    res.set_content(metrics.render(st, prefix), "text/plain; version=0.0.4");
   });
 
   // The API key guards /v1/*; /health and /metrics stay open for probes.

@@ -66,6 +66,8 @@ std::string Metrics::render(const SchedulerStats& s, const std::optional<PrefixS
   w.metric("mlamoe_kv_cache_budget_tokens", "gauge", "KV positions all sequences may reserve.", s.kv_tokens_budget);
   w.metric("mlamoe_kv_cache_usage_ratio", "gauge", "Reserved over budget KV positions.",
            s.kv_tokens_budget ? double(s.kv_tokens_reserved) / double(s.kv_tokens_budget) : 0.0);
+  if (s.prefix_cache)
+    w.metric("mlamoe_kv_cache_prefix_blocks", "gauge", "KV blocks kept for prefix reuse (bounded by --kv-prefix-cache).", s.prefix_blocks);
   if (prefix) {
     w.metric("mlamoe_prefix_lookups_total", "counter", "Prompts looked up in the prefix cache.", prefix->lookups);
     w.metric("mlamoe_prefix_hits_total", "counter", "Prompts that reused at least one cached token.", prefix->hits);

@@ -43,13 +43,15 @@ struct Scheduler::Active {
   }
 };
 
-Scheduler::Scheduler(Engine& engine, SchedulerOptions opts) : engine_(engine), opts_(opts) {
+Scheduler::Scheduler(Engine& engine, SchedulerOptions opts)
+    : engine_(engine), paged_(dynamic_cast<PagedKvCache*>(&engine.kv())), opts_(opts) {
   opts_.max_sequences = std::max(1, opts_.max_sequences);
   opts_.max_queue = std::max(0, opts_.max_queue);
   opts_.prefill_chunk = std::max(1, opts_.prefill_chunk);
   kv_budget_ = opts_.kv_tokens > 0 ? opts_.kv_tokens : opts_.max_sequences * engine_.n_ctx();
   for (int32_t s = opts_.max_sequences - 1; s >= 0; --s) free_slots_.push_back(s);
   stats_.kv_tokens_budget = kv_budget_;
+  stats_.prefix_cache = paged_ != nullptr;
 }
 
 Scheduler::~Scheduler() { shutdown(0); }
@@ -134,12 +136,29 @@ void Scheduler::admit_locked() {
     auto a = std::make_unique<Active>(std::move(w), slot);
     waiting_.pop_front();
     engine_.kv().clear(slot);
+    if (paged_ && opts_.share_prefixes) {
+      // At least the last prompt token is computed: its logits give the first token.
+      a->n_cached = static_cast<size_t>(paged_->attach_prefix(slot, std::span<const int32_t>(a->tokens.data(), a->n_prompt - 1)));
+      a->usage.cached_tokens = static_cast<int64_t>(a->n_cached);
+    }
     active_.push_back(std::move(a));
   }
 }
 
+void Scheduler::release_kv(Active& a, bool keep_for_reuse) {
+  if (paged_ && keep_for_reuse) {
+    const int64_t n = std::min<int64_t>(engine_.kv().length(a.slot), static_cast<int64_t>(a.tokens.size()));
+    paged_->publish(a.slot, std::span<const int32_t>(a.tokens.data(), static_cast<size_t>(n)));
+    paged_->release(a.slot);
+    if (paged_->options().max_prefix_blocks) paged_->trim_prefix_cache(paged_->options().max_prefix_blocks);
+  } else {
+    engine_.kv().clear(a.slot);
+  }
+}
+
 void Scheduler::finish(Active& a, FinishReason reason, const std::string& error) {
-  engine_.kv().clear(a.slot);
+  // After a failed step the entries may be half written: never share those.
+  release_kv(a, reason != FinishReason::Error && opts_.share_prefixes);
   free_slots_.push_back(a.slot);
   reserved_ -= a.reserve;
   a.usage.completion_tokens = static_cast<int64_t>(a.tokens.size() - a.n_prompt);
@@ -214,7 +233,13 @@ void Scheduler::step() {
       if (a->slot >= 0) finish(*a, FinishReason::Error, e.what());
     return;
   }
-  for (auto& [a, n] : advanced) a->n_cached += n;
+  for (auto& [a, n] : advanced) {
+    a->n_cached += n;
+    // A prompt that is in becomes reusable at once (concurrent requests with the same
+    // system prompt share it).
+    if (paged_ && opts_.share_prefixes && a->n_cached == a->n_prompt)
+      paged_->publish(a->slot, std::span<const int32_t>(a->tokens.data(), a->n_prompt));
+  }
   const int64_t n_vocab = engine_.model().config().vocab_size;
   for (size_t r = 0; r < rows.size(); ++r) {
     Active& a = *rows[r];
@@ -254,7 +279,13 @@ void Scheduler::loop() {
     step();
     std::erase_if(active_, [](auto& a) { return a->slot < 0; });
     const uint64_t kv_bytes = engine_.kv().bytes_used();
+    const KvStats ks = paged_ ? paged_->stats() : KvStats{};
     std::lock_guard sl(stats_mu_);
+    stats_.prefix_lookups = ks.prefix_lookups;
+    stats_.prefix_hits = ks.prefix_hits;
+    stats_.prefix_tokens_requested = ks.prefix_tokens_requested;
+    stats_.prefix_tokens_reused = ks.prefix_tokens_reused;
+    stats_.prefix_blocks = ks.blocks_in_prefix_tree;
     stats_.active = static_cast<int64_t>(active_.size());
     stats_.kv_tokens_reserved = reserved_;
     stats_.kv_bytes = kv_bytes;

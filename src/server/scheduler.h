@@ -7,7 +7,9 @@
 //  4. runs Engine::forward once (one pass over each selected expert for all of them),
 //  5. samples each sequence's next token with its own sampler and hands it over.
 // A request reserves prompt + max_tokens KV positions at admission, so a running
-// sequence never runs out of cache mid-stream.
+// sequence never runs out of cache mid-stream. With a PagedKvCache, a new prompt starts
+// from the longest prefix any earlier sequence published (a shared system prompt is
+// computed once), and finished sequences publish theirs.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "model/engine.h"
+#include "runtime/paged_kv_cache.h"
 #include "runtime/sampler.h"
 
 namespace mlamoe::server {
@@ -71,6 +74,7 @@ struct SchedulerOptions {
   int max_queue = 64;        // requests waiting for a slot; more answer 429
   int prefill_chunk = 256;   // prompt tokens per step, over all sequences
   int64_t kv_tokens = 0;     // KV positions all sequences may reserve; 0: max_sequences × n_ctx
+  bool share_prefixes = true;  // with a PagedKvCache: reuse and publish prompt prefixes
 };
 
 struct SchedulerStats {
@@ -82,6 +86,9 @@ struct SchedulerStats {
   uint64_t kv_bytes = 0;
   double prompt_tps = 0, decode_tps = 0;  // over the last 10 s
   double busy_seconds = 0;
+  // Prefix reuse (a PagedKvCache only).
+  bool prefix_cache = false;
+  uint64_t prefix_lookups = 0, prefix_hits = 0, prefix_tokens_requested = 0, prefix_tokens_reused = 0, prefix_blocks = 0;
 };
 
 class Scheduler {
@@ -122,7 +129,10 @@ class Scheduler {
   void sample_row(Active& a, const float* logits);
   void record_step(int64_t prompt_tokens, int64_t decode_tokens, double seconds);
 
+  void release_kv(Active& a, bool keep_for_reuse);
+
   Engine& engine_;
+  PagedKvCache* paged_;  // the engine's cache if it shares prefixes, else null
   SchedulerOptions opts_;
   int64_t kv_budget_;
 

@@ -270,6 +270,23 @@ TEST(Serve, ErrorsAreOpenAIErrorObjects) {
   EXPECT_EQ(s.stop(SIGTERM), 0);
 }
 
+TEST(Serve, SharedPromptPrefixIsReused) {
+  Server s({"-c", "1024", "--kv-block", "16"});
+  const std::string system(200, 's');
+  auto ask = [&](const std::string& user) {
+    json b = chat_body(user, 4);
+    b["messages"] = {{{"role", "system"}, {"content", system}}, {{"role", "user"}, {"content", user}}};
+    return post(s, "/v1/chat/completions", b).as_json();
+  };
+  const json first = ask("first question"), second = ask("second question");
+  EXPECT_EQ(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_GE(second["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 192) << second.dump();
+  EXPECT_GE(metric(s, "mlamoe_prefix_hits_total"), 1);
+  // Reused entries give the same answer as computing them again.
+  EXPECT_EQ(ask("first question")["choices"][0]["message"]["content"], first["choices"][0]["message"]["content"]);
+  EXPECT_EQ(s.stop(SIGTERM), 0);
+}
+
 TEST(Serve, ApiKey) {
   Server s({"--api-key", "k123"});
   const json body = chat_body("x", 2);
@@ -282,7 +299,7 @@ TEST(Serve, ApiKey) {
 }
 
 TEST(Serve, DisconnectFreesTheSequence) {
-  Server s({"-c", "8192", "--parallel", "2"});
+  Server s({"-c", "8192", "--parallel", "2", "--kv-prefix-cache", "0"});
   auto body = chat_body("go on", 8000, true);
   body["ignore_eos"] = true;
   body["temperature"] = 1.0;
@@ -343,7 +360,7 @@ TEST(Serve, OpenAINodeSdk) {
   auto [rc, out] = sh("cd " + shell_quote(dir) + " && npm ci --no-audit --no-fund --loglevel=error 2>&1");
   ASSERT_EQ(rc, 0) << "npm ci failed (needs the npm registry):\n" << out;
 
-  Server s({"-c", "8192", "--api-key", "test-key"});
+  Server s({"-c", "8192", "--api-key", "test-key", "--kv-prefix-cache", "0"});
   auto [nrc, nout] = sh("node " + shell_quote(dir + "/openai_client.mjs") + " " + shell_quote(s.url("/v1")) + " model.gguf test-key 2>&1");
   EXPECT_EQ(nrc, 0) << nout;
   EXPECT_NE(nout.find("ALL OK"), std::string::npos) << nout;

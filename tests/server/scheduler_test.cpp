@@ -276,3 +276,35 @@ TEST(Scheduler, ShutdownEndsEverything) {
   EXPECT_TRUE(running->reason == FinishReason::Shutdown || running->reason == FinishReason::Length);
   EXPECT_THROW(s.submit(request(prompt_of("z"), 5, std::make_shared<Outcome>())), ApiError);
 }
+
+TEST(Scheduler, PrefixReuseThroughThePagedCacheGivesTheSameTokens) {
+  const Model& m = fixture_model();
+  PagedKvOptions ko;
+  ko.block_tokens = 4;
+  ko.max_ctx = 128;
+  auto kv = std::make_shared<PagedKvCache>(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
+  Engine engine(m, EngineOptions{128}, kv);
+  Scheduler s(engine, {});
+  s.start();
+  const auto shared = prompt_of("A shared system prompt. ");
+  auto with = [&](const std::string& tail) {
+    auto p = shared;
+    p.insert(p.end(), tail.begin(), tail.end());
+    return p;
+  };
+  auto first = std::make_shared<Outcome>();
+  s.submit(request(with("one"), 12, first));
+  wait(*first);
+  auto second = std::make_shared<Outcome>(), third = std::make_shared<Outcome>();
+  s.submit(request(with("two"), 12, second));
+  s.submit(request(with("one"), 12, third));
+  wait(*second);
+  wait(*third);
+  EXPECT_EQ(first->usage.cached_tokens, 0);
+  EXPECT_GE(second->usage.cached_tokens, 20);  // whole 4-token blocks of the shared part
+  EXPECT_GE(third->usage.cached_tokens, static_cast<int64_t>(shared.size()));
+  EXPECT_EQ(first->tokens, alone(with("one"), 12));
+  EXPECT_EQ(second->tokens, alone(with("two"), 12));
+  EXPECT_EQ(third->tokens, first->tokens);
+  EXPECT_GE(s.stats().prefix_hits, 2u);
+}
