@@ -126,7 +126,7 @@ std::vector<int32_t> load_session(const std::string& path, PagedKvCache& kv, int
     fail(path, ": session size does not match its header");
 
   std::vector<int32_t> tokens(n);
-  std::memcpy(tokens.data(), bytes.data() + sizeof hd, n * 4);
+  if (n) std::memcpy(tokens.data(), bytes.data() + sizeof hd, n * 4);  // an empty vector's data() may be null
   try {
     kv.reserve(seq, static_cast<int64_t>(n));
     const auto* p = reinterpret_cast<const uint8_t*>(bytes.data()) + sizeof hd + n * 4;
