@@ -297,6 +297,8 @@ uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
   loaded_cv_.wait(lk, [&] { return !p->loading; });
   if (!p->data) {
     make_room(page_bytes_, 0);
+    resident_ += page_bytes_;  // counted before the read, so concurrent loads see it
+    stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
     if (p->on_disk) {
       p->loading = true;
       ++stats_.demand_reads;
@@ -314,8 +316,6 @@ uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
       p->dirty = true;
     }
     p->lru = lru_.insert(lru_.end(), id);
-    resident_ += page_bytes_;
-    stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
   } else {
     lru_.splice(lru_.end(), lru_, p->lru);
   }
@@ -408,6 +408,8 @@ void PagedKvCache::prefetch_loop() {
       continue;
     }
     p->loading = true;
+    resident_ += page_bytes_;
+    stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
     auto buf = new_buffer(false);  // read over entirely
     lk.unlock();
     read_page(id, buf.get());
@@ -417,8 +419,6 @@ void PagedKvCache::prefetch_loop() {
     p->loading = false;
     p->lru = lru_.insert(lru_.end(), id);
     p->last_use = ++clock_;
-    resident_ += page_bytes_;
-    stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
     ++stats_.pages_prefetched;
     ++stats_.pages_read;
     loaded_cv_.notify_all();
