@@ -236,8 +236,9 @@ def cmd_load(a):
     print(f"RSS idle {idle_rss / 1024:.1f} MiB -> after {after_rss / 1024:.1f} MiB")
     for b in results["bad"][:20]:
         print("  BAD", b)
-    ok = (results["ok"] == well_formed and not results["bad"] and metric(a.url, "mlamoe_kv_cache_bytes") == 0
-          and metric(a.url, "mlamoe_active_sequences") == 0)
+    # Sequences hold nothing any more; KV kept for prefix reuse stays within its bound.
+    ok = (results["ok"] == well_formed and not results["bad"] and metric(a.url, "mlamoe_kv_cache_reserved_tokens") == 0
+          and metric(a.url, "mlamoe_active_sequences") == 0 and metric(a.url, "mlamoe_kv_cache_bytes") <= a.kv_bytes_max)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
@@ -262,6 +263,8 @@ def main():
     l.add_argument("--pid", type=int, required=True)
     l.add_argument("--requests", type=int, default=200)
     l.add_argument("--clients", type=int, default=16)
+    l.add_argument("--kv-bytes-max", type=float, default=0,
+                   help="KV bytes the server may keep afterwards (its --kv-prefix-cache; 0 with --kv-prefix-cache 0)")
     a = p.parse_args()
     return {"throughput": cmd_throughput, "ttft": cmd_ttft, "load": cmd_load}[a.cmd](a) or 0
 

@@ -52,6 +52,27 @@ int find_connection_socket(const std::string& local_addr, int local_port, const 
   return found;
 }
 
+bool raise_listen_backlog(int port, int backlog) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (!dir) return false;
+  bool done = false;
+  while (dirent* e = readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
+    struct stat st{};
+    if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    std::string host;
+    int p = -1;
+    if (endpoint_of(static_cast<int>(fd), false, host, p) && p == port) done = ::listen(static_cast<int>(fd), backlog) == 0 || done;
+  }
+  closedir(dir);
+  return done;
+}
+
 bool peer_hung_up(int fd) {
   if (fd < 0) return false;
   pollfd p{fd, POLLRDHUP, 0};

@@ -13,6 +13,11 @@ namespace mlamoe::server {
 // (numeric host strings, as cpp-httplib reports them), or -1.
 int find_connection_socket(const std::string& local_addr, int local_port, const std::string& remote_addr, int remote_port);
 
+// cpp-httplib (as Debian builds it) listens with a backlog of 5: a burst of clients
+// overflows it. Finds the listening socket on `port` and raises its backlog (calling
+// listen() again on a listening socket does that on Linux). Returns false if not found.
+bool raise_listen_backlog(int port, int backlog);
+
 // True if the peer closed or reset the connection (never blocks).
 bool peer_hung_up(int fd);
 

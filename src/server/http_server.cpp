@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -394,6 +395,7 @@ int HttpServer::bind() {
   } else if (!impl_->svr.bind_to_port(o.host, o.port)) {
     fail("serve: cannot listen on ", o.host, ":", o.port, " (in use, or not an address of this machine)");
   }
+  if (!raise_listen_backlog(o.port, SOMAXCONN)) std::fprintf(stderr, "serve: warning: could not raise the listen backlog\n");
   return o.port;
 }
 
