@@ -185,9 +185,11 @@ Value call_global(const std::string& name, const std::vector<Value>& args, const
     else lo = args[0].i, hi = args[1].i;
     if (args.size() == 3) step = args[2].i;
     if (step == 0) runtime_error("range() step must not be zero");
-    if ((hi - lo) / step > 1000000) runtime_error("range() too long");
+    if ((static_cast<__int128>(hi) - lo) / step > 1000000) runtime_error("range() too long");
     List l;
-    for (int64_t k = lo; step > 0 ? k < hi : k > hi; k += step) l.push_back(Value::integer(k));
+    // Counted in 128 bits: lo + k * step never overflows, even next to INT64_MAX.
+    const __int128 span = static_cast<__int128>(hi) - lo, count = span / step + (span % step != 0);
+    for (__int128 k = 0; k < count; ++k) l.push_back(Value::integer(static_cast<int64_t>(lo + k * step)));
     return Value::make_list(std::move(l));
   }
   if (name == "strftime_now") {

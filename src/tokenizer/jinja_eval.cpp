@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <unordered_map>
 
 #include "common/error.h"
@@ -202,6 +203,16 @@ namespace {
 
 enum class Flow { Normal, Break, Continue };
 
+// Templates come from model files and from --chat-template: bound the work one render
+// may do (nodes run, loop iterations, list items and string bytes produced, one unit
+// per 256 bytes), so a hostile template fails with one line instead of hanging or
+// exhausting memory. The largest conversation the server accepts (4096 messages, 8 MiB)
+// uses about a tenth of it with the DeepSeek templates; a prompt of 32 MiB is ~8M
+// tokens, far beyond any context.
+constexpr uint64_t kMaxRenderWork = 1'000'000;
+constexpr uint64_t kLoopIterationWork = 4;  // a loop iteration builds the `loop` dict
+constexpr size_t kMaxStringBytes = 32u << 20;
+
 class Renderer {
  public:
   explicit Renderer(const std::map<std::string, Value>& globals) {
@@ -220,6 +231,24 @@ class Renderer {
  private:
   using Node = Template::Node;
   std::vector<std::unordered_map<std::string, Value>> scopes_;
+  uint64_t work_ = 0;
+
+  void charge(uint64_t units) {
+    work_ += units;
+    if (work_ > kMaxRenderWork) runtime_error("the template does too much work (a loop or a value too large)");
+  }
+  void check_concat(size_t a, size_t b) {
+    if (a + b > kMaxStringBytes) runtime_error("string longer than " + std::to_string(kMaxStringBytes) + " bytes");
+  }
+  Value charged(Value v) {
+    if (v.kind == Value::Kind::String) {
+      if (v.s.size() > kMaxStringBytes) runtime_error("string longer than " + std::to_string(kMaxStringBytes) + " bytes");
+      charge(1 + v.s.size() / 256);
+    } else if (v.kind == Value::Kind::List) {
+      charge(1 + v.list->size());
+    }
+    return v;
+  }
 
   Value lookup(const std::string& name) const {
     for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
@@ -230,9 +259,10 @@ class Renderer {
   }
 
   Flow exec(const Node& n) {
+    charge(1);
     switch (n.kind) {
       case Node::Text: out += n.text; break;
-      case Node::Output: out += eval(*n.expr).str(); break;
+      case Node::Output: out += charged(Value::string(eval(*n.expr).str())).s; break;
       case Node::If:
         for (const auto& [cond, body] : n.branches)
           if (!cond || eval(*cond).truthy()) return exec(body);
@@ -273,6 +303,7 @@ class Renderer {
     if (items.empty()) return exec(n.else_body) == Flow::Break ? Flow::Normal : Flow::Normal;
     const int64_t len = static_cast<int64_t>(items.size());
     for (int64_t k = 0; k < len; ++k) {
+      charge(kLoopIterationWork);
       scopes_.emplace_back();
       Dict loop = {{"index", Value::integer(k + 1)},         {"index0", Value::integer(k)},
                    {"revindex", Value::integer(len - k)},    {"revindex0", Value::integer(len - k - 1)},
@@ -366,13 +397,13 @@ Value Renderer::eval(const Expr& e) {
       }
       return Value::make_list(std::move(l));
     }
-    case Expr::Call: return call(e);
+    case Expr::Call: return charged(call(e));
     case Expr::Filter: {
       std::vector<Value> pos;
       std::map<std::string, Value> kw;
       const Value subject = eval(*e.args[0]);
       arguments(e, 1, pos, kw);
-      return apply_filter(e.name, subject, pos, kw);
+      return charged(apply_filter(e.name, subject, pos, kw));
     }
     case Expr::Test: {
       std::vector<Value> pos;
@@ -383,7 +414,10 @@ Value Renderer::eval(const Expr& e) {
     }
     case Expr::Neg: {
       const Value v = eval(*e.args[0]);
-      if (v.kind == Value::Kind::Int) return Value::integer(-v.i);
+      if (v.kind == Value::Kind::Int) {
+        if (v.i == std::numeric_limits<int64_t>::min()) runtime_error("integer overflow in unary -");
+        return Value::integer(-v.i);
+      }
       if (is_number(v)) return Value::number(-as_double(v));
       runtime_error(std::string("bad operand for unary -: ") + kind_name(v.kind));
     }
@@ -399,7 +433,7 @@ Value Renderer::eval(const Expr& e) {
     case Expr::Cond:
       if (eval(*e.args[1]).truthy()) return eval(*e.args[0]);
       return e.args[2] ? eval(*e.args[2]) : Value{};
-    case Expr::Binary: return binary(e.name, eval(*e.args[0]), eval(*e.args[1]));
+    case Expr::Binary: return charged(binary(e.name, eval(*e.args[0]), eval(*e.args[1])));
   }
   return Value{};
 }
@@ -420,7 +454,11 @@ Value Renderer::call(const Expr& e) {
 
 Value Renderer::binary(const std::string& op, const Value& a, const Value& b) {
   using K = Value::Kind;
-  if (op == "~") return Value::string(a.str() + b.str());
+  if (op == "~") {
+    std::string x = a.str(), y = b.str();
+    check_concat(x.size(), y.size());
+    return Value::string(x + y);
+  }
   if (op == "==") return Value::boolean(equal(a, b));
   if (op == "!=") return Value::boolean(!equal(a, b));
   if (op == "in") {
@@ -438,14 +476,20 @@ Value Renderer::binary(const std::string& op, const Value& a, const Value& b) {
     return Value::boolean(op == "<" ? c < 0 : op == "<=" ? c <= 0 : op == ">" ? c > 0 : c >= 0);
   }
   if (op == "+") {
-    if (a.kind == K::String && b.kind == K::String) return Value::string(a.s + b.s);
+    if (a.kind == K::String && b.kind == K::String) {
+      check_concat(a.s.size(), b.s.size());
+      return Value::string(a.s + b.s);
+    }
     if (a.kind == K::List && b.kind == K::List) {
+      charge(a.list->size() + b.list->size());  // before copying, so doubling stops early
       List l = *a.list;
       l.insert(l.end(), b.list->begin(), b.list->end());
       return Value::make_list(std::move(l));
     }
   }
   if (op == "*" && a.kind == K::String && b.kind == K::Int) {
+    if (b.i > 0 && !a.s.empty() && static_cast<uint64_t>(b.i) > kMaxStringBytes / a.s.size())
+      runtime_error("string longer than " + std::to_string(kMaxStringBytes) + " bytes");
     std::string s;
     for (int64_t k = 0; k < b.i; ++k) s += a.s;
     return Value::string(s);
@@ -456,9 +500,19 @@ Value Renderer::binary(const std::string& op, const Value& a, const Value& b) {
   const double x = as_double(a), y = as_double(b);
   const int64_t xi = a.kind == K::Bool ? a.b : a.i, yi = b.kind == K::Bool ? b.b : b.i;
   if ((op == "/" || op == "//" || op == "%") && y == 0) runtime_error("division by zero");
-  if (op == "+") return ints ? Value::integer(xi + yi) : Value::number(x + y);
-  if (op == "-") return ints ? Value::integer(xi - yi) : Value::number(x - y);
-  if (op == "*") return ints ? Value::integer(xi * yi) : Value::number(x * y);
+  if (ints && (op == "+" || op == "-" || op == "*")) {  // Python's ints are unbounded; ours are not
+    int64_t r;
+    const bool overflow = op == "+"   ? __builtin_add_overflow(xi, yi, &r)
+                          : op == "-" ? __builtin_sub_overflow(xi, yi, &r)
+                                      : __builtin_mul_overflow(xi, yi, &r);
+    if (overflow) runtime_error("integer overflow in " + op);
+    return Value::integer(r);
+  }
+  if (ints && (op == "//" || op == "%") && xi == std::numeric_limits<int64_t>::min() && yi == -1)
+    runtime_error("integer overflow in " + op);
+  if (op == "+") return Value::number(x + y);
+  if (op == "-") return Value::number(x - y);
+  if (op == "*") return Value::number(x * y);
   if (op == "/") return Value::number(x / y);
   if (op == "//") {
     if (!ints) return Value::number(std::floor(x / y));

@@ -288,8 +288,12 @@ class ExprParser {
       std::string digits;
       for (char c : tok.text)
         if (c != '_') digits += c;
-      e->value = digits.find('.') != std::string::npos ? Value::number(std::stod(digits))
-                                                       : Value::integer(std::stoll(digits));
+      try {
+        e->value = digits.find('.') != std::string::npos ? Value::number(std::stod(digits))
+                                                         : Value::integer(std::stoll(digits));
+      } catch (const std::exception&) {  // std::out_of_range: more digits than int64 / double hold
+        syntax_error(line_, "number " + tok.text.substr(0, 40) + " is out of range");
+      }
       return e;
     }
     if (tok.type == Token::Name) {
