@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds mlamoe and generates text with the small model the project ships
-# (models/mlamoe-tiny.gguf); without it, with a tiny random DeepSeek-V3-shaped model
+# (models/mlamoe-tiny-arith.gguf); without it, with a tiny random DeepSeek-V3-shaped model
 # made by `mlamoe gen-random`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-if [ -f models/mlamoe-tiny.gguf ]; then
-  ./build/mlamoe run -p "${1:-What is 12+35?}" -n 64 --temp 0
+if [ -f models/mlamoe-tiny-arith.gguf ]; then
+  ./build/mlamoe run -p "${1:-What is 478+65?}" --chat -n 64 --temp 0
 else
   vocab=()
   [ -f ../shared/tokenizer/ggml-vocab-deepseek-llm.gguf ] && vocab=(--vocab ../shared/tokenizer/ggml-vocab-deepseek-llm.gguf)

@@ -11,7 +11,7 @@ namespace mlamoe::cli {
 
 inline std::string default_model_path() {
   if (const char* env = std::getenv("MLAMOE_MODEL")) return env;
-  const std::filesystem::path shipped = std::filesystem::path(MLAMOE_SOURCE_DIR) / "models" / "mlamoe-tiny.gguf";
+  const std::filesystem::path shipped = std::filesystem::path(MLAMOE_SOURCE_DIR) / "models" / "mlamoe-tiny-arith.gguf";
   if (std::filesystem::exists(shipped)) return shipped.string();
   fail("no model given: pass -m MODEL.gguf (or set MLAMOE_MODEL)");
 }
