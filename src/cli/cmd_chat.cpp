@@ -176,20 +176,15 @@ int run_chat(int argc, char** argv) {
   bool hide_thinking = false;
   GenerateOptions g;
   g.n_predict = -1;
-  int64_t seed = -1;
   app.add_option("--sys,--system", system, "system prompt (-sys works too)");
   app.add_option("--chat-template", template_spec, "built-in template (deepseek2, deepseek3, r1) or a Jinja file");
   app.add_flag("--hide-thinking", hide_thinking, "do not show R1 reasoning (<think>...</think>)");
   app.add_option("-n,--n-predict", g.n_predict, "max tokens per answer (-1: until end of turn or context)");
-  app.add_option("--temp", g.sampling.temperature, "temperature (0: greedy)");
-  app.add_option("--top-k", g.sampling.top_k, "top-k (0: off)");
-  app.add_option("--top-p", g.sampling.top_p, "top-p (1: off)");
-  app.add_option("--min-p", g.sampling.min_p, "min-p (0: off)");
-  app.add_option("--repeat-penalty", g.sampling.repeat_penalty, "repetition penalty (1: off)");
-  app.add_option("-s,--seed", seed, "random seed (-1: random)");
+  SamplingFlags sf;
+  sf.add_to(app);
   return parse_and_run(app, argc, argv, [&] {
     if (mf.model.empty()) mf.model = default_model_path();
-    g.sampling.seed = seed < 0 ? std::random_device{}() : static_cast<uint64_t>(seed);
+    g.sampling = sf.resolve();
     auto model = mf.load();
     if (!model->gguf().has("tokenizer.ggml.model")) fail(mf.model, ": no tokenizer data; chat needs a model with a vocabulary");
     auto tok = Tokenizer::from_gguf(model->gguf());

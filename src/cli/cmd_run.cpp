@@ -23,20 +23,14 @@ int run_run(int argc, char** argv) {
   kf.add_to(app);
   std::string prompt, tokens_arg;
   GenerateOptions g;
-  int64_t seed = -1;
   bool show_ids = false, chat = false;
   std::string chat_template, system_prompt;
   app.add_option("-p,--prompt", prompt, "prompt text");
   app.add_option("--tokens", tokens_arg, "prompt as comma-separated token ids (instead of -p)");
   app.add_option("-n,--n-predict", g.n_predict, "tokens to generate (-1: until end of text or context)");
   app.add_option("-b,--batch-size", g.n_batch, "prompt tokens per forward pass");
-  app.add_option("--temp", g.sampling.temperature, "temperature (0: greedy)");
-  app.add_option("--top-k", g.sampling.top_k, "top-k (0: off)");
-  app.add_option("--top-p", g.sampling.top_p, "top-p (1: off)");
-  app.add_option("--min-p", g.sampling.min_p, "min-p (0: off)");
-  app.add_option("--repeat-penalty", g.sampling.repeat_penalty, "repetition penalty (1: off)");
-  app.add_option("--repeat-last-n", g.sampling.repeat_last_n, "tokens the repetition penalty looks back");
-  app.add_option("-s,--seed", seed, "random seed (-1: random)");
+  SamplingFlags sf;
+  sf.add_to(app);
   app.add_flag("--show-ids", show_ids, "print token ids instead of text");
   app.add_flag("--chat", chat, "wrap the prompt as a user turn with the model's chat template");
   app.add_option("--chat-template", chat_template, "with --chat: a built-in template name or a Jinja file");
@@ -44,7 +38,7 @@ int run_run(int argc, char** argv) {
   return parse_and_run(app, argc, argv, [&] {
     if (prompt.empty() == tokens_arg.empty()) fail("give a prompt with -p TEXT or --tokens 1,2,3 (exactly one)");
     if (mf.model.empty()) mf.model = default_model_path();
-    g.sampling.seed = seed < 0 ? std::random_device{}() : static_cast<uint64_t>(seed);
+    g.sampling = sf.resolve();
     auto model = mf.load();
     std::unique_ptr<Tokenizer> tok;
     if (model->gguf().has("tokenizer.ggml.tokens")) tok = Tokenizer::from_gguf(model->gguf());

@@ -1,5 +1,7 @@
 #include "cli/common_flags.h"
 
+#include <random>
+
 #include <cstdio>
 #include <filesystem>
 
@@ -19,6 +21,22 @@ void ModelFlags::add_to(CLI::App& app, bool model_required) {
   app.add_option("--attn", attn, "attention path: absorbed (attend over latents) or naive (decompress K/V)")
       ->check(CLI::IsMember({"absorbed", "naive"}));
   app.add_flag("--verbose", verbose, "print load details");
+}
+
+void SamplingFlags::add_to(CLI::App& app) {
+  app.add_option("--temp", params.temperature, "temperature (0: greedy)");
+  app.add_option("--top-k", params.top_k, "top-k (0: off)");
+  app.add_option("--top-p", params.top_p, "top-p (1: off)");
+  app.add_option("--min-p", params.min_p, "min-p (0: off)");
+  app.add_option("--repeat-penalty", params.repeat_penalty, "repetition penalty (1: off)");
+  app.add_option("--repeat-last-n", params.repeat_last_n, "tokens the repetition penalty looks back");
+  app.add_option("-s,--seed", seed, "random seed (-1: random)");
+}
+
+SamplerParams SamplingFlags::resolve() const {
+  SamplerParams p = params;
+  p.seed = seed < 0 ? std::random_device{}() : static_cast<uint64_t>(seed);
+  return p;
 }
 
 AttentionMode parse_attention(const std::string& s) {

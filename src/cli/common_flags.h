@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/engine.h"
+#include "runtime/sampler.h"
 #include "runtime/paged_kv_cache.h"
 
 namespace mlamoe::cli {
@@ -22,6 +23,14 @@ struct ModelFlags {
   // Applies -t, loads the model (with a progress line), validates -c; throws Error.
   std::unique_ptr<Model> load() const;
   EngineOptions engine_options(const Model& m) const;
+};
+
+// --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n -s/--seed.
+struct SamplingFlags {
+  SamplerParams params;
+  int64_t seed = -1;  // -1: a random seed
+  void add_to(CLI::App& app);
+  SamplerParams resolve() const;  // params with the seed filled in
 };
 
 AttentionMode parse_attention(const std::string& s);
