@@ -26,7 +26,7 @@ std::string_view gguf_type_name(GgufType t) {
   return "?";
 }
 
-static size_t scalar_size(GgufType t) {
+size_t gguf_scalar_size(GgufType t) {
   switch (t) {
     case GgufType::UINT8: case GgufType::INT8: case GgufType::BOOL: return 1;
     case GgufType::UINT16: case GgufType::INT16: return 2;
@@ -93,7 +93,7 @@ static int64_t read_int_elem(GgufType t, const uint8_t* p) {
 
 std::vector<int64_t> GgufValue::as_int_array() const {
   if (!is_array()) fail("expected an array, found ", gguf_type_name(type));
-  size_t es = scalar_size(elem_type);
+  size_t es = gguf_scalar_size(elem_type);
   std::vector<int64_t> out(count_);
   for (size_t i = 0; i < count_; ++i) out[i] = read_int_elem(elem_type, array_data_ + i * es);
   return out;
@@ -105,7 +105,7 @@ std::vector<float> GgufValue::as_float_array() const {
   for (size_t i = 0; i < count_; ++i) {
     if (elem_type == GgufType::FLOAT32) std::memcpy(&out[i], array_data_ + 4 * i, 4);
     else if (elem_type == GgufType::FLOAT64) { double d; std::memcpy(&d, array_data_ + 8 * i, 8); out[i] = float(d); }
-    else out[i] = static_cast<float>(read_int_elem(elem_type, array_data_ + i * scalar_size(elem_type)));
+    else out[i] = static_cast<float>(read_int_elem(elem_type, array_data_ + i * gguf_scalar_size(elem_type)));
   }
   return out;
 }
@@ -126,7 +126,7 @@ std::string GgufValue::to_string(size_t max_items) const {
         if (i) os << ", ";
         if (elem_type == GgufType::STRING) os << '"' << strings_[i] << '"';
         else if (elem_type == GgufType::FLOAT32 || elem_type == GgufType::FLOAT64) os << as_float_array()[i];
-        else os << read_int_elem(elem_type, array_data_ + i * scalar_size(elem_type));
+        else os << read_int_elem(elem_type, array_data_ + i * gguf_scalar_size(elem_type));
       }
       if (count_ > max_items) os << ", ...";
     }
@@ -261,7 +261,7 @@ class GgufParser {
         v.elem_type = value_type(key);
         uint64_t n = u64("array length");
         if (v.elem_type == GgufType::ARRAY) fail(f_.path_, ": metadata ", key, ": nested arrays are not supported");
-        size_t min_elem = v.elem_type == GgufType::STRING ? 8 : scalar_size(v.elem_type);
+        size_t min_elem = v.elem_type == GgufType::STRING ? 8 : gguf_scalar_size(v.elem_type);
         if (n > remaining() / min_elem)
           fail(f_.path_, ": metadata ", key, ": array of ", n, " elements does not fit in the file");
         v.count_ = n;
@@ -277,7 +277,7 @@ class GgufParser {
       case GgufType::FLOAT32: { float x = read<float>("f32 value"); v.f_ = x; return v; }
       case GgufType::FLOAT64: { v.f_ = read<double>("f64 value"); return v; }
       default: {
-        size_t n = scalar_size(t);
+        size_t n = gguf_scalar_size(t);
         need(n, "integer value");
         v.i_ = read_int_elem(t, p_);
         v.u_ = static_cast<uint64_t>(v.i_);

@@ -20,6 +20,8 @@ enum class GgufType : uint32_t {
   BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 };
 std::string_view gguf_type_name(GgufType t);
+// Bytes of one scalar value of type t (0 for STRING and ARRAY).
+size_t gguf_scalar_size(GgufType t);
 
 // One metadata value. Scalars are held decoded; arrays keep a pointer to their
 // elements inside the map (strings are indexed once, as string_views into the map).

@@ -9,16 +9,6 @@ namespace mlamoe {
 
 namespace {
 
-size_t elem_size(GgufType t) {
-  switch (t) {
-    case GgufType::UINT8: case GgufType::INT8: case GgufType::BOOL: return 1;
-    case GgufType::UINT16: case GgufType::INT16: return 2;
-    case GgufType::UINT32: case GgufType::INT32: case GgufType::FLOAT32: return 4;
-    case GgufType::UINT64: case GgufType::INT64: case GgufType::FLOAT64: return 8;
-    default: return 0;
-  }
-}
-
 template <typename T>
 void put(std::string& s, T v) {
   char b[sizeof(T)];
@@ -88,7 +78,7 @@ void GgufWriter::set_string(std::string_view key, std::string_view v) {
 }
 
 void GgufWriter::set_array(std::string_view key, GgufType elem, const void* data, size_t n) {
-  size_t es = elem_size(elem);
+  size_t es = gguf_scalar_size(elem);
   if (es == 0) fail(path_, ": metadata ", key, ": arrays of ", gguf_type_name(elem), " need their own setter");
   std::string s;
   put<uint32_t>(s, static_cast<uint32_t>(GgufType::ARRAY));
