@@ -43,7 +43,10 @@ int run_serve(int argc, char** argv) {
   app.add_option("-b,--batch-size", sched.prefill_chunk, "prompt tokens processed per step (chunked prefill)")->capture_default_str();
   app.add_option("--kv-tokens", sched.kv_tokens, "KV positions all sequences may reserve (0: parallel x ctx)")->capture_default_str();
   app.add_option("--api-key", so.api_key, "require 'Authorization: Bearer KEY' on /v1/*");
-  app.add_option("--timeout", so.timeout_seconds, "HTTP read/write timeout in seconds")->capture_default_str();
+  app.add_option("--timeout", so.timeout_seconds,
+                 "seconds a request may take from arrival to its last token: a running one is then cut (finish_reason "
+                 "length), one still queued gets 503; also the HTTP read/write timeout")
+      ->capture_default_str();
   app.add_option("--alias", alias, "model name for /v1/models and requests (default: the file name)");
   app.add_option("--vocab", vocab, "take the tokenizer from this GGUF (e.g. for a gen-random model without one)");
   app.add_option("--chat-template", chat_template, "chat template: built-in name (deepseek2, deepseek3, r1) or Jinja file");
@@ -64,6 +67,7 @@ int run_serve(int argc, char** argv) {
     so.max_body_bytes = parse_byte_size(max_body);
     if (so.max_body_bytes < 1024) fail("--max-body: must be at least 1KiB");
     so.log_requests = !quiet;
+    sched.request_timeout = so.timeout_seconds;
 
     // Signals go to one waiting thread (blocked everywhere else, before any thread starts).
     sigset_t stop_signals;

@@ -195,7 +195,7 @@ void HttpServer::Impl::completion(Endpoint ep, const httplib::Request& req, http
     e.reason = reason;
     e.usage = u;
     e.error = error;
-    if (reason != FinishReason::Error && reason != FinishReason::Cancelled) e.delta = text->finish();
+    if (reason != FinishReason::Error && reason != FinishReason::Cancelled && error.empty()) e.delta = text->finish();
     ex->push(std::move(e));
   };
   ex->handle = scheduler.submit(std::move(seq));
@@ -210,6 +210,8 @@ static std::optional<ApiError> final_error(const Event& e) {
   if (e.reason == FinishReason::Error) return ApiError(500, "Generation failed: " + e.error, "server_error", "", "internal_error");
   if (e.reason == FinishReason::Shutdown && !e.error.empty())  // never started
     return ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
+  if (e.reason == FinishReason::Timeout && !e.error.empty())  // never started: the server was busy
+    return ApiError(503, "The request timed out: " + e.error + ". Retry later.", "server_error", "", "timeout");
   return std::nullopt;
 }
 

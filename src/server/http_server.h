@@ -28,7 +28,7 @@ struct ServerOptions {
   std::vector<std::string> aliases;  // other accepted names
   size_t max_body_bytes = 8u << 20;
   RequestLimits limits;
-  int timeout_seconds = 600;         // HTTP read/write timeout
+  int timeout_seconds = 600;         // HTTP read/write timeout (the scheduler's request timeout too, see cmd_serve)
   int http_threads = 0;              // 0: enough for every slot and queued request
   bool log_requests = true;          // one line per request on stderr
 };

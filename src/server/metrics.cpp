@@ -61,6 +61,8 @@ std::string Metrics::render(const SchedulerStats& s, const std::optional<PrefixS
   w.metric("mlamoe_sequences_finished_total", "counter", "Sequences that ended (any reason).", s.finished_total);
   w.metric("mlamoe_sequences_cancelled_total", "counter", "Sequences ended because the client went away.", s.cancelled_total);
   w.metric("mlamoe_sequences_failed_total", "counter", "Sequences ended by an internal error.", s.errors_total);
+  w.metric("mlamoe_sequences_timed_out_total", "counter", "Requests ended by the request timeout (--timeout), queued or running.",
+           s.timeouts_total);
   w.metric("mlamoe_kv_cache_bytes", "gauge", "Bytes of KV-cache entries held.", s.kv_bytes);
   w.metric("mlamoe_kv_cache_reserved_tokens", "gauge", "KV positions reserved by admitted sequences.", s.kv_tokens_reserved);
   w.metric("mlamoe_kv_cache_budget_tokens", "gauge", "KV positions all sequences may reserve.", s.kv_tokens_budget);

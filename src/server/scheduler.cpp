@@ -14,6 +14,7 @@ const char* finish_reason_name(FinishReason r) {
     case FinishReason::Cancelled: return "cancelled";
     case FinishReason::Error: return "error";
     case FinishReason::Shutdown: return "length";  // cut short, like running out of tokens
+    case FinishReason::Timeout: return "length";
   }
   return "stop";
 }
@@ -116,6 +117,28 @@ void Scheduler::shutdown(double grace_seconds) {
   if (thread_.joinable()) thread_.join();
 }
 
+bool Scheduler::past_deadline(Clock::time_point queued, Clock::time_point now) const {
+  return opts_.request_timeout > 0 && std::chrono::duration<double>(now - queued).count() >= opts_.request_timeout;
+}
+
+void Scheduler::expire_waiting_locked(Clock::time_point now) {
+  if (opts_.request_timeout <= 0) return;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (!past_deadline(it->queued, now)) {
+      ++it;
+      continue;
+    }
+    Waiting gone = std::move(*it);
+    it = waiting_.erase(it);
+    SequenceUsage u;
+    u.prompt_tokens = static_cast<int64_t>(gone.req.prompt.size());
+    u.queue_seconds = u.total_seconds = std::chrono::duration<double>(now - gone.queued).count();
+    if (gone.req.on_finish) gone.req.on_finish(FinishReason::Timeout, u, "no sequence slot became free within the request timeout");
+    std::lock_guard sl(stats_mu_);
+    ++stats_.timeouts_total;
+  }
+}
+
 void Scheduler::admit_locked() {
   while (!waiting_.empty() && !free_slots_.empty()) {
     Waiting& w = waiting_.front();
@@ -169,6 +192,7 @@ void Scheduler::finish(Active& a, FinishReason reason, const std::string& error)
     ++stats_.finished_total;
     if (reason == FinishReason::Cancelled) ++stats_.cancelled_total;
     if (reason == FinishReason::Error) ++stats_.errors_total;
+    if (reason == FinishReason::Timeout) ++stats_.timeouts_total;
   }
   if (a.req.on_finish) a.req.on_finish(reason, a.usage, error);
   a.slot = -1;  // marks it for removal
@@ -268,13 +292,20 @@ void Scheduler::loop() {
       std::unique_lock lk(mu_);
       cv_.wait(lk, [&] { return stopping_ || !active_.empty() || (!waiting_.empty() && !free_slots_.empty()); });
       if (stopping_ && active_.empty()) break;
-      if (!stopping_) admit_locked();
-      else if (Clock::now() >= cut_at_)
+      if (!stopping_) {
+        expire_waiting_locked(Clock::now());
+        admit_locked();
+      } else if (Clock::now() >= cut_at_) {
         for (auto& a : active_) finish(*a, FinishReason::Shutdown);
+      }
     }
-    // A client that went away: its sequence ends here and its KV entries are freed.
-    for (auto& a : active_)
+    // A client that went away: its sequence ends here and its KV entries are freed. A
+    // sequence past its deadline ends with what it has.
+    const auto now = Clock::now();
+    for (auto& a : active_) {
       if (a->slot >= 0 && a->handle->cancelled()) finish(*a, FinishReason::Cancelled);
+      else if (a->slot >= 0 && past_deadline(a->queued, now)) finish(*a, FinishReason::Timeout);
+    }
     std::erase_if(active_, [](auto& a) { return a->slot < 0; });
     step();
     std::erase_if(active_, [](auto& a) { return a->slot < 0; });

@@ -9,7 +9,9 @@
 // A request reserves prompt + max_tokens KV positions at admission, so a running
 // sequence never runs out of cache mid-stream. With a PagedKvCache, a new prompt starts
 // from the longest prefix any earlier sequence published (a shared system prompt is
-// computed once), and finished sequences publish theirs.
+// computed once), and finished sequences publish theirs. With a request timeout, a
+// request still waiting at its deadline ends unstarted (Timeout with an error text) and
+// a running one is cut at the next step (Timeout, reported like max_tokens).
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -35,7 +37,7 @@ struct GeneratedToken {
   std::vector<TokenProb> top;   // the most likely alternatives, best first (if asked)
 };
 
-enum class FinishReason { Stop, Length, Cancelled, Error, Shutdown };
+enum class FinishReason { Stop, Length, Cancelled, Error, Shutdown, Timeout };
 const char* finish_reason_name(FinishReason r);  // OpenAI's finish_reason spelling
 
 struct SequenceUsage {
@@ -75,13 +77,14 @@ struct SchedulerOptions {
   int prefill_chunk = 256;   // prompt tokens per step, over all sequences
   int64_t kv_tokens = 0;     // KV positions all sequences may reserve; 0: max_sequences × n_ctx
   bool share_prefixes = true;  // with a PagedKvCache: reuse and publish prompt prefixes
+  double request_timeout = 0;  // seconds from submission to the last token; 0: no limit
 };
 
 struct SchedulerStats {
   int64_t waiting = 0, active = 0;
   int64_t last_batch_tokens = 0, last_batch_sequences = 0;
   int64_t steps = 0, prompt_tokens_total = 0, generated_tokens_total = 0, cached_tokens_total = 0;
-  int64_t finished_total = 0, cancelled_total = 0, errors_total = 0;
+  int64_t finished_total = 0, cancelled_total = 0, errors_total = 0, timeouts_total = 0;
   int64_t kv_tokens_reserved = 0, kv_tokens_budget = 0;
   uint64_t kv_bytes = 0;
   double prompt_tps = 0, decode_tps = 0;  // over the last 10 s
@@ -124,6 +127,8 @@ class Scheduler {
 
   void loop();
   void admit_locked();
+  void expire_waiting_locked(Clock::time_point now);
+  bool past_deadline(Clock::time_point queued, Clock::time_point now) const;
   void step();
   void finish(Active& a, FinishReason reason, const std::string& error = "");
   void sample_row(Active& a, const float* logits);

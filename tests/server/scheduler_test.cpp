@@ -6,6 +6,7 @@
 
 #include <future>
 #include <map>
+#include <thread>
 
 #include "model/engine.h"
 #include "runtime/generate.h"
@@ -307,4 +308,56 @@ TEST(Scheduler, PrefixReuseThroughThePagedCacheGivesTheSameTokens) {
   EXPECT_EQ(second->tokens, alone(with("two"), 12));
   EXPECT_EQ(third->tokens, first->tokens);
   EXPECT_GE(s.stats().prefix_hits, 2u);
+}
+
+TEST(Scheduler, RequestTimeoutCutsRunningAndEndsQueuedRequests) {
+  // One slot. The running request's third token takes longer than the timeout; when
+  // the step ends, the queued request is past its deadline and ends unstarted, and the
+  // running one is cut with the tokens it has.
+  Engine engine(fixture_model(), EngineOptions{128});
+  SchedulerOptions o;
+  o.max_sequences = 1;
+  o.request_timeout = 1.0;
+  Scheduler s(engine, o);
+  auto running = std::make_shared<Outcome>(), queued = std::make_shared<Outcome>();
+  auto r = request(prompt_of("slow"), 100, running);
+  r.on_token = [running](const GeneratedToken& g) {
+    running->tokens.push_back(g.id);
+    if (running->tokens.size() == 3) std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+    return true;
+  };
+  s.submit(std::move(r));
+  s.submit(request(prompt_of("late"), 5, queued));
+  s.start();
+  wait(*running);
+  wait(*queued);
+  EXPECT_EQ(running->reason, FinishReason::Timeout);
+  EXPECT_STREQ(finish_reason_name(running->reason), "length");
+  EXPECT_TRUE(running->error.empty()) << "a cut answer is still an answer";
+  EXPECT_EQ(running->tokens.size(), 3u);
+  EXPECT_EQ(running->usage.completion_tokens, 3);
+  EXPECT_GE(running->usage.total_seconds, 1.0);
+  EXPECT_EQ(queued->reason, FinishReason::Timeout);
+  EXPECT_TRUE(queued->tokens.empty());
+  EXPECT_FALSE(queued->error.empty()) << "never started: the HTTP layer answers 503";
+  EXPECT_EQ(s.stats().timeouts_total, 2);
+  EXPECT_EQ(s.stats().kv_tokens_reserved, 0);
+  EXPECT_EQ(engine.kv().bytes_used(), 0u);
+}
+
+TEST(Scheduler, NoRequestTimeoutMeansNoCut) {
+  Engine engine(fixture_model(), EngineOptions{128});
+  Scheduler s(engine, {});
+  auto o = std::make_shared<Outcome>();
+  auto r = request(prompt_of("slow"), 6, o);
+  r.on_token = [o](const GeneratedToken& g) {
+    o->tokens.push_back(g.id);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return true;
+  };
+  s.submit(std::move(r));
+  s.start();
+  wait(*o);
+  EXPECT_EQ(o->reason, FinishReason::Length);
+  EXPECT_EQ(o->tokens.size(), 6u);
 }
