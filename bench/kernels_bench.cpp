@@ -21,6 +21,8 @@ namespace {
 struct Matrix {
   std::vector<uint8_t> bytes;
   WeightView view;
+  std::vector<uint8_t> tiles;  // the Tiles16 copy, made on first use
+  WeightView tiled;
 };
 
 Matrix make_matrix(GgmlType type, int64_t rows, int64_t cols) {
@@ -46,7 +48,8 @@ Matrix make_matrix(GgmlType type, int64_t rows, int64_t cols) {
 
 // hot: a 512 KB matrix that stays in L2, so the kernel's arithmetic alone is timed
 // (the compute ceiling a decode step could reach with infinite bandwidth).
-void run_matmul(benchmark::State& state, GgmlType type, Isa isa, int64_t n, int threads, bool hot) {
+// tiled: the load-time Tiles16 layout (Q4_0/Q8_0 under AVX-512) instead of the file's rows.
+void run_matmul(benchmark::State& state, GgmlType type, Isa isa, int64_t n, int threads, bool hot, bool tiled) {
   set_isa(isa);
   set_threads(threads);
   const int64_t cols = 2048;
@@ -60,12 +63,17 @@ void run_matmul(benchmark::State& state, GgmlType type, Isa isa, int64_t n, int 
     cache.push_back(make_matrix(type, rows, cols));
     m = &cache.back();
   }
+  if (tiled && m->tiles.empty()) {
+    m->tiles.resize(tiled_bytes(m->view));
+    m->tiled = tile_weights(m->view, m->tiles.data());
+  }
+  const WeightView& view = tiled ? m->tiled : m->view;
   std::vector<float> x(static_cast<size_t>(n * cols)), y(static_cast<size_t>(n * rows));
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.f, 1.f);
   for (auto& v : x) v = normal(rng);
   for (auto _ : state) {
-    matmul(m->view, x.data(), n, y.data());
+    matmul(view, x.data(), n, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   const double weight_bytes = static_cast<double>(m->bytes.size());
@@ -82,13 +90,17 @@ int main(int argc, char** argv) {
   for (GgmlType type : types)
     for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
       if (!cpu_supports(isa)) continue;
-      for (int64_t n : {1, 4, 64, 512})
-        for (int threads : {1, 2}) {
-          const std::string name = std::string(type_name(type)) + "/" + isa_name(isa) + "/n" + std::to_string(n) + "/t" + std::to_string(threads);
-          benchmark::RegisterBenchmark(name.c_str(), run_matmul, type, isa, n, threads, false)->UseRealTime()->Unit(benchmark::kMillisecond);
-          if (n == 1 && threads == 1)
-            benchmark::RegisterBenchmark((name + "/hot").c_str(), run_matmul, type, isa, n, threads, true)->Unit(benchmark::kMicrosecond);
-        }
+      for (bool tiled : {false, true}) {
+        if (tiled && (isa != Isa::Avx512 || (type != GgmlType::Q4_0 && type != GgmlType::Q8_0))) continue;
+        for (int64_t n : {1, 4, 64, 512})
+          for (int threads : {1, 2}) {
+            const std::string name = std::string(type_name(type)) + "/" + isa_name(isa) + (tiled ? "-tiled" : "") + "/n" +
+                                     std::to_string(n) + "/t" + std::to_string(threads);
+            benchmark::RegisterBenchmark(name.c_str(), run_matmul, type, isa, n, threads, false, tiled)->UseRealTime()->Unit(benchmark::kMillisecond);
+            if (n == 1 && threads == 1)
+              benchmark::RegisterBenchmark((name + "/hot").c_str(), run_matmul, type, isa, n, threads, true, tiled)->Unit(benchmark::kMicrosecond);
+          }
+      }
     }
   benchmark::RegisterBenchmark("membw/read", [](benchmark::State& state) {
     set_threads(2);

@@ -21,6 +21,7 @@ void ModelFlags::add_to(CLI::App& app, bool model_required) {
   app.add_option("--attn", attn, "attention path: absorbed (attend over latents) or naive (decompress K/V)")
       ->check(CLI::IsMember({"absorbed", "naive"}));
   app.add_flag("--verbose", verbose, "print load details");
+  app.add_flag("--no-repack", no_repack, "use Q4_0/Q8_0 weights in place instead of re-laying them out for the int8 kernels");
 }
 
 void SamplingFlags::add_to(CLI::App& app) {
@@ -50,6 +51,7 @@ std::unique_ptr<Model> ModelFlags::load() const {
   kernels::set_threads(threads);
   Model::LoadOptions opts;
   opts.verbose = verbose;
+  opts.repack = !no_repack;
   return Model::load(model, opts);
 }
 
@@ -122,6 +124,23 @@ std::string describe_kv(const KvStats& s) {
                 human_bytes(static_cast<double>(s.resident_bytes)).c_str(),
                 human_bytes(static_cast<double>(s.peak_resident_bytes)).c_str(), (unsigned long long)s.pages_written,
                 (unsigned long long)s.pages_read, (unsigned long long)s.pages_prefetched);
+  return line;
+}
+
+KvBytesPerToken kv_bytes_per_token(const ModelConfig& c, GgmlType type) {
+  const auto at16 = [&](int64_t values_per_layer) { return static_cast<uint64_t>(values_per_layer * c.n_layers * 2); };
+  return {mlamoe::kv_bytes_per_token(c.n_layers, c.kv_lora_rank, c.qk_rope_head_dim, type),
+          at16(c.kv_values_per_token_layer()), at16(c.mha_values_per_token_layer()), at16(c.gqa_values_per_token_layer(8)),
+          at16(c.gqa_values_per_token_layer(1))};
+}
+
+std::string describe_kv_bytes(const KvBytesPerToken& b, const std::string& type) {
+  const auto h = [](uint64_t v) { return human_bytes(static_cast<double>(v)); };
+  char line[384];
+  std::snprintf(line, sizeof line,
+                "kv: %s/token stored (--kv-type %s); at 16 bits: MLA %s, MHA %s, GQA-8 %s, MQA %s (MLA = %.1f%% of MHA)",
+                h(b.stored).c_str(), type.c_str(), h(b.mla).c_str(), h(b.mha).c_str(), h(b.gqa8).c_str(), h(b.mqa).c_str(),
+                100.0 * static_cast<double>(b.mla) / static_cast<double>(b.mha));
   return line;
 }
 

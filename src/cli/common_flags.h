@@ -17,8 +17,9 @@ struct ModelFlags {
   int64_t ctx = 0;
   std::string attn = "absorbed";
   bool verbose = false;
+  bool no_repack = false;
 
-  // Registers -m/--model, -t/--threads, -c/--ctx-size, --attn, --verbose.
+  // Registers -m/--model, -t/--threads, -c/--ctx-size, --attn, --verbose, --no-repack.
   void add_to(CLI::App& app, bool model_required = true);
   // Applies -t, loads the model (with a progress line), validates -c; throws Error.
   std::unique_ptr<Model> load() const;
@@ -62,5 +63,14 @@ struct KvFlags {
 
 // One line for --verbose: prefix reuse and tier traffic.
 std::string describe_kv(const KvStats& s);
+
+// KV cache bytes per token (all layers): what mlamoe stores with `type`, and MLA, MHA
+// (same heads), GQA (8 groups) and MQA at 16 bits per value, as the papers count.
+struct KvBytesPerToken {
+  uint64_t stored, mla, mha, gqa8, mqa;
+};
+KvBytesPerToken kv_bytes_per_token(const ModelConfig& c, GgmlType type);
+// "kv: 60.8 KiB/token stored (f32); 16-bit: MLA 30.4 KiB, MHA 216 KiB, GQA-8 ..., MQA ..."
+std::string describe_kv_bytes(const KvBytesPerToken& b, const std::string& type);
 
 }  // namespace mlamoe::cli

@@ -376,4 +376,8 @@ std::string GgufTensor::shape_string() const {
   return s + "]";
 }
 
+void GgufFile::release(const uint8_t* p, size_t n) const {
+  if (map_) map_->release(p, n);
+}
+
 }  // namespace mlamoe

@@ -103,6 +103,8 @@ class GgufFile {
 
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* tensor(std::string_view name) const;
+  // Drops the file's pages inside [p, p+n) from the resident set (see MappedFile).
+  void release(const uint8_t* p, size_t n) const;
 
  private:
   GgufFile() = default;

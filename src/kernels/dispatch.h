@@ -12,8 +12,8 @@ namespace mlamoe::kernels {
 const KernelTable& kernel_table(Isa isa);
 // The activation format the active ISA's kernel for `t` reads (F32 for types that
 // fall back to the reference dequantizer).
-ActFormat kernel_activation_format(GgmlType t);
-// Rows [r0, r1) of W against n activation rows already in that format;
+ActFormat kernel_activation_format(const WeightView& W);
+// Rows [r0, r1) of W (for a tiled W, r0 a multiple of 16) against n activation rows already in that format;
 // Y[t * ldy + r]. Runs on the calling thread.
 void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq, size_t x_stride, int64_t n,
                  float* Y, size_t ldy);

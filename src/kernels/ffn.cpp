@@ -52,7 +52,8 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
   for (int64_t e = 0; e < n_experts; ++e) {
     const FfnWeights& w = experts[e];
     if (w.gate.cols != d || w.up.cols != d || w.gate.rows != ff || w.up.rows != ff || w.down.cols != ff || w.down.rows != d ||
-        w.gate.type != e0.gate.type || w.up.type != e0.up.type || w.down.type != e0.down.type)
+        w.gate.type != e0.gate.type || w.up.type != e0.up.type || w.down.type != e0.down.type ||
+        w.gate.layout != e0.gate.layout || w.up.layout != e0.up.layout || w.down.layout != e0.down.layout)
       fail("moe_ffn: expert ", e, " does not have the shape and types of expert 0");
   }
   const int64_t slots = n * k;
@@ -92,8 +93,8 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
   for (int64_t e = 0; e < n_experts; ++e)
     if (count[e]) add_items(s.items, static_cast<int32_t>(e), 2, d);
 
-  const ActFormat fg = kernel_activation_format(e0.gate.type), fu = kernel_activation_format(e0.up.type),
-                  fd = kernel_activation_format(e0.down.type);
+  const ActFormat fg = kernel_activation_format(e0.gate), fu = kernel_activation_format(e0.up),
+                  fd = kernel_activation_format(e0.down);
   const size_t sg = activation_row_bytes(fg, d), su = activation_row_bytes(fu, d), sd = activation_row_bytes(fd, ff);
   const bool shared_x = fg == fu;
   uint8_t* xg = MoeScratch::grow(s.x_gate, sg * static_cast<size_t>(n));

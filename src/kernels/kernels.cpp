@@ -13,6 +13,7 @@
 #include "format/quant.h"
 #include "kernels/act_quant.h"
 #include "kernels/dispatch.h"
+#include "kernels/tiled.h"
 
 namespace mlamoe::kernels {
 
@@ -77,12 +78,15 @@ const KernelTable& kernel_table(Isa isa) {
   }
 }
 
-void get_row(const WeightView& W, int64_t r, float* dst) { dequantize_row(W.type, W.row(r), dst, W.cols); }
+void get_row(const WeightView& W, int64_t r, float* dst) {
+  if (W.layout == Layout::Tiles16) dequantize_tiled_row(W, r, dst);
+  else dequantize_row(W.type, W.row(r), dst, W.cols);
+}
 
 void matmul_reference(const WeightView& W, const float* X, int64_t n, float* Y) {
   std::vector<float> w(W.cols);
   for (int64_t r = 0; r < W.rows; ++r) {
-    dequantize_row(W.type, W.row(r), w.data(), W.cols);
+    get_row(W, r, w.data());
     for (int64_t t = 0; t < n; ++t) {
       const float* x = X + t * W.cols;
       float acc = 0.f;
@@ -118,17 +122,26 @@ int work_threads(const WeightView& W, int64_t n) {
 void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq, size_t x_stride, int64_t n, float* Y,
                  size_t ldy) {
   if (r1 <= r0) return;
-  const MatFn fn = kernel_table(g_isa).get(W.type);
+  if (W.layout == Layout::Tiles16) {
+    if (r0 % kTileRows) fail("matmul: tiled rows must start at a multiple of ", kTileRows);
+    if (TiledFn fn = g_isa == Isa::Avx512 ? avx512_tiled_kernel(W.type) : nullptr) {
+      const int64_t first = r0 / kTileRows, n_tiles = (r1 - r0 + kTileRows - 1) / kTileRows;
+      fn(W.data + static_cast<size_t>(first) * W.tile_stride, W.tile_stride, n_tiles, W.cols / 32, r1 - r0, xq, x_stride, n,
+         Y + r0, ldy);
+      return;
+    }
+  }
+  const MatFn fn = W.layout == Layout::Rows ? kernel_table(g_isa).get(W.type) : nullptr;
   if (fn) {
     const int64_t bs = type_traits(W.type)->block_size;
     fn(W.row(r0), W.row_stride, r1 - r0, W.cols / bs, xq, x_stride, n, Y + r0, ldy);
     return;
   }
-  // Types without a fused kernel (Q4_1, Q5_0 ...): one row at a time through the
-  // reference dequantizer; activations are float here.
+  // Types without a fused kernel (Q4_1, Q5_0 ...) and tiled weights under another ISA:
+  // one row at a time through the reference dequantizer; activations are float here.
   if (tl_row.size() < static_cast<size_t>(W.cols)) tl_row.resize(static_cast<size_t>(W.cols));
   for (int64_t r = r0; r < r1; ++r) {
-    dequantize_row(W.type, W.row(r), tl_row.data(), W.cols);
+    get_row(W, r, tl_row.data());
     for (int64_t t = 0; t < n; ++t) {
       const float* x = reinterpret_cast<const float*>(xq + static_cast<size_t>(t) * x_stride);
       float acc = 0.f;
@@ -138,14 +151,22 @@ void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq,
   }
 }
 
-ActFormat kernel_activation_format(GgmlType t) {
-  return kernel_table(g_isa).get(t) ? activation_format(t) : ActFormat::F32;
+ActFormat kernel_activation_format(const WeightView& W) {
+  if (W.layout == Layout::Tiles16) return g_isa == Isa::Avx512 ? ActFormat::Q8 : ActFormat::F32;
+  return kernel_table(g_isa).get(W.type) ? activation_format(W.type) : ActFormat::F32;
+}
+
+// Row r of thread i of m: tiled matrices are split on tile boundaries.
+static int64_t split_row(const WeightView& W, int64_t i, int64_t m) {
+  if (W.layout != Layout::Tiles16) return W.rows * i / m;
+  const int64_t tiles = (W.rows + kTileRows - 1) / kTileRows;
+  return std::min(W.rows, tiles * i / m * kTileRows);
 }
 
 void matmul(const WeightView& W, const float* X, int64_t n, float* Y) {
   if (n <= 0 || W.rows <= 0) return;
   check_view(W);
-  const ActFormat f = kernel_activation_format(W.type);
+  const ActFormat f = kernel_activation_format(W);
   const size_t x_stride = activation_row_bytes(f, W.cols);
   const uint8_t* xq = reinterpret_cast<const uint8_t*>(X);
   uint8_t* buf = f == ActFormat::F32 ? nullptr : activation_scratch(x_stride * static_cast<size_t>(n));
@@ -163,7 +184,7 @@ void matmul(const WeightView& W, const float* X, int64_t n, float* Y) {
       for (int64_t t = 0; t < n; ++t) quantize_activation_row(f, X + t * W.cols, buf + static_cast<size_t>(t) * x_stride, W.cols);
     }
     const int64_t i = omp_get_thread_num(), m = omp_get_num_threads();
-    matmul_rows(W, W.rows * i / m, W.rows * (i + 1) / m, xq, x_stride, n, Y, static_cast<size_t>(W.rows));
+    matmul_rows(W, split_row(W, i, m), split_row(W, i + 1, m), xq, x_stride, n, Y, static_cast<size_t>(W.rows));
   }
 }
 

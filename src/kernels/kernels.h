@@ -20,14 +20,25 @@ bool parse_isa(const char* s, Isa* out);
 void set_threads(int n);          // -t N; <= 0 means all cores
 int threads();
 
-// A weight matrix as stored: `rows` rows of `cols` elements of `type`, each row
-// `row_stride` bytes apart (ggml layout: ne[0] = cols is contiguous).
+// How a weight matrix's bytes are laid out.
+//   Rows    — as in the file (ggml): row r at data + r * row_stride.
+//   Tiles16 — re-laid out at load for the int8 kernels (kernels/tiled.h): 16 rows
+//             interleaved per tile, tiles `tile_stride` bytes apart. Same type, same
+//             bytes per weight, so decode streams exactly what the file holds.
+enum class Layout { Rows, Tiles16 };
+
+// A weight matrix: `rows` rows of `cols` elements of `type` (ne[0] = cols is the
+// contiguous dimension in the file). `row_stride` is the bytes of one row as stored in
+// the file, whatever the layout.
 struct WeightView {
   GgmlType type = GgmlType::F32;
   const uint8_t* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
   size_t row_stride = 0;
+  Layout layout = Layout::Rows;
+  size_t tile_stride = 0;  // Tiles16 only
+  // Row r's bytes (Rows layout only; tiled rows are read through get_row).
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_stride; }
   bool empty() const { return data == nullptr; }
 };
@@ -40,8 +51,17 @@ void matmul(const WeightView& W, const float* X, int64_t n, float* Y);
 // the ground truth every fast path is tested against.
 void matmul_reference(const WeightView& W, const float* X, int64_t n, float* Y);
 
-// dst[0..cols) = row r of W as float32 (embedding lookup).
+// dst[0..cols) = row r of W as float32 (embedding lookup), in either layout.
 void get_row(const WeightView& W, int64_t r, float* dst);
+
+// Load-time re-layout for the int8 VNNI kernels (AVX-512): Q4_0 and Q8_0 matrices get
+// 16 rows interleaved per tile, so one 64-byte load feeds 16 rows × 4 columns into one
+// vpdpbusd and the unpacking is paid once per tile, not once per row. tiled_bytes is 0
+// when the active ISA has no tiled kernel for W (then keep W as it is).
+size_t tiled_bytes(const WeightView& W);
+// Writes the tiled copy of W (a Rows view) into dst (tiled_bytes(W) bytes, 64-byte
+// aligned) and returns a view of it.
+WeightView tile_weights(const WeightView& W, uint8_t* dst);
 
 // A SwiGLU feed-forward block: a DeepSeekMoE routed expert, the shared experts taken
 // together, or a dense FFN. FFN(x) = W_down · (silu(W_gate · x) ⊙ (W_up · x)).

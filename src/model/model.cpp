@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/progress.h"
 #include "format/quant.h"
 
 namespace mlamoe {
@@ -148,11 +149,51 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
       L.ffn_down = b.matrix(p + "ffn_down.weight", ff, d);
     }
   }
+  if (opts.repack) m->tile_weights(opts.verbose);
   if (opts.verbose) {
     std::fprintf(stderr, "loaded %s: %lld layers, %zu tensors, %.2f MB of weights\n", path.c_str(),
                  static_cast<long long>(c.n_layers), f.tensors().size(), m->weight_bytes() / 1e6);
   }
   return m;
+}
+
+// Every matrix the int8 kernels take in tiles goes into one arena; the file's pages of
+// those tensors are then released, so resident memory stays about one model's size.
+// Not tiled: token_embd (read a row at a time) and the per-head W_UK/W_UV slices (read
+// transposed by the naive path).
+void Model::tile_weights(bool verbose) {
+  std::vector<WeightView*> views;
+  auto add = [&](WeightView& w) {
+    if (!w.empty() && kernels::tiled_bytes(w)) views.push_back(&w);
+  };
+  auto add_ffn = [&](ExpertWeights& e) {
+    add(e.gate);
+    add(e.up);
+    add(e.down);
+  };
+  add(output);
+  for (LayerWeights& L : layers) {
+    for (WeightView* w : {&L.wq, &L.wq_a, &L.wq_b, &L.wkv_a, &L.wo, &L.router, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) add(*w);
+    add_ffn(L.shared);
+    for (ExpertWeights& e : L.experts) add_ffn(e);
+  }
+  auto aligned = [](size_t n) { return (n + 63) & ~size_t{63}; };
+  size_t total = 0;
+  for (const WeightView* w : views) total += aligned(kernels::tiled_bytes(*w));
+  if (total == 0) return;
+  tiled_ = AnonymousMemory(total);
+  std::unique_ptr<Progress> progress;
+  if (verbose || total > (size_t{256} << 20)) progress = std::make_unique<Progress>("repacking weights", total);
+  size_t offset = 0;
+  for (WeightView* w : views) {
+    const WeightView source = *w;
+    const size_t n = kernels::tiled_bytes(source);
+    *w = kernels::tile_weights(source, tiled_.data() + offset);
+    gguf_->release(source.data, static_cast<size_t>(source.rows) * source.row_stride);
+    offset += aligned(n);
+    if (progress) progress->add(aligned(n));
+  }
+  if (progress) progress->finish();
 }
 
 static uint64_t bytes_of(const WeightView& w) { return w.data ? static_cast<uint64_t>(w.rows) * w.row_stride : 0; }

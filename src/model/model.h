@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/mapped_file.h"
 #include "format/gguf.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
@@ -42,6 +43,9 @@ class Model {
  public:
   struct LoadOptions {
     bool verbose = false;
+    // Re-lay out Q4_0/Q8_0 matrices in tiles for the int8 kernels when the CPU has them
+    // (kernels/tiled.h); off: every weight is used in place from the file.
+    bool repack = true;
   };
   // Opens, validates and maps a GGUF file; throws Error naming the file and tensor.
   static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& opts);
@@ -59,10 +63,13 @@ class Model {
   // FFNs + shared experts + top-k routed experts + head): the roofline numerator.
   uint64_t bytes_per_token() const;
   uint64_t weight_bytes() const;  // all tensors
+  uint64_t tiled_weight_bytes() const { return tiled_.size(); }
 
  private:
   Model() = default;
+  void tile_weights(bool verbose);
   std::unique_ptr<GgufFile> gguf_;
+  AnonymousMemory tiled_;  // the re-laid-out matrices, if any
   ModelConfig config_;
 };
 

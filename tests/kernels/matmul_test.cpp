@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "format/quant.h"
 #include "kernels/act_quant.h"
+#include "kernels/dispatch.h"
 #include "kernels/kernels.h"
 
 using namespace mlamoe;
@@ -116,17 +117,32 @@ struct Case {
   int64_t rows, cols;
   Data data;
   size_t pad = 0;
+  bool tiled = false;  // re-laid out as Tiles16 (made under AVX-512), then run under `isa`
 };
 
 void check(const Case& c, Isa isa, int64_t n, std::mt19937& rng) {
   Weights w = make_weights(c.type, c.rows, c.cols, c.data, rng, c.pad);
+  WeightView view = w.view;
+  std::vector<uint8_t> tiles;
+  if (c.tiled) {
+    set_isa(Isa::Avx512);
+    tiles.assign(tiled_bytes(w.view), 0xCD);
+    ASSERT_FALSE(tiles.empty()) << type_name(c.type) << " has no tiled form";
+    view = tile_weights(w.view, tiles.data());
+    std::vector<float> a(static_cast<size_t>(c.cols)), b(a.size());
+    for (int64_t r = 0; r < c.rows; ++r) {  // the re-layout loses nothing
+      get_row(w.view, r, a.data());
+      get_row(view, r, b.data());
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "tiled row " << r;
+    }
+  }
   std::vector<float> x = make_activations(n, c.cols, c.data, rng);
   std::vector<float> y(static_cast<size_t>(n * c.rows), NAN), y_ref(y.size());
   set_isa(isa);
-  matmul(w.view, x.data(), n, y.data());
+  matmul(view, x.data(), n, y.data());
   matmul_reference(w.view, x.data(), n, y_ref.data());
 
-  const ActFormat f = activation_format(c.type);
+  const ActFormat f = kernel_activation_format(view);
   std::vector<uint8_t> xq(activation_row_bytes(f, c.cols));
   std::vector<float> xh(static_cast<size_t>(c.cols)), wr(static_cast<size_t>(c.cols));
   for (int64_t t = 0; t < n; ++t) {
@@ -185,6 +201,28 @@ TEST_P(MatmulTest, PaddedRowsSingleBlockAndThreads) {
     check({GetParam(), 131, cols_for(GetParam(), 4), Data::Random}, isa, 33, rng);
   }
 }
+
+// Tiles16 (Q4_0, Q8_0 under AVX-512): ragged last tiles, every token-group width, thread
+// splits on tile boundaries, and the same tiles read by the other ISAs' fallback path.
+class TiledMatmulTest : public MatmulTest {};
+
+TEST_P(TiledMatmulTest, AgreesWithTheReferenceOnEveryIsa) {
+  if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(31 + static_cast<int>(GetParam()));
+  set_threads(2);
+  for (Isa isa : available_isas()) {
+    for (int64_t n : kTokens) {
+      check({GetParam(), 37, cols_for(GetParam(), 3), Data::Random, 0, true}, isa, n, rng);
+      check({GetParam(), 19, cols_for(GetParam(), 2), Data::Adversarial, 0, true}, isa, n, rng);
+    }
+    check({GetParam(), 16, cols_for(GetParam(), 1), Data::Random, 24, true}, isa, 9, rng);
+    check({GetParam(), 301, cols_for(GetParam(), 8), Data::Random, 0, true}, isa, 1, rng);
+    check({GetParam(), 131, cols_for(GetParam(), 4), Data::Adversarial, 0, true}, isa, 33, rng);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(TiledTypes, TiledMatmulTest, ::testing::Values(GgmlType::Q4_0, GgmlType::Q8_0),
+                         [](const auto& info) { return std::string(type_name(info.param)); });
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest, ::testing::ValuesIn(kTypes),
                          [](const auto& info) { return std::string(type_name(info.param)); });

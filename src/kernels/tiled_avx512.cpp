@@ -1,0 +1,122 @@
+// Int8 VNNI kernels over Tiles16 weights (tiled.h). One vpdpbusd multiplies 16 rows ×
+// 4 columns of unsigned weight bytes by 4 activation bytes broadcast to every row, so a
+// 32-column block of 16 rows is 8 instructions per token; the block's fp16 scales become
+// one vector of 16 floats, and the unsigned offset (8 or 128) is taken out exactly in
+// int32 by starting the sum at −offset · Σx. Weights are unpacked once per tile-block and
+// reused by up to 8 tokens held in registers.
+// No standard-library templates here: an instantiation compiled with AVX-512 flags could
+// be the copy the linker keeps for the whole program.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/act_quant.h"
+#include "kernels/tiled.h"
+
+namespace mlamoe::kernels {
+namespace {
+
+struct UnpackQ4_0 {
+  static constexpr GgmlType kType = GgmlType::Q4_0;
+  static constexpr int kOffset = 8;
+  static constexpr size_t kBlockBytes = kTileScaleBytes + 4 * 64;
+  // w[s] = 16 rows × columns 4s..4s+3
+  static inline void unpack(const uint8_t* q, __m512i* w) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    for (int g = 0; g < 4; ++g) {
+      const __m512i v = _mm512_loadu_si512(q + 64 * g);
+      w[g] = _mm512_and_si512(v, low4);
+      w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+    }
+  }
+};
+
+struct UnpackQ8_0 {
+  static constexpr GgmlType kType = GgmlType::Q8_0;
+  static constexpr int kOffset = 128;
+  static constexpr size_t kBlockBytes = kTileScaleBytes + 8 * 64;
+  static inline void unpack(const uint8_t* q, __m512i* w) {
+    for (int s = 0; s < 8; ++s) w[s] = _mm512_loadu_si512(q + 64 * s);
+  }
+};
+
+inline __m512i broadcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// Independent dpbusd chains per token: with few tokens one chain of 8 would wait on
+// the instruction's latency, with many the tokens interleave on their own.
+template <int NT>
+constexpr int kChains = NT == 1 ? 4 : NT <= 3 ? 2 : 1;
+
+// One tile (16 rows, nb blocks) against NT tokens.
+template <class U, int NT>
+void tile_dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
+  constexpr int C = kChains<NT>;
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* tb = tile + static_cast<size_t>(b) * U::kBlockBytes;
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb)));
+    __m512i w[8];
+    U::unpack(tb + kTileScaleBytes, w);
+    __m512i isum[NT][C];
+    for (int t = 0; t < NT; ++t) {
+      isum[t][0] = _mm512_set1_epi32(-U::kOffset * xs[t][b].sum);
+      for (int c = 1; c < C; ++c) isum[t][c] = _mm512_setzero_si512();
+    }
+    for (int s = 0; s < 8; ++s)
+      for (int t = 0; t < NT; ++t)
+        isum[t][s % C] = _mm512_dpbusd_epi32(isum[t][s % C], w[s], broadcast4(xs[t][b].qs + 4 * s));
+    for (int t = 0; t < NT; ++t) {
+      __m512i sum = isum[t][0];
+      for (int c = 1; c < C; ++c) sum = _mm512_add_epi32(sum, isum[t][c]);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(xs[t][b].d)), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(ys[t], rows, acc[t]);
+}
+
+template <class U, int NT>
+void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
+  if constexpr (NT > 1) {
+    if (nt < NT) return tile_dot_n<U, NT - 1>(nt, tile, nb, xs, ys, rows);
+  }
+  tile_dot<U, NT>(tile, nb, xs, ys, rows);
+}
+
+constexpr int kTokenGroup = 8;
+
+template <class U>
+void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
+                  const uint8_t* x, size_t x_stride, int64_t ntok, float* y, size_t ldy) {
+  for (int64_t i = 0; i < n_tiles; ++i) {
+    const int64_t left = valid_rows - i * kTileRows;
+    const __mmask16 rows = left >= kTileRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+    const uint8_t* tile = tiles + static_cast<size_t>(i) * tile_stride;
+    for (int64_t t0 = 0; t0 < ntok; t0 += kTokenGroup) {
+      const int nt = ntok - t0 < kTokenGroup ? static_cast<int>(ntok - t0) : kTokenGroup;
+      const ActQ8* xs[kTokenGroup];
+      float* ys[kTokenGroup];
+      for (int t = 0; t < nt; ++t) {
+        xs[t] = reinterpret_cast<const ActQ8*>(x + static_cast<size_t>(t0 + t) * x_stride);
+        ys[t] = y + static_cast<size_t>(t0 + t) * ldy + static_cast<size_t>(i * kTileRows);
+      }
+      tile_dot_n<U, kTokenGroup>(nt, tile, nb, xs, ys, rows);
+    }
+  }
+}
+
+}  // namespace
+
+TiledFn avx512_tiled_kernel(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0: return tiled_matmul<UnpackQ4_0>;
+    case GgmlType::Q8_0: return tiled_matmul<UnpackQ8_0>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace mlamoe::kernels
