@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <vector>
 
 #include "format/quant.h"
@@ -5,19 +6,31 @@
 
 namespace mlamoe::kernels {
 
-// Accumulates scaled rows: each weight row is dequantized once and added to every
-// token's output. Used only on small MLA up-projections, so one thread suffices.
+// Y[t] = Σ_r X[t][r] · W[r]: the weight (a small MLA up-projection, e.g. W_UK of one
+// head, 128 × 512) is dequantized once, then tokens are shared out to the threads;
+// each output row is a sum of scaled weight rows, contiguous and vectorizable. One
+// token (decode) stays on the calling thread: the whole product is ~64K MACs.
 void matmul_transposed(const WeightView& W, const float* X, int64_t n, float* Y) {
-  std::vector<float> w(static_cast<size_t>(W.cols));
-  for (int64_t i = 0; i < n * W.cols; ++i) Y[i] = 0.f;
-  for (int64_t r = 0; r < W.rows; ++r) {
-    dequantize_row(W.type, W.row(r), w.data(), W.cols);
-    for (int64_t t = 0; t < n; ++t) {
-      const float x = X[t * W.rows + r];
-      float* y = Y + t * W.cols;
-      for (int64_t c = 0; c < W.cols; ++c) y[c] += x * w[c];
+  thread_local std::vector<float> w;
+  w.resize(static_cast<size_t>(W.rows * W.cols));
+  for (int64_t r = 0; r < W.rows; ++r) dequantize_row(W.type, W.row(r), w.data() + r * W.cols, W.cols);
+  const float* wd = w.data();
+  const int64_t rows = W.rows, cols = W.cols;
+  auto token = [&](int64_t t) {
+    float* y = Y + t * cols;
+    std::fill(y, y + cols, 0.f);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float x = X[t * rows + r];
+      const float* wr = wd + r * cols;
+      for (int64_t c = 0; c < cols; ++c) y[c] += x * wr[c];
     }
+  };
+  if (n < 8) {
+    for (int64_t t = 0; t < n; ++t) token(t);
+    return;
   }
+#pragma omp parallel for schedule(static) num_threads(threads())
+  for (int64_t t = 0; t < n; ++t) token(t);
 }
 
 }  // namespace mlamoe::kernels

@@ -33,9 +33,15 @@ class KvCache {
   template <typename Fn>
   void for_each_run(int32_t seq, int64_t layer, int64_t n, Fn&& fn) const {
     will_read(seq, layer, n);
-    int64_t pos = 0;
-    while (pos < n) {
-      const Run r = run_at(seq, layer, pos, n);
+    for_each_run_in(seq, layer, 0, n, fn);
+  }
+  // The same over positions [from, to) only, without the read-ahead hint: for threads
+  // that share one sweep (the caller calls will_read once for the whole of it).
+  template <typename Fn>
+  void for_each_run_in(int32_t seq, int64_t layer, int64_t from, int64_t to, Fn&& fn) const {
+    int64_t pos = from;
+    while (pos < to) {
+      const Run r = run_at(seq, layer, pos, to);
       struct Unpin {
         const KvCache& kv;
         const Run& r;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/attention.h"
 #include "kernels/kernels.h"
 #include "model/layers.h"
 #include "model/ops.h"
@@ -56,45 +57,112 @@ float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// Absorbed attention for every (token, head): scores against cached latents, then the
-// probability-weighted sum of latents, up-projected by W_UV. Writes T × (H·d_v).
+// Absorbed attention: queries folded into latent space (W_UK^T q_nope), scores and the
+// weighted sum taken directly over the cached latents (kernels::latent_attention_*),
+// then W_UV applied once per head. Writes T × (H·d_v).
+// Threads share (token group, key range) items: a group is up to kGroupTokens tokens of
+// one sequence with all their heads, so each cached run is read once for all of them;
+// when there are few groups (decode) each is also cut into key ranges whose
+// online-softmax states are merged in order afterwards. The cut depends only on the
+// batch, the context length and the thread count, never on how the cache stores blocks.
 void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t layer, const Dims& D,
                      const std::vector<float>& q, int64_t T, float* attn) {
+  constexpr int64_t kGroupTokens = 4, kKeyRange = 1024;
   const float scale = static_cast<float>(ctx.config.softmax_scale());
-  std::vector<float> q_nope(static_cast<size_t>(T * D.d_nope)), q_lat(static_cast<size_t>(D.H * T * D.d_c));
-  for (int64_t h = 0; h < D.H; ++h) {
-    for (int64_t t = 0; t < T; ++t)
-      std::copy_n(q.data() + (t * D.H + h) * D.d_qk, D.d_nope, q_nope.data() + t * D.d_nope);
-    absorb_query(L, D, h, q_nope.data(), T, q_lat.data() + h * T * D.d_c);
-  }
-  std::vector<float> ctx_lat(static_cast<size_t>(D.H * T * D.d_c));
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(kernels::threads())
-  for (int64_t t = 0; t < T; ++t) {
+  const auto& seq_ids = ctx.batch.seq_ids;
+  const auto& positions = ctx.batch.positions;
+
+  // Tokens ordered by sequence (stable); row k·H + h is head h of token order[k].
+  std::vector<int64_t> order(static_cast<size_t>(T)), slot(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) order[static_cast<size_t>(t)] = t;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return seq_ids[static_cast<size_t>(a)] < seq_ids[static_cast<size_t>(b)]; });
+  for (int64_t k = 0; k < T; ++k) slot[static_cast<size_t>(order[static_cast<size_t>(k)])] = k;
+
+  const int64_t rows = T * D.H;
+  std::vector<float> q_lat(static_cast<size_t>(rows * D.d_c)), q_rope(static_cast<size_t>(rows * D.d_rope));
+  std::vector<int64_t> last_pos(static_cast<size_t>(rows));
+  {
+    std::vector<float> q_nope(static_cast<size_t>(T * D.d_nope)), q_lat_h(static_cast<size_t>(T * D.d_c));
     for (int64_t h = 0; h < D.H; ++h) {
-      const int32_t seq = ctx.batch.seq_ids[static_cast<size_t>(t)];
-      const int64_t n = ctx.batch.positions[static_cast<size_t>(t)] + 1;  // causal: positions 0..pos
-      const float* ql = q_lat.data() + (h * T + t) * D.d_c;
-      const float* qr = q.data() + (t * D.H + h) * D.d_qk + D.d_nope;
-      std::vector<float> p(static_cast<size_t>(n));
-      ctx.kv.for_each_run(seq, layer, n, [&](int64_t j0, int64_t cnt, const float* c_kv, const float* k_rope) {
-        for (int64_t j = 0; j < cnt; ++j)
-          p[static_cast<size_t>(j0 + j)] = (dot(ql, c_kv + j * D.d_c, D.d_c) + dot(qr, k_rope + j * D.d_rope, D.d_rope)) * scale;
-      });
-      softmax(p.data(), n);
-      float* o = ctx_lat.data() + (h * T + t) * D.d_c;
-      std::fill(o, o + D.d_c, 0.f);
-      ctx.kv.for_each_run(seq, layer, n, [&](int64_t j0, int64_t cnt, const float* c_kv, const float*) {
-        for (int64_t j = 0; j < cnt; ++j) {
-          const float pj = p[static_cast<size_t>(j0 + j)];
-          const float* c = c_kv + j * D.d_c;
-          for (int64_t i = 0; i < D.d_c; ++i) o[i] += pj * c[i];
-        }
-      });
+      for (int64_t t = 0; t < T; ++t)
+        std::copy_n(q.data() + (t * D.H + h) * D.d_qk, D.d_nope, q_nope.data() + t * D.d_nope);
+      absorb_query(L, D, h, q_nope.data(), T, q_lat_h.data());
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t row = slot[static_cast<size_t>(t)] * D.H + h;
+        std::copy_n(q_lat_h.data() + t * D.d_c, D.d_c, q_lat.data() + row * D.d_c);
+        std::copy_n(q.data() + (t * D.H + h) * D.d_qk + D.d_nope, D.d_rope, q_rope.data() + row * D.d_rope);
+        last_pos[static_cast<size_t>(row)] = positions[static_cast<size_t>(t)];
+      }
     }
   }
-  std::vector<float> v(static_cast<size_t>(T * D.d_v));
+
+  struct Group {
+    int32_t seq;
+    int64_t row0, rows, n;  // n: keys the group needs (its last position + 1)
+  };
+  std::vector<Group> groups;
+  for (int64_t k = 0; k < T;) {
+    const int32_t seq = seq_ids[static_cast<size_t>(order[static_cast<size_t>(k)])];
+    Group g{seq, k * D.H, 0, 0};
+    int64_t m = 0;
+    for (; k < T && m < kGroupTokens && seq_ids[static_cast<size_t>(order[static_cast<size_t>(k)])] == seq; ++k, ++m)
+      g.n = std::max<int64_t>(g.n, positions[static_cast<size_t>(order[static_cast<size_t>(k)])] + 1);
+    g.rows = m * D.H;
+    groups.push_back(g);
+  }
+  struct Item {
+    size_t group;
+    int64_t from, to;
+  };
+  std::vector<Item> items;
+  const bool split = static_cast<int64_t>(groups.size()) < 4 * kernels::threads();
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const int64_t step = split ? kKeyRange : groups[gi].n;
+    for (int64_t from = 0; from < groups[gi].n; from += step)
+      items.push_back({gi, from, std::min(groups[gi].n, from + step)});
+  }
+
+  // Read-ahead hint for each sequence's whole sweep (threads then take ranges of it).
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    int64_t n = 0;
+    for (size_t gj = gi; gj < groups.size() && groups[gj].seq == groups[gi].seq; ++gj) n = std::max(n, groups[gj].n);
+    if (gi == 0 || groups[gi - 1].seq != groups[gi].seq) ctx.kv.will_read(groups[gi].seq, layer, n);
+  }
+
+  std::vector<kernels::LatentAttentionState> states(items.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(kernels::threads())
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Item& it = items[i];
+    const Group& g = groups[it.group];
+    kernels::LatentQueries lq;
+    lq.q_lat = q_lat.data() + g.row0 * D.d_c;
+    lq.q_rope = q_rope.data() + g.row0 * D.d_rope;
+    lq.last_pos = last_pos.data() + g.row0;
+    lq.rows = g.rows;
+    lq.d_c = D.d_c;
+    lq.d_r = D.d_rope;
+    lq.scale = scale;
+    states[i].reset(g.rows, D.d_c);
+    ctx.kv.for_each_run_in(g.seq, layer, it.from, it.to, [&](int64_t j0, int64_t cnt, const float* c_kv, const float* k_rope) {
+      kernels::latent_attention_accumulate(lq, j0, cnt, c_kv, k_rope, states[i]);
+    });
+  }
+
+  // Merge each group's key ranges in order; the latent context per row.
+  std::vector<float> ctx_lat(static_cast<size_t>(rows * D.d_c));
+  for (size_t i = 0; i < items.size();) {
+    size_t j = i + 1;
+    for (; j < items.size() && items[j].group == items[i].group; ++j) kernels::latent_attention_merge(states[i], states[j], D.d_c);
+    kernels::latent_attention_finish(states[i], D.d_c, ctx_lat.data() + groups[items[i].group].row0 * D.d_c);
+    i = j;
+  }
+
+  std::vector<float> x(static_cast<size_t>(T * D.d_c)), v(static_cast<size_t>(T * D.d_v));
   for (int64_t h = 0; h < D.H; ++h) {
-    up_project_value(L, D, h, ctx_lat.data() + h * T * D.d_c, T, v.data());
+    for (int64_t t = 0; t < T; ++t)
+      std::copy_n(ctx_lat.data() + (slot[static_cast<size_t>(t)] * D.H + h) * D.d_c, D.d_c, x.data() + t * D.d_c);
+    up_project_value(L, D, h, x.data(), T, v.data());
     for (int64_t t = 0; t < T; ++t) std::copy_n(v.data() + t * D.d_v, D.d_v, attn + (t * D.H + h) * D.d_v);
   }
 }

@@ -1,0 +1,82 @@
+// Absorbed MLA attention: the scalar reference, the online-softmax merge, and the
+// dispatch to the AVX2 path (attention_avx2.cpp).
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/kernels.h"
+
+namespace mlamoe::kernels {
+
+void latent_attention_accumulate_avx2(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
+                                      const float* k_rope, LatentAttentionState& s);
+
+void LatentAttentionState::reset(int64_t rows, int64_t d_c) {
+  m.assign(static_cast<size_t>(rows), -std::numeric_limits<float>::infinity());
+  l.assign(static_cast<size_t>(rows), 0.f);
+  o.assign(static_cast<size_t>(rows * d_c), 0.f);
+}
+
+void latent_attention_accumulate(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
+                                 const float* k_rope, LatentAttentionState& s) {
+  if (active_isa() != Isa::Scalar) latent_attention_accumulate_avx2(q, j0, count, c_kv, k_rope, s);
+  else latent_attention_accumulate_reference(q, j0, count, c_kv, k_rope, s);
+}
+
+void latent_attention_accumulate_reference(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
+                                           const float* k_rope, LatentAttentionState& s) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < q.rows; ++i) {
+    const float* ql = q.q_lat + i * q.d_c;
+    const float* qr = q.q_rope + i * q.d_r;
+    float* o = s.o.data() + i * q.d_c;
+    float& m = s.m[static_cast<size_t>(i)];
+    float& l = s.l[static_cast<size_t>(i)];
+    for (int64_t j = 0; j < count && j0 + j <= q.last_pos[i]; ++j) {
+      const float* c = c_kv + j * q.d_c;
+      const float* r = k_rope + j * q.d_r;
+      float dot = 0.f;
+      for (int64_t d = 0; d < q.d_c; ++d) dot += ql[d] * c[d];
+      for (int64_t d = 0; d < q.d_r; ++d) dot += qr[d] * r[d];
+      const float score = q.scale * dot;
+      float p = 1.f;
+      if (score > m) {  // a new max: everything so far is rescaled to it
+        const float corr = m == neg_inf ? 0.f : std::exp(m - score);
+        for (int64_t d = 0; d < q.d_c; ++d) o[d] *= corr;
+        l *= corr;
+        m = score;
+      } else {
+        p = std::exp(score - m);
+      }
+      l += p;
+      for (int64_t d = 0; d < q.d_c; ++d) o[d] += p * c[d];
+    }
+  }
+}
+
+void latent_attention_merge(LatentAttentionState& a, const LatentAttentionState& b, int64_t d_c) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (size_t i = 0; i < a.m.size(); ++i) {
+    if (b.m[i] == neg_inf) continue;  // b saw no key for this row
+    float* oa = a.o.data() + static_cast<int64_t>(i) * d_c;
+    const float* ob = b.o.data() + static_cast<int64_t>(i) * d_c;
+    const float m = std::max(a.m[i], b.m[i]);
+    const float ca = a.m[i] == neg_inf ? 0.f : std::exp(a.m[i] - m), cb = std::exp(b.m[i] - m);
+    for (int64_t d = 0; d < d_c; ++d) oa[d] = oa[d] * ca + ob[d] * cb;
+    a.l[i] = a.l[i] * ca + b.l[i] * cb;
+    a.m[i] = m;
+  }
+}
+
+void latent_attention_finish(const LatentAttentionState& s, int64_t d_c, float* out) {
+  for (size_t i = 0; i < s.m.size(); ++i) {
+    const float inv = s.l[i] > 0.f ? 1.f / s.l[i] : 0.f;
+    const float* o = s.o.data() + static_cast<int64_t>(i) * d_c;
+    float* y = out + static_cast<int64_t>(i) * d_c;
+    for (int64_t d = 0; d < d_c; ++d) y[d] = o[d] * inv;
+  }
+}
+
+}  // namespace mlamoe::kernels
