@@ -1,10 +1,12 @@
 #include "runtime/paged_kv_cache.h"
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -295,26 +297,19 @@ void PagedKvCache::for_each_raw_run(int32_t seq, int64_t layer, int64_t n,
 uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
   Page* p = &page(id);
   loaded_cv_.wait(lk, [&] { return !p->loading; });
+  if (!p->data && p->on_disk) {
+    // Demand read: this page and the cold pages after it on disk, in one request (the
+    // extra ones only where room comes from pages this sweep has not used).
+    ++stats_.demand_reads;
+    read_batch(id, kReadBatchPages, sweep_start_, /*first_unconditional=*/true, lk);
+    p = &page(id);
+  }
   if (!p->data) {
     make_room(page_bytes_, 0);
-    resident_ += page_bytes_;  // counted before the read, so concurrent loads see it
+    resident_ += page_bytes_;
     stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
-    if (p->on_disk) {
-      p->loading = true;
-      ++stats_.demand_reads;
-      ++stats_.pages_read;
-      auto buf = new_buffer(false);  // read over entirely
-      lk.unlock();
-      read_page(id, buf.get());
-      lk.lock();
-      p = &page(id);
-      p->data = std::move(buf);
-      p->loading = false;
-      loaded_cv_.notify_all();
-    } else {
-      p->data = new_buffer(true);
-      p->dirty = true;
-    }
+    p->data = new_buffer(true);
+    p->dirty = true;
     p->lru = lru_.insert(lru_.end(), id);
   } else {
     lru_.splice(lru_.end(), lru_, p->lru);
@@ -322,6 +317,40 @@ uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
   p->last_use = ++clock_;
   ++p->pins;
   return p->data.get();
+}
+
+size_t PagedKvCache::read_batch(uint64_t id, size_t max_pages, uint64_t older_than, bool first_unconditional,
+                                Lock& lk) const {
+  const uint64_t block = id / static_cast<uint64_t>(n_layers_), layer = id % static_cast<uint64_t>(n_layers_);
+  std::vector<uint64_t> ids;
+  std::vector<Buffer> bufs;
+  // Following blocks of the same slot group are adjacent on disk (slot_offset).
+  for (uint64_t b = block; ids.size() < max_pages && b < blocks_.size() && (b == block || b % kSlotGroup != 0); ++b) {
+    const uint64_t pid = b * static_cast<uint64_t>(n_layers_) + layer;
+    Page& p = page(pid);
+    if (p.data || p.loading || !p.on_disk) break;
+    const bool must = first_unconditional && ids.empty();
+    if (!make_room(page_bytes_, must ? 0 : older_than) && !must) break;
+    p.loading = true;
+    resident_ += page_bytes_;  // counted before the read, so concurrent loads see it
+    ids.push_back(pid);
+    bufs.push_back(new_buffer(false));  // read over entirely
+  }
+  if (ids.empty()) return 0;
+  stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
+  lk.unlock();
+  read_pages(slot_offset(ids.front()), bufs);
+  lk.lock();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Page& p = page(ids[i]);
+    p.data = std::move(bufs[i]);
+    p.loading = false;
+    p.lru = lru_.insert(lru_.end(), ids[i]);
+    p.last_use = ++clock_;
+  }
+  stats_.pages_read += ids.size();
+  loaded_cv_.notify_all();
+  return ids.size();
 }
 
 void PagedKvCache::release_pin(uint64_t id) const { --page(id).pins; }
@@ -351,10 +380,15 @@ void PagedKvCache::evict(uint64_t id) const {
   resident_ -= page_bytes_;
 }
 
+off_t PagedKvCache::slot_offset(uint64_t id) const {
+  const uint64_t L = static_cast<uint64_t>(n_layers_), block = id / L, layer = id % L;
+  return static_cast<off_t>(((block / kSlotGroup * L + layer) * kSlotGroup + block % kSlotGroup) * page_bytes_);
+}
+
 void PagedKvCache::write_page(uint64_t id) const {
   Page& p = page(id);
   const auto* data = p.data.get();
-  off_t off = static_cast<off_t>(id * page_bytes_);
+  const off_t off = slot_offset(id);
   for (size_t done = 0; done < page_bytes_;) {
     ssize_t n = ::pwrite(disk_fd_, data + done, page_bytes_ - done, off + static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
@@ -366,13 +400,22 @@ void PagedKvCache::write_page(uint64_t id) const {
   ++stats_.pages_written;
 }
 
-void PagedKvCache::read_page(uint64_t id, uint8_t* dst) const {
-  off_t off = static_cast<off_t>(id * page_bytes_);
-  for (size_t done = 0; done < page_bytes_;) {
-    ssize_t n = ::pread(disk_fd_, dst + done, page_bytes_ - done, off + static_cast<off_t>(done));
+void PagedKvCache::read_pages(off_t off, std::vector<Buffer>& bufs) const {
+  std::vector<iovec> iov(bufs.size());
+  for (size_t i = 0; i < bufs.size(); ++i) iov[i] = {bufs[i].get(), page_bytes_};
+  for (size_t i = 0; i < iov.size();) {
+    const int count = static_cast<int>(std::min<size_t>(iov.size() - i, IOV_MAX));
+    ssize_t n = ::preadv(disk_fd_, iov.data() + i, count, off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) io_failure("read");
-    done += static_cast<size_t>(n);
+    off += n;
+    for (auto left = static_cast<size_t>(n); left > 0;) {  // a short read resumes mid-page
+      const size_t take = std::min(left, iov[i].iov_len);
+      iov[i].iov_base = static_cast<uint8_t*>(iov[i].iov_base) + take;
+      iov[i].iov_len -= take;
+      left -= take;
+      if (iov[i].iov_len == 0) ++i;
+    }
   }
 }
 
@@ -400,28 +443,11 @@ void PagedKvCache::prefetch_loop() {
     if (stop_) return;
     const uint64_t id = prefetch_queue_.front();
     prefetch_queue_.pop_front();
-    Page* p = &page(id);
-    if (p->data || p->loading || !p->on_disk) continue;  // resident, busy, or freed
-    // Room may only come from pages the current sweep has not touched yet.
-    if (!make_room(page_bytes_, sweep_start_)) {
-      prefetch_queue_.clear();
-      continue;
-    }
-    p->loading = true;
-    resident_ += page_bytes_;
-    stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
-    auto buf = new_buffer(false);  // read over entirely
-    lk.unlock();
-    read_page(id, buf.get());
-    lk.lock();
-    p = &page(id);
-    p->data = std::move(buf);
-    p->loading = false;
-    p->lru = lru_.insert(lru_.end(), id);
-    p->last_use = ++clock_;
-    ++stats_.pages_prefetched;
-    ++stats_.pages_read;
-    loaded_cv_.notify_all();
+    // This page and the cold ones after it on disk; room may only come from pages the
+    // current sweep has not touched yet.
+    const size_t n = read_batch(id, kReadBatchPages, sweep_start_, /*first_unconditional=*/false, lk);
+    stats_.pages_prefetched += n;
+    if (n == 0 && !page(id).data && !page(id).loading && page(id).on_disk) prefetch_queue_.clear();  // no room
   }
 }
 

@@ -17,6 +17,8 @@
 // gives a new sequence the longest cached prefix (whole blocks shared, the first
 // divergent block copied up to the divergence).
 #pragma once
+#include <sys/types.h>
+
 #include <condition_variable>
 #include <cstdlib>
 #include <cstdint>
@@ -164,7 +166,18 @@ class PagedKvCache final : public KvCache {
   bool make_room(uint64_t bytes, uint64_t older_than) const;
   void evict(uint64_t id) const;
   void write_page(uint64_t id) const;
-  void read_page(uint64_t id, uint8_t* dst) const;
+  // Disk slot of a page: blocks in groups of kSlotGroup, each group's pages stored layer
+  // by layer, so a layer's pages of consecutive blocks are adjacent and one request
+  // reads many of them.
+  static constexpr uint64_t kSlotGroup = 64;
+  static constexpr size_t kReadBatchPages = 32;
+  off_t slot_offset(uint64_t id) const;
+  // Reads page `id` and up to max_pages - 1 following cold pages of the same layer that
+  // are adjacent on disk, in one request (Lock held; dropped while reading). Room for
+  // the pages may only come from pages last used before `older_than` (0: any), except
+  // for the first one when first_unconditional. Returns the pages read.
+  size_t read_batch(uint64_t id, size_t max_pages, uint64_t older_than, bool first_unconditional, Lock& lk) const;
+  void read_pages(off_t offset, std::vector<Buffer>& bufs) const;  // contiguous pages, one preadv
   void drop_page(Page& p) const;
   void prefetch_loop();
   void encode_row(const float* c_kv, const float* k_rope, uint8_t* c_dst, uint8_t* r_dst) const;
