@@ -3,14 +3,17 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "cli/command.h"
 #include "common/error.h"
 #include "common/files.h"
+#include "kernels/kernels.h"
 #include "planner/cost_model.h"
 #include "planner/hardware.h"
+#include "planner/kernel_probe.h"
 #include "planner/model_shape.h"
 #include "planner/roofline_svg.h"
 
@@ -65,6 +68,45 @@ std::vector<int64_t> parse_sweep(const std::string& s) {
   return out;
 }
 
+// --hw local: time the engine's own kernels for this model's shapes and weight type, and
+// take the measured figures as they are (efficiency 1, the engine's f32 KV cache) unless
+// the flags say otherwise.
+void measure_local_kernels(const std::string& model, const ModelShape& shape, HardwareChoice& hw, Deployment& d,
+                           const CLI::App& app, bool verbose) {
+  GgmlType type = GgmlType::Q4_0;
+  std::string mix;
+  if (app.count("--weights")) {
+    const std::map<std::string, GgmlType> types{{"q4", GgmlType::Q4_0}, {"q8", GgmlType::Q8_0}, {"bf16", GgmlType::BF16},
+                                                {"fp16", GgmlType::F16}, {"fp32", GgmlType::F32}};
+    auto it = types.find(d.weights);
+    if (it == types.end()) fail("--hw local --weights ", d.weights, ": mlamoe has no such matmul kernel (q4, q8, bf16, fp16, fp32)");
+    type = it->second;
+  } else if (shape.file_bytes_per_param > 0) {
+    WeightTypeMix m = weight_type_mix(model);
+    type = m.dominant;
+    mix = m.summary;
+  } else {
+    fail("--hw local with ", model, ": pass --weights (q4, q8, bf16 ...) to say which kernels to time");
+  }
+  hw.device.kernels = measure_engine_kernels(shape, type);
+  if (!app.count("--compute-eff")) d.compute_efficiency = 1.0;
+  if (!app.count("--bw-eff")) d.bandwidth_efficiency = 1.0;
+  if (!app.count("--kv")) d.kv = "fp32";
+  if (verbose) {
+    const MeasuredKernels& k = *hw.device.kernels;
+    std::fprintf(stderr, "local: %d threads, read bandwidth %.2f GB/s, fp32 FMA %.1f GFLOP/s%s%s\n", k.threads,
+                 hw.device.memory_bandwidth_gbps, hw.device.peak_tflops("fp32") * 1e3, mix.empty() ? "" : ", weights ",
+                 mix.c_str());
+    for (auto& [t, pts] : k.matmul_gmacs) {
+      std::fprintf(stderr, "local: matmul %-5s GMAC/s at tokens", t.c_str());
+      for (auto& [n, g] : pts) std::fprintf(stderr, "  %lld: %.1f", (long long)n, g);
+      std::fprintf(stderr, "\n");
+    }
+    std::fprintf(stderr, "local: absorbed MLA attention %.1f GFLOP/s on one thread, %.1f on %d\n",
+                 k.attention_gflops_one_thread, k.attention_gflops_all_threads, k.threads);
+  }
+}
+
 void print_plan(const Plan& p) {
   const auto& m = p.model;
   const auto& d = p.dep;
@@ -100,6 +142,13 @@ void print_plan(const Plan& p) {
   };
   row("prefill", p.prefill, p.prefill_tokens_per_s, p.prefill_tokens_per_s_system);
   row("decode", p.decode, p.decode_tokens_per_s, p.decode_tokens_per_s_system);
+  std::printf("  compute = matmuls + attention: prefill %.2f + %.2f ms, decode %.2f + %.2f ms\n", p.prefill.t_linear * 1e3,
+              p.prefill.t_attention * 1e3, p.decode.t_linear * 1e3, p.decode.t_attention * 1e3);
+  if (const auto& k = a.kernels)
+    std::printf("  local kernels (%d threads): %s matmul %.1f GMAC/s at 1 token, %.1f at 512; MLA attention %.1f GFLOP/s "
+                "(1 thread), %.1f (all)\n",
+                k->threads, k->weight_type.c_str(), k->matmul_gmacs_at(k->weight_type, 1),
+                k->matmul_gmacs_at(k->weight_type, 512), k->attention_gflops_one_thread, k->attention_gflops_all_threads);
   if (m.is_moe())
     std::printf("  decode touches %.1f of %lld routed experts per layer per expert copy\n",
                 p.decode.experts_touched_per_layer, (long long)m.n_routed_experts);
@@ -250,6 +299,10 @@ int run_plan(int argc, char** argv) {
   app.add_option("--svg", svg, "write the roofline with the prefill and decode operating points");
   app.add_option("--sweep", sweep, "batch=FROM..TO: throughput and latency at doubling batch sizes");
   app.add_flag("--compare", compare, "V2-Lite, V2, V3 with MLA vs MHA/GQA/MQA, and DeepSeek 67B, side by side");
+  int threads = 0;
+  bool verbose = false;
+  app.add_option("-t,--threads", threads, "--hw local: threads the probes use, as mlamoe bench -t (default: all cores)");
+  app.add_flag("-v,--verbose", verbose, "--hw local: print the measured bandwidth and kernel rates to stderr");
   app.add_option("--hw-dir", hw_dir, "hardware catalog directory (default: $MLAMOE_DATA/hardware or the source tree's)");
   return parse_and_run(app, argc, argv, [&]() -> int {
     const std::string data_dir = default_data_dir();
@@ -264,6 +317,8 @@ int run_plan(int argc, char** argv) {
     weight_precision(d.weights);  // bad precision names fail before anything is measured
     kv_precision(d.kv);
     if (model.empty() && !compare) fail("--model is required (a GGUF file, an HF config.json or a name under data/models)");
+    if (threads < 0) fail("-t: thread count must be positive");
+    kernels::set_threads(threads);
     HardwareChoice hw = catalog.resolve(hw_id);
     if (compare) {
       print_compare(data_dir, model, hw, d, json);
@@ -271,6 +326,7 @@ int run_plan(int argc, char** argv) {
     }
     ModelShape shape = load_model_shape(model, data_dir);
     if (!app.count("--weights")) d.weight_bytes_per_param = shape.file_bytes_per_param;
+    if (hw.device.kind == "local") measure_local_kernels(model, shape, hw, d, app, verbose);
     if (!sweep.empty()) {
       print_sweep(shape, hw, d, parse_sweep(sweep), json);
       return 0;

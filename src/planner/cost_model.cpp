@@ -64,8 +64,10 @@ struct Ctx {
 };
 
 // tokens: tokens of one attention replica in this step; moe_tokens: tokens entering one
-// full copy of the routed experts; attn_ctx: mean context each query attends over.
-PhaseCost step(const Ctx& c, double tokens, double moe_tokens, double attn_ctx, bool absorbed, double kv_read_tokens) {
+// full copy of the routed experts; attn_ctx: mean context each query attends over;
+// logit_tokens: tokens whose logits the step computes (a prompt needs only its last).
+PhaseCost step(const Ctx& c, double tokens, double moe_tokens, double attn_ctx, bool absorbed, double kv_read_tokens,
+               double logit_tokens) {
   const ModelShape& m = c.m;
   const Accelerator& a = c.hw.device;
   const Deployment& d = c.dep;
@@ -75,9 +77,11 @@ PhaseCost step(const Ctx& c, double tokens, double moe_tokens, double attn_ctx, 
 
   // FLOPs on one device.
   const double routed_flops_per_token = 2.0 * m.moe_layers() * m.experts_per_token * double(m.expert_params());
-  const double non_routed_flops = m.linear_flops_per_token() - routed_flops_per_token;
+  const double head_flops_per_token = 2.0 * double(m.head_params());
+  const double body_flops = m.linear_flops_per_token() - routed_flops_per_token - head_flops_per_token;
   const double routed_flops = d.ep > 1 ? moe_tokens * routed_flops_per_token / ep : tokens * routed_flops_per_token / tp;
-  s.linear_flops = tokens * non_routed_flops / tp + routed_flops;
+  const double body_and_head_flops = (tokens * body_flops + logit_tokens * head_flops_per_token) / tp;
+  s.linear_flops = body_and_head_flops + routed_flops;
   s.attention_flops = tokens * m.attention_flops_per_token(attn_ctx, absorbed) / tp;
   s.flops = s.linear_flops + s.attention_flops;
 
@@ -118,9 +122,32 @@ PhaseCost step(const Ctx& c, double tokens, double moe_tokens, double attn_ctx, 
   const double t_out = s.scale_out_bytes > 0 ? s.scale_out_bytes / out_bw : 0;
   s.t_comm = std::max(t_up, t_out);
 
-  const double linear_peak = a.peak_tflops(c.wp.compute) * 1e12 * d.compute_efficiency;
-  const double attention_peak = a.peak_tflops("bf16") * 1e12 * d.compute_efficiency;
-  s.t_compute = s.linear_flops / linear_peak + s.attention_flops / attention_peak;
+  if (a.kernels) {
+    // This machine, timed with the engine's own kernels: each class of matrix at the rate
+    // the matmul kernel reaches with as many tokens as that matrix sees in this step.
+    const MeasuredKernels& k = *a.kernels;
+    const double eff = d.compute_efficiency;
+    auto macs_time = [&](double flops, double tokens_per_matrix) {
+      return flops > 0 ? flops / 2.0 / (k.matmul_gmacs_at(k.weight_type, std::max(1.0, tokens_per_matrix)) * 1e9 * eff) : 0.0;
+    };
+    const double tokens_per_expert =
+        s.experts_touched_per_layer > 0 ? moe_tokens * m.experts_per_token / s.experts_touched_per_layer : 0;
+    s.t_linear = macs_time(tokens * body_flops / tp, tokens) + macs_time(logit_tokens * head_flops_per_token / tp, logit_tokens) +
+                 macs_time(routed_flops, tokens_per_expert);
+    // The engine shares attention out in groups of 4 tokens (all heads), and cuts a group's
+    // keys into 1024-key ranges only when there are fewer than 4 groups per thread: a
+    // short-context decode step runs on one thread.
+    const double groups = std::ceil(tokens / 4), threads = double(k.threads);
+    const double items = groups < 4 * threads ? groups * std::ceil(attn_ctx / 1024) : groups;
+    const double attention_rate = items >= threads ? k.attention_gflops_all_threads : k.attention_gflops_one_thread;
+    s.t_attention = s.attention_flops > 0 && attention_rate > 0 ? s.attention_flops / (attention_rate * 1e9 * eff) : 0;
+  } else {
+    const double linear_peak = a.peak_tflops(c.wp.compute) * 1e12 * d.compute_efficiency;
+    const double attention_peak = a.peak_tflops("bf16") * 1e12 * d.compute_efficiency;
+    s.t_linear = s.linear_flops / linear_peak;
+    s.t_attention = s.attention_flops / attention_peak;
+  }
+  s.t_compute = s.t_linear + s.t_attention;
   s.t_memory = s.bytes / (a.memory_bandwidth_gbps * 1e9 * d.bandwidth_efficiency);
   const double busy = std::max(s.t_compute, s.t_memory);
   s.t_step = busy + s.t_comm - d.overlap * std::min(s.t_comm, busy);
@@ -232,13 +259,16 @@ Plan make_plan(const ModelShape& m, const HardwareChoice& hw, Deployment d) {
   const double B = double(d.batch), in = double(d.ctx_in), out = double(d.ctx_out);
   const double spread = d.ep > 1 ? double(d.ep) / d.tp : 1.0;  // replicas feeding one expert copy
   const double causal_ctx = (in + 1) / 2;                        // mean keys per prompt query
-  // Prefill: the whole batch of prompts in one step; K/V written once and read once.
-  p.prefill = step(c, B * in, B * in * spread, causal_ctx, false, 2 * B * in);
+  // Prefill: the whole batch of prompts in one step; K/V written once and read once; logits
+  // for each prompt's last token. It runs decompressed on accelerators; mlamoe itself
+  // (--hw local) runs absorbed attention in both phases.
+  const bool prefill_absorbed = a.kernels.has_value();
+  p.prefill = step(c, B * in, B * in * spread, causal_ctx, prefill_absorbed, 2 * B * in, B);
   // Time to first token: one prompt alone on an idle deployment.
-  p.first_token = step(c, in, in, causal_ctx, false, 2 * in);
+  p.first_token = step(c, in, in, causal_ctx, prefill_absorbed, 2 * in, 1);
   // Decode: one token for each of B sequences at the mean context of the generation.
   const double decode_ctx = in + out / 2;
-  p.decode = step(c, B, B * spread, decode_ctx, true, B * (decode_ctx + 1));
+  p.decode = step(c, B, B * spread, decode_ctx, true, B * (decode_ctx + 1), B);
 
   p.prefill_tokens_per_s = p.prefill.tokens_per_s();
   p.prefill_tokens_per_s_system = p.prefill_tokens_per_s * d.devices;
@@ -265,7 +295,8 @@ static nlohmann::json phase_json(const PhaseCost& s) {
           {"kv_bytes", s.kv_bytes},           {"scale_up_bytes", s.scale_up_bytes},
           {"scale_out_bytes", s.scale_out_bytes},
           {"experts_touched_per_layer", s.experts_touched_per_layer},
-          {"t_compute_s", s.t_compute},       {"t_memory_s", s.t_memory},
+          {"t_compute_s", s.t_compute},       {"t_linear_s", s.t_linear},
+          {"t_attention_s", s.t_attention},   {"t_memory_s", s.t_memory},
           {"t_comm_s", s.t_comm},             {"t_step_s", s.t_step},
           {"arithmetic_intensity", s.arithmetic_intensity()}, {"bound", s.bound}};
 }
@@ -316,6 +347,17 @@ nlohmann::json plan_to_json(const Plan& p) {
   j["peak_tflops_linear"] = p.hw.device.peak_tflops(p.wp.compute);
   j["peak_tflops_bf16"] = p.hw.device.peak_tflops("bf16");
   j["memory_bandwidth_gbps"] = p.hw.device.memory_bandwidth_gbps;
+  if (const auto& k = p.hw.device.kernels) {
+    nlohmann::json rates;
+    for (auto& [type, pts] : k->matmul_gmacs)
+      for (auto& [tokens, gmacs] : pts) rates[type][std::to_string(tokens)] = gmacs;
+    j["local_kernels"] = {{"weight_type", k->weight_type},
+                          {"threads", k->threads},
+                          {"matmul_gmacs_by_tokens", rates},
+                          {"attention_gflops_one_thread", k->attention_gflops_one_thread},
+                          {"attention_gflops_all_threads", k->attention_gflops_all_threads},
+                          {"fp32_fma_gflops", p.hw.device.peak_tflops("fp32") * 1e3}};
+  }
   j["prefill"] = phase_json(p.prefill);
   j["decode"] = phase_json(p.decode);
   j["first_token"] = phase_json(p.first_token);

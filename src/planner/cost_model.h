@@ -8,6 +8,11 @@
 //   comm      = expert-parallel all-to-all (dispatch + combine) over scale-up / scale-out
 //               links, and tensor-parallel all-reduces over scale-up
 //
+// On `--hw local` the compute terms use the engine's own kernels as measured on this
+// machine (planner/kernel_probe.h): each matrix class at the matmul rate for the tokens it
+// sees in the step (a prompt's tokens; tokens × k / touched experts for a routed expert;
+// 1 in decode), attention at the absorbed-attention kernel's rate, no efficiency factor.
+//
 // A decode step reads every non-expert weight once and, per MoE layer, only the experts
 // the batch touches: at T tokens choosing k of E, E·(1−(1−k/E)^T) distinct experts.
 // Attention work grows with the context: MLA decode reads kv_lora_rank + qk_rope_head_dim
@@ -60,6 +65,7 @@ struct PhaseCost {
   double scale_up_bytes = 0, scale_out_bytes = 0;
   double experts_touched_per_layer = 0;  // distinct routed experts one expert group reads per layer
   double t_compute = 0, t_memory = 0, t_comm = 0, t_step = 0;
+  double t_linear = 0, t_attention = 0;  // t_compute = t_linear + t_attention
   std::string bound;  // "compute", "memory" or "communication"
   double tokens_per_s() const { return t_step > 0 ? tokens / t_step : 0; }
   double arithmetic_intensity() const { return bytes > 0 ? flops / bytes : 0; }

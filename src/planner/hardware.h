@@ -28,6 +28,21 @@ struct Link {
   double gbps_per_direction = 0;  // GB/s each way per device
 };
 
+// The engine's own kernels measured on this machine (planner/kernel_probe.h); only the
+// local entry has them. The cost model then times matmuls and attention with these
+// rates instead of a datasheet peak × an efficiency.
+struct MeasuredKernels {
+  std::string weight_type;  // the rates the cost model uses: matmul[weight_type]
+  int threads = 1;
+  // GMAC/s of kernels::matmul per weight type ("q4_0", "q8_0"), at tokens per matrix.
+  std::map<std::string, std::map<int64_t, double>> matmul_gmacs;
+  double attention_gflops_one_thread = 0;   // one token's heads on one thread (decode)
+  double attention_gflops_all_threads = 0;  // 4-token groups on every thread (prefill)
+  // GMAC/s of `type` at `tokens` per matrix: interpolated in log(tokens) between the
+  // measured points, clamped at the ends.
+  double matmul_gmacs_at(const std::string& type, double tokens) const;
+};
+
 struct Accelerator {
   std::string id, name, vendor;
   std::string kind = "accelerator";  // or "local"
@@ -41,6 +56,7 @@ struct Accelerator {
   std::optional<double> tdp_w, usd_per_hour;
   std::vector<std::string> sources;
   std::string notes;
+  std::optional<MeasuredKernels> kernels;  // local only, once measured for a model
 
   // Peak for a precision, falling back to the next wider one that exists
   // (fp4 → fp8 → bf16 → fp16 → fp32); 0 if none.

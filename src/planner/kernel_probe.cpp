@@ -1,0 +1,181 @@
+#include "planner/kernel_probe.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "common/error.h"
+#include "format/gguf.h"
+#include "format/quant.h"
+#include "kernels/attention.h"
+#include "kernels/kernels.h"
+
+namespace mlamoe::planner {
+
+double MeasuredKernels::matmul_gmacs_at(const std::string& type, double tokens) const {
+  auto it = matmul_gmacs.find(type);
+  if (it == matmul_gmacs.end() || it->second.empty()) fail("no measured matmul rate for weight type ", type);
+  const auto& pts = it->second;  // tokens -> GMAC/s, ascending
+  if (tokens <= double(pts.begin()->first)) return pts.begin()->second;
+  if (tokens >= double(pts.rbegin()->first)) return pts.rbegin()->second;
+  auto hi = pts.lower_bound(int64_t(std::ceil(tokens)));
+  auto lo = std::prev(hi);
+  const double x0 = std::log(double(lo->first)), x1 = std::log(double(hi->first));
+  const double w = x1 > x0 ? (std::log(tokens) - x0) / (x1 - x0) : 0;
+  return lo->second + w * (hi->second - lo->second);
+}
+
+WeightTypeMix weight_type_mix(const std::string& gguf_path) {
+  auto f = GgufFile::open(gguf_path);
+  std::map<GgmlType, double> bytes;
+  double total = 0;
+  for (const GgufTensor& t : f->tensors()) {
+    if (t.ne.size() < 2) continue;  // norms, biases: not matrices
+    bytes[t.type] += double(t.nbytes);
+    total += double(t.nbytes);
+  }
+  WeightTypeMix mix;
+  std::vector<std::pair<double, GgmlType>> sorted;
+  for (auto& [type, b] : bytes) sorted.push_back({b, type});
+  std::sort(sorted.rbegin(), sorted.rend());
+  for (auto& [b, type] : sorted) {
+    char part[64];
+    std::snprintf(part, sizeof part, "%s%s %.1f%%", mix.summary.empty() ? "" : ", ",
+                  std::string(type_name(type)).c_str(), 100.0 * b / total);
+    mix.summary += part;
+  }
+  if (!sorted.empty()) {
+    mix.dominant = sorted.front().second;
+    mix.dominant_share = sorted.front().first / total;
+  }
+  return mix;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Seconds per call of fn: calls repeated until a run lasts >= 20 ms, median of 5 runs
+// (as `mlamoe bench` reports medians).
+template <class Fn>
+double seconds_per_call(Fn&& fn) {
+  fn();  // warm-up: grows scratch buffers, brings the operands into cache
+  int calls = 1;
+  for (;;) {
+    auto t0 = Clock::now();
+    for (int i = 0; i < calls; ++i) fn();
+    if (std::chrono::duration<double>(Clock::now() - t0).count() >= 0.02 || calls >= (1 << 20)) break;
+    calls *= 2;
+  }
+  std::vector<double> runs;
+  for (int r = 0; r < 5; ++r) {
+    auto t0 = Clock::now();
+    for (int i = 0; i < calls; ++i) fn();
+    runs.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / calls);
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
+
+// A rows × cols matrix of `type` as Model::load leaves it: quantized from N(0, 0.02)
+// floats, then re-laid out into tiles when the active ISA's int8 kernels take them.
+struct SyntheticMatrix {
+  std::vector<uint8_t> rows_bytes, tiles;
+  kernels::WeightView view;
+  SyntheticMatrix(GgmlType type, int64_t rows, int64_t cols) {
+    const size_t rb = row_bytes(type, cols);
+    rows_bytes.resize(rb * size_t(rows));
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal(0.f, 0.02f);
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (auto& v : row) v = normal(rng);
+      quantize_row(type, row.data(), rows_bytes.data() + rb * size_t(r), cols);
+    }
+    view = kernels::WeightView{type, rows_bytes.data(), rows, cols, rb};
+  }
+};
+
+std::map<int64_t, double> matmul_rates(GgmlType type, int64_t rows, int64_t cols) {
+  SyntheticMatrix w(type, rows, cols);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::map<int64_t, double> out;
+  for (int64_t n : kProbeTokens) {
+    std::vector<float> x(static_cast<size_t>(n * cols)), y(static_cast<size_t>(n * rows));
+    for (auto& v : x) v = normal(rng);
+    const double s = seconds_per_call([&] { kernels::matmul(w.view, x.data(), n, y.data()); });
+    out[n] = double(rows) * double(cols) * double(n) / s / 1e9;
+  }
+  return out;
+}
+
+// GFLOP/s of the absorbed-attention kernel: `rows` query rows over `keys` cached
+// latents, on `threads` threads each with its own rows (as the engine shares items).
+double attention_rate(const ModelShape& m, int64_t rows, int64_t keys, int threads) {
+  const int64_t d_c = m.kv_lora_rank, d_r = m.qk_rope_head_dim;
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  auto randoms = [&](int64_t n) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = normal(rng);
+    return v;
+  };
+  const std::vector<float> c_kv = randoms(keys * d_c), k_rope = randoms(keys * d_r);
+  std::vector<std::vector<float>> q_lat, q_rope;
+  for (int t = 0; t < threads; ++t) q_lat.push_back(randoms(rows * d_c)), q_rope.push_back(randoms(rows * d_r));
+  const std::vector<int64_t> last_pos(static_cast<size_t>(rows), keys - 1);
+  std::vector<kernels::LatentAttentionState> states(static_cast<size_t>(threads));
+  const float scale = 1.0f / std::sqrt(float(m.qk_nope_head_dim + d_r));
+  auto sweep = [&](int t) {
+    kernels::LatentQueries q;
+    q.q_lat = q_lat[size_t(t)].data();
+    q.q_rope = q_rope[size_t(t)].data();
+    q.last_pos = last_pos.data();
+    q.rows = rows;
+    q.d_c = d_c;
+    q.d_r = d_r;
+    q.scale = scale;
+    states[size_t(t)].reset(rows, d_c);
+    kernels::latent_attention_accumulate(q, 0, keys, c_kv.data(), k_rope.data(), states[size_t(t)]);
+  };
+  const double s = seconds_per_call([&] {
+    if (threads == 1) {
+      sweep(0);
+    } else {
+#pragma omp parallel num_threads(threads)
+      sweep(omp_get_thread_num());
+    }
+  });
+  return double(threads) * double(rows) * double(keys) * 2.0 * double(2 * d_c + d_r) / s / 1e9;
+}
+
+}  // namespace
+
+MeasuredKernels measure_engine_kernels(const ModelShape& m, GgmlType type) {
+  MeasuredKernels k;
+  k.weight_type = std::string(type_name(type));
+  k.threads = kernels::threads();
+  // The routed experts' shape: most of a DeepSeekMoE step's MACs run on it (dense models:
+  // the FFN's). Columns are d_model, a multiple of every quant block size.
+  const int64_t rows = m.is_moe() ? m.moe_intermediate_size : m.intermediate_size, cols = m.d_model;
+  if (rows <= 0 || cols <= 0 || cols % 256) fail("kernel probe: unsupported shape ", rows, " x ", cols);
+  for (GgmlType t : {type, GgmlType::Q4_0, GgmlType::Q8_0}) {
+    const std::string name(type_name(t));
+    if (!k.matmul_gmacs.count(name)) k.matmul_gmacs[name] = matmul_rates(t, rows, cols);
+  }
+  if (m.attention == AttentionKind::MLA) {
+    constexpr int64_t kKeys = 512;  // one prompt's worth of cached latents (1 MiB of c_kv)
+    k.attention_gflops_one_thread = attention_rate(m, m.n_heads, kKeys, 1);
+    k.attention_gflops_all_threads = attention_rate(m, 4 * m.n_heads, kKeys, kernels::threads());
+  }
+  return k;
+}
+
+}  // namespace mlamoe::planner
