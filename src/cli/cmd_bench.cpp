@@ -3,9 +3,13 @@
 // Model::bytes_per_token() bytes, so no engine can exceed membw / bytes_per_token.
 // Like llama-bench: random tokens, pp as one batch from an empty cache with logits for
 // the last token only, tg one token at a time from an empty cache; one untimed warm-up.
+// With -d N (or --session FILE) the tests start from an N-token context instead of an
+// empty cache (the context is kept, each repetition truncates back to it); the KV flags
+// choose the cache (RAM budget, disk tier, storage type) the tests run on.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <random>
 #include <string>
@@ -37,23 +41,29 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Tokens per second of one prompt of p tokens, from an empty cache.
-double run_pp(Engine& engine, const std::vector<int32_t>& tokens, int64_t p) {
-  engine.kv().clear(0);
+// Back to the first `depth` positions of sequence 0 (the -d / --session context).
+void reset_to_depth(Engine& engine, int64_t depth) {
+  if (depth == 0) engine.kv().clear(0);
+  else engine.kv().truncate(0, depth);
+}
+
+// Tokens per second of one prompt of p tokens, after `depth` cached positions.
+double run_pp(Engine& engine, const std::vector<int32_t>& tokens, int64_t p, int64_t depth) {
+  reset_to_depth(engine, depth);
   Batch b;
-  for (int64_t i = 0; i < p; ++i) b.add(tokens[static_cast<size_t>(i)], static_cast<int32_t>(i), 0, i == p - 1);
+  for (int64_t i = 0; i < p; ++i) b.add(tokens[static_cast<size_t>(i)], static_cast<int32_t>(depth + i), 0, i == p - 1);
   const auto t0 = std::chrono::steady_clock::now();
   engine.forward(b);
   return static_cast<double>(p) / seconds_since(t0);
 }
 
-// Tokens per second of n decode steps of one token each, from an empty cache.
-double run_tg(Engine& engine, const std::vector<int32_t>& tokens, int64_t n) {
-  engine.kv().clear(0);
+// Tokens per second of n decode steps of one token each, after `depth` cached positions.
+double run_tg(Engine& engine, const std::vector<int32_t>& tokens, int64_t n, int64_t depth) {
+  reset_to_depth(engine, depth);
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < n; ++i) {
     Batch b;
-    b.add(tokens[static_cast<size_t>(i)], static_cast<int32_t>(i), 0);
+    b.add(tokens[static_cast<size_t>(i)], static_cast<int32_t>(depth + i), 0);
     engine.forward(b);
   }
   return static_cast<double>(n) / seconds_since(t0);
@@ -76,9 +86,15 @@ int run_bench(int argc, char** argv) {
   app.add_option("-r,--repetitions", reps, "repetitions of each test (median, min, max reported)");
   app.add_flag("--json", json, "print one JSON object as the last line");
   app.add_flag("--membw", membw_only, "only measure and print the read bandwidth");
+  int64_t depth = 0;
+  app.add_option("-d,--depth", depth, "tokens of context (random, prefilled once) the tests start from");
+  KvFlags kf;
+  kf.add_to(app);  // --session FILE: the saved context is the depth instead
   return parse_and_run(app, argc, argv, [&] {
     if (reps < 1) fail("-r: repetitions must be at least 1");
     if (n_prompt < 0 || n_gen < 0) fail("-p/-n: token counts must be >= 0");
+    if (depth < 0) fail("-d: depth must be >= 0");
+    if (depth > 0 && !kf.session.empty()) fail("-d and --session both give the context; use one");
     if (mf.threads < 0) fail("-t: thread count must be positive");
     const std::string isa = kernels::isa_name(kernels::active_isa());
     if (membw_only) {
@@ -91,24 +107,42 @@ int run_bench(int argc, char** argv) {
     if (mf.model.empty()) fail("-m: a model file is required (or --membw alone)");
     auto model = mf.load();
     EngineOptions opts = mf.engine_options(*model);
-    if (opts.n_ctx == 0) opts.n_ctx = std::max<int64_t>(std::max(n_prompt, n_gen), 1);
-    if (opts.n_ctx < std::max(n_prompt, n_gen)) fail("-c ", opts.n_ctx, ": smaller than -p ", n_prompt, " / -n ", n_gen);
-    Engine engine(*model, opts);
-
+    auto kv = kf.make_cache(*model);
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(model->config().vocab_size - 1));
+    if (!kf.session.empty()) {
+      if (!std::filesystem::exists(kf.session)) fail("--session ", kf.session, ": no such file");
+      depth = static_cast<int64_t>(kf.restore_session(*kv, *model, 0).size());
+      if (depth == 0) fail("--session ", kf.session, ": not usable with this model (see the warning above)");
+    }
+    const int64_t needed = depth + std::max(n_prompt, n_gen);
+    if (opts.n_ctx == 0) opts.n_ctx = std::max<int64_t>(needed, 1);
+    if (opts.n_ctx < needed) fail("-c ", opts.n_ctx, ": smaller than the depth ", depth, " + -p ", n_prompt, " / -n ", n_gen);
+    Engine engine(*model, opts, kv);
+    if (depth > 0 && kf.session.empty()) {
+      std::vector<int32_t> context(static_cast<size_t>(depth));
+      for (auto& t : context) t = pick(rng);
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < depth; i += 256) {  // chunks, as generate() prefills
+        Batch b;
+        for (int64_t j = i; j < std::min(depth, i + 256); ++j) b.add(context[static_cast<size_t>(j)], static_cast<int32_t>(j), 0, j == depth - 1);
+        engine.forward(b);
+      }
+      std::fprintf(stderr, "depth: %lld tokens prefilled in %.2f s\n", static_cast<long long>(depth), seconds_since(t0));
+    }
+
     std::vector<int32_t> tokens(static_cast<size_t>(std::max(n_prompt, n_gen)));
     for (auto& t : tokens) t = pick(rng);
 
     // Warm-up (untimed): faults the mapped weights in and grows every scratch buffer.
-    if (n_prompt > 0) run_pp(engine, tokens, n_prompt);
-    if (n_gen > 0) run_tg(engine, tokens, std::min<int64_t>(n_gen, 4));
+    if (n_prompt > 0) run_pp(engine, tokens, n_prompt, depth);
+    if (n_gen > 0) run_tg(engine, tokens, std::min<int64_t>(n_gen, 4), depth);
 
     std::optional<Stats> pp, tg;
     std::vector<double> v;
     if (n_prompt > 0) {
       for (int r = 0; r < reps; ++r) {
-        v.push_back(run_pp(engine, tokens, n_prompt));
+        v.push_back(run_pp(engine, tokens, n_prompt, depth));
         std::fprintf(stderr, "pp%lld %d/%d: %.2f tok/s\n", static_cast<long long>(n_prompt), r + 1, reps, v.back());
       }
       pp = summarize(v);
@@ -116,11 +150,12 @@ int run_bench(int argc, char** argv) {
     v.clear();
     if (n_gen > 0) {
       for (int r = 0; r < reps; ++r) {
-        v.push_back(run_tg(engine, tokens, n_gen));
+        v.push_back(run_tg(engine, tokens, n_gen, depth));
         std::fprintf(stderr, "tg%lld %d/%d: %.2f tok/s\n", static_cast<long long>(n_gen), r + 1, reps, v.back());
       }
       tg = summarize(v);
     }
+    const KvStats kv_stats = kv->stats();
     engine.kv().clear(0);
 
     const double bw = kernels::measure_read_bandwidth_gbps();
@@ -138,11 +173,18 @@ int run_bench(int argc, char** argv) {
     std::printf("membw: %.2f GB/s -> roofline tg %.2f tok/s", bw, roofline);
     if (tg) std::printf(", tg at %.1f%% of roofline", 100.0 * tg->median / roofline);
     std::printf("\n");
+    const KvBytesPerToken kvb = kv_bytes_per_token(model->config(), parse_kv_type(kf.type));
+    std::printf("%s\n", describe_kv_bytes(kvb, kf.type).c_str());
+    if (depth > 0) std::printf("depth: %lld tokens of context before each test\n", static_cast<long long>(depth));
+    if (mf.verbose) std::fprintf(stderr, "%s\n", describe_kv(kv_stats).c_str());
     if (json) {
       nlohmann::json j{{"pp", stats_json(pp)},        {"tg", stats_json(tg)},       {"membw_gbps", bw},
                        {"bytes_per_token", bpt},      {"roofline_tg", roofline},    {"threads", kernels::threads()},
                        {"isa", isa},                  {"model", model->path()},     {"n_prompt", n_prompt},
-                       {"n_gen", n_gen},              {"repetitions", reps}};
+                       {"n_gen", n_gen},              {"repetitions", reps},
+                       {"depth", depth},
+                       {"kv_bytes_per_token", {{"stored", kvb.stored}, {"type", kf.type}, {"mla_16bit", kvb.mla},
+                                               {"mha_16bit", kvb.mha}, {"gqa8_16bit", kvb.gqa8}, {"mqa_16bit", kvb.mqa}}}};
       std::printf("%s\n", j.dump().c_str());
     }
     return 0;

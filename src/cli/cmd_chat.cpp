@@ -6,6 +6,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -88,6 +89,11 @@ class ChatSession {
 
   std::vector<ChatMessage> messages;
 
+  // A restored --session: the cache holds these tokens (the earlier conversation).
+  void set_cached(std::vector<int32_t> tokens) { cached_ = std::move(tokens); }
+  // Counters of the last answer (prompt tokens computed vs reused from the cache).
+  const GenerateStats& last() const { return last_; }
+
   // One assistant turn for the conversation so far (on failure the user turn is dropped).
   void answer() {
     std::vector<int32_t> tokens = tok_.encode(tmpl_.apply(messages, true), {.add_special = false, .parse_special = true});
@@ -101,8 +107,9 @@ class ChatSession {
     StreamDecoder stream(tok_);
     std::string content;
     InterruptGuard guard;
+    last_ = {};
     try {
-      generate(engine_, 0, tokens, gen_, [&](int32_t id) {
+      last_ = generate(engine_, 0, tokens, gen_, [&](int32_t id) {
         if (g_interrupted) return false;
         content += tok_.token_bytes(id, true);
         if (id == think_open_ || id == think_close_) {
@@ -162,6 +169,7 @@ class ChatSession {
   bool hide_thinking_, color_, thinking_ = false;
   int32_t think_open_ = -1, think_close_ = -1;
   std::vector<int32_t> cached_;
+  GenerateStats last_;
 };
 
 const char* kHelp =
@@ -182,6 +190,8 @@ int run_chat(int argc, char** argv) {
   app.add_option("-n,--n-predict", g.n_predict, "max tokens per answer (-1: until end of turn or context)");
   SamplingFlags sf;
   sf.add_to(app);
+  KvFlags kf;
+  kf.add_to(app);
   return parse_and_run(app, argc, argv, [&] {
     if (mf.model.empty()) mf.model = default_model_path();
     g.sampling = sf.resolve();
@@ -189,7 +199,8 @@ int run_chat(int argc, char** argv) {
     if (!model->gguf().has("tokenizer.ggml.model")) fail(mf.model, ": no tokenizer data; chat needs a model with a vocabulary");
     auto tok = Tokenizer::from_gguf(model->gguf());
     ChatTemplate tmpl = ChatTemplate::for_model(*tok, template_spec);
-    Engine engine(*model, mf.engine_options(*model));
+    auto kv = kf.make_cache(*model);
+    Engine engine(*model, mf.engine_options(*model), kv);
     LineEditor editor;
     const bool color = isatty(STDOUT_FILENO);
     std::fprintf(stderr, "mlamoe chat: %s, template %s, context %lld tokens\n%s", mf.model.c_str(), tmpl.name().c_str(),
@@ -201,6 +212,32 @@ int run_chat(int argc, char** argv) {
       if (!system.empty()) session.messages.push_back({"system", system});
     };
     reset();
+    // --session FILE: the KV entries and tokens live in FILE, the messages beside it in
+    // FILE.chat.json. Either may be missing or stale: the cache is only ever reused
+    // where its tokens equal the re-rendered conversation, so a mismatch costs a
+    // recompute, never a wrong answer.
+    const std::string messages_file = kf.session.empty() ? "" : kf.session + ".chat.json";
+    if (!kf.session.empty()) {
+      session.set_cached(kf.restore_session(*kv, *model, 0));
+      if (std::filesystem::exists(messages_file)) {
+        try {
+          session.messages = load_conversation(messages_file);
+          std::fprintf(stderr, "(session %s: %zu messages, %lld cached tokens)\n", kf.session.c_str(),
+                       session.messages.size(), static_cast<long long>(kv->length(0)));
+        } catch (const Error& e) {
+          std::fprintf(stderr, "warning: not using %s: %s\n", messages_file.c_str(), e.what());
+        }
+      }
+    }
+    const auto save_session = [&] {
+      if (kf.session.empty()) return;
+      try {
+        kf.save_session(*kv, *model, 0);
+        save_conversation(messages_file, session.messages);
+      } catch (const std::exception& e) {  // a full disk must not end the conversation
+        std::fprintf(stderr, "error: saving session %s: %s\n", kf.session.c_str(), e.what());
+      }
+    };
     while (auto line = editor.read_line("> ")) {
       std::string text = *line;
       if (text.find_first_not_of(" \t") == std::string::npos) continue;
@@ -232,6 +269,11 @@ int run_chat(int argc, char** argv) {
       }
       session.messages.push_back({"user", text});
       session.answer();
+      save_session();
+      if (mf.verbose)
+        std::fprintf(stderr, "prompt: %lld tokens computed, %lld reused from the cache\n%s\n",
+                     static_cast<long long>(session.last().prompt_tokens), static_cast<long long>(session.last().reused_tokens),
+                     describe_kv(kv->stats()).c_str());
     }
     return 0;
   });

@@ -1,5 +1,6 @@
 #include "cli/common_flags.h"
 
+#include <algorithm>
 #include <random>
 
 #include <cstdio>
@@ -130,7 +131,7 @@ std::string describe_kv(const KvStats& s) {
 KvBytesPerToken kv_bytes_per_token(const ModelConfig& c, GgmlType type) {
   const auto at16 = [&](int64_t values_per_layer) { return static_cast<uint64_t>(values_per_layer * c.n_layers * 2); };
   return {mlamoe::kv_bytes_per_token(c.n_layers, c.kv_lora_rank, c.qk_rope_head_dim, type),
-          at16(c.kv_values_per_token_layer()), at16(c.mha_values_per_token_layer()), at16(c.gqa_values_per_token_layer(8)),
+          at16(c.kv_values_per_token_layer()), at16(c.mha_values_per_token_layer()), at16(c.gqa_values_per_token_layer(std::min<int64_t>(8, c.n_heads))),
           at16(c.gqa_values_per_token_layer(1))};
 }
 

@@ -65,7 +65,8 @@ struct KvFlags {
 std::string describe_kv(const KvStats& s);
 
 // KV cache bytes per token (all layers): what mlamoe stores with `type`, and MLA, MHA
-// (same heads), GQA (8 groups) and MQA at 16 bits per value, as the papers count.
+// (same heads), GQA (8 groups; one per head if there are fewer heads) and MQA at 16
+// bits per value, as the papers count.
 struct KvBytesPerToken {
   uint64_t stored, mla, mha, gqa8, mqa;
 };

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
+#include <vector>
 
 #include "test_paths.h"
 
@@ -137,3 +139,89 @@ TEST(RunSession, ReusesSavedConversationAndRefusesBadFiles) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+// `mlamoe chat --session`: two turns in two runs give the same answers as one
+// conversation of two turns, and the second run computes only its new turn.
+TEST(ChatSession, ContinuesTheConversationFromTheSavedKv) {
+  const std::string dir = temp_dir(), session = dir + "/chat.session";
+  auto chat = [&](const std::string& input, bool with_session) {
+    std::vector<std::string> args = {"chat", "-m", fixture("v3", "model.gguf"), "-c", "1024", "-n", "8", "--temp", "0",
+                                     "--verbose", "--kv-block", "4"};
+    if (with_session) args.insert(args.end(), {"--session", session});
+    return run_mlamoe(args, input);
+  };
+  const auto whole = chat("Hello\nAgain\n", false);
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  const auto first = chat("Hello\n", true);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ASSERT_TRUE(std::filesystem::exists(session));
+  ASSERT_TRUE(std::filesystem::exists(session + ".chat.json"));
+  const auto second = chat("Again\n", true);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_NE(second.err.find("(session " + session + ": 2 messages"), std::string::npos) << second.err;
+  EXPECT_EQ(first.out + second.out, whole.out);
+  // The second run's prompt reused the first conversation: the same counts as the
+  // second turn of the uninterrupted conversation.
+  const auto last_prompt_line = [](const std::string& err) {
+    const size_t at = err.rfind("prompt: ");
+    return at == std::string::npos ? std::string() : err.substr(at, err.find('\n', at) - at);
+  };
+  EXPECT_EQ(last_prompt_line(second.err), last_prompt_line(whole.err)) << second.err << "\n---\n" << whole.err;
+  EXPECT_EQ(last_prompt_line(second.err).find(" 0 reused"), std::string::npos) << second.err;
+
+  // A corrupt session: warned, recomputed, same answer.
+  std::string bytes = file_text(session);
+  bytes[bytes.size() / 2] ^= 1;
+  std::ofstream(session, std::ios::binary) << bytes;
+  std::filesystem::remove(session + ".chat.json");
+  const auto fresh = chat("Hello\n", true);
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
+  EXPECT_NE(fresh.err.find("checksum mismatch"), std::string::npos) << fresh.err;
+  EXPECT_EQ(fresh.out, first.out);
+}
+
+// `mlamoe bench` runs on the KV flags' cache, from a -d context or a saved session, and
+// reports the KV bytes per token against MHA/GQA/MQA.
+TEST(BenchKv, DepthTiersAndBytesPerToken) {
+  const std::string model = fixture("v2lite", "model.gguf"), dir = temp_dir();
+  auto r = run_mlamoe({"bench", "-m", model, "-p", "4", "-n", "3", "-r", "1", "-d", "40", "--kv-ram-budget", "16KiB",
+                       "--kv-disk", dir, "--kv-type", "f16", "--kv-block", "4", "--json", "--verbose"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("depth: 40 tokens"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("MHA"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("read"), std::string::npos) << r.err;
+  std::string last = r.out;
+  while (!last.empty() && last.back() == '\n') last.pop_back();
+  const auto j = nlohmann::json::parse(last.substr(last.rfind('\n') + 1));
+  EXPECT_EQ(j["depth"], 40);
+  const auto& kvb = j["kv_bytes_per_token"];
+  EXPECT_EQ(kvb["type"], "f16");
+  EXPECT_EQ(kvb["stored"], kvb["mla_16bit"]) << "f16 stores 16 bits per value";
+  EXPECT_LT(kvb["mla_16bit"].get<uint64_t>(), kvb["gqa8_16bit"].get<uint64_t>());
+  EXPECT_LE(kvb["gqa8_16bit"].get<uint64_t>(), kvb["mha_16bit"].get<uint64_t>()) << "the fixture has fewer than 8 heads";
+  EXPECT_LT(kvb["mqa_16bit"].get<uint64_t>(), kvb["gqa8_16bit"].get<uint64_t>());
+
+  // A session as the context; -d with --session is refused in one line.
+  const std::string session = dir + "/bench.session";
+  ASSERT_EQ(run_mlamoe({"run", "-m", model, "--tokens", "5,17,200,3,99,42,7,7,1,250", "-n", "4", "--temp", "0",
+                        "--session", session})
+                .exit_code,
+            0);
+  r = run_mlamoe({"bench", "-m", model, "-p", "0", "-n", "2", "-r", "1", "--session", session});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("depth: 13 tokens"), std::string::npos) << r.out;
+  r = run_mlamoe({"bench", "-m", model, "-d", "4", "--session", session});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("-d and --session"), std::string::npos) << r.err;
+}
