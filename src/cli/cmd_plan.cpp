@@ -265,7 +265,7 @@ void print_catalog(const Catalog& c) {
   for (auto& [id, s] : c.systems())
     std::printf("%-16s %-9s %lld x %s, scale-up domain %lld\n", id.c_str(), "system", (long long)s.devices,
                 s.accelerator.c_str(), (long long)s.scale_up_domain);
-  std::printf("%-16s %-9s measured when used (memory bandwidth and fp32 FMA probe)\n", "local", "local");
+  std::printf("%-16s %-9s measured when used (read bandwidth, the engine's matmul and attention kernels, fp32 FMA peak)\n", "local", "local");
   std::printf("\nHBM generations (stack bandwidth = bus x pin rate / 8, capacity = die x height / 8):\n");
   for (auto& [name, h] : c.hbm_generations())
     std::printf("  %-6s %5lld-bit x %.2f Gb/s = %7.1f GB/s   %2.0f Gb x %2lld-Hi = %4.0f GB\n", name.c_str(),

@@ -99,6 +99,11 @@ struct SyntheticMatrix {
       quantize_row(type, row.data(), rows_bytes.data() + rb * size_t(r), cols);
     }
     view = kernels::WeightView{type, rows_bytes.data(), rows, cols, rb};
+    if (size_t n = kernels::tiled_bytes(view)) {
+      tiles.resize(n + 64);
+      uint8_t* aligned = tiles.data() + (64 - reinterpret_cast<uintptr_t>(tiles.data()) % 64) % 64;
+      view = kernels::tile_weights(view, aligned);
+    }
   }
 };
 
