@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <new>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -18,15 +21,18 @@
 #include "gguf_bytes.h"
 #include "test_paths.h"
 
-// The largest single allocation made while `g_track_allocations` is set: hostile
-// counts must be refused before anything the size of their claim is allocated.
+// The largest single allocation and the sum of all allocations made while
+// `g_track_allocations` is set: hostile counts must be refused before anything the size
+// of their claim is allocated, in one piece or in many.
 static std::atomic<bool> g_track_allocations{false};
 static std::atomic<size_t> g_largest_allocation{0};
+static std::atomic<size_t> g_allocated_bytes{0};
 __attribute__((noinline)) void* operator new(size_t n) {
   if (g_track_allocations.load(std::memory_order_relaxed)) {
     size_t prev = g_largest_allocation.load(std::memory_order_relaxed);
     while (n > prev && !g_largest_allocation.compare_exchange_weak(prev, n)) {
     }
+    g_allocated_bytes.fetch_add(n, std::memory_order_relaxed);
   }
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
@@ -396,26 +402,34 @@ TEST(GgufHostile, TensorTypesAndDimensions) {
   EXPECT_EQ(error_of(one_tensor({32}, 3, 0, 20)), "");
 }
 
-TEST(GgufHostile, HugeClaimsAreRefusedWithoutAllocating) {
-  std::vector<std::pair<std::vector<uint8_t>, std::string>> cases;
+// Files of 4 KiB whose header claims sizes no file of that size can hold: what each
+// claims, its bytes, and the fragment of the error it must be refused with.
+struct HugeClaim {
+  std::string what;
+  std::vector<uint8_t> file;
+  std::string fragment;
+};
+
+std::vector<HugeClaim> huge_claims() {
+  std::vector<HugeClaim> cases;
   {
     GgufBytes g;
     g.header(3, 1ull << 40, 0);
     g.bytes.resize(4096, 0);
-    cases.push_back({g.bytes, "tensor count"});
+    cases.push_back({"2^40 tensors", g.bytes, "tensor count"});
   }
   {
     GgufBytes g;
     g.header(3, 0, 1ull << 40);
     g.bytes.resize(4096, 0);
-    cases.push_back({g.bytes, "metadata count"});
+    cases.push_back({"2^40 metadata pairs", g.bytes, "metadata count"});
   }
   {
     GgufBytes g;  // a key of 2^50 bytes
     g.header(3, 0, 1);
     g.u64(1ull << 50);
     g.bytes.resize(4096, 'k');
-    cases.push_back({g.bytes, "runs past the end"});
+    cases.push_back({"a 2^50-byte key", g.bytes, "runs past the end"});
   }
   {
     GgufBytes g;  // a string value of 2^50 bytes
@@ -424,44 +438,81 @@ TEST(GgufHostile, HugeClaimsAreRefusedWithoutAllocating) {
     g.u32(uint32_t(GgufType::STRING));
     g.u64(1ull << 50);
     g.bytes.resize(4096, 's');
-    cases.push_back({g.bytes, "runs past the end"});
+    cases.push_back({"a 2^50-byte string value", g.bytes, "runs past the end"});
   }
   {
     GgufBytes g;  // 2^40 strings (each needs at least its 8-byte length)
     g.header(3, 0, 1);
     g.kv_array_header("key", GgufType::STRING, 1ull << 40);
     g.bytes.resize(4096, 0);
-    cases.push_back({g.bytes, "does not fit"});
+    cases.push_back({"2^40 strings", g.bytes, "does not fit"});
   }
   {
     GgufBytes g;  // 2^61 u64s: n * 8 would overflow
     g.header(3, 0, 1);
     g.kv_array_header("key", GgufType::UINT64, 1ull << 61);
     g.bytes.resize(4096, 0);
-    cases.push_back({g.bytes, "does not fit"});
+    cases.push_back({"2^61 u64s", g.bytes, "does not fit"});
   }
   {
     GgufBytes g;  // a tensor name of 2^50 bytes
     g.header(3, 1, 0);
     g.u64(1ull << 50);
     g.bytes.resize(4096, 0);
-    cases.push_back({g.bytes, "runs past the end"});
+    cases.push_back({"a 2^50-byte tensor name", g.bytes, "runs past the end"});
   }
-  // The tracker itself sees a large allocation.
+  return cases;
+}
+
+TEST(GgufHostile, HugeClaimsAreRefusedWithoutAllocating) {
+  // The tracker itself sees a large allocation, and many small ones adding up.
   g_largest_allocation = 0;
+  g_allocated_bytes = 0;
   g_track_allocations = true;
   auto control = std::make_unique<std::vector<uint8_t>>(1 << 20);
+  std::vector<std::unique_ptr<uint8_t[]>> pieces;
+  pieces.reserve(64);
+  for (int i = 0; i < 64; ++i) pieces.push_back(std::make_unique<uint8_t[]>(4096));
   g_track_allocations = false;
   EXPECT_GE(g_largest_allocation.load(), size_t(1) << 20);
+  EXPECT_GE(g_allocated_bytes.load(), (size_t(1) << 20) + 64 * 4096);
   control.reset();
-  for (auto& [file, fragment] : cases) {
+  pieces.clear();
+  for (auto& [what, file, fragment] : huge_claims()) {
     g_largest_allocation = 0;
+    g_allocated_bytes = 0;
     g_track_allocations = true;
     std::string msg = error_of(file);
     g_track_allocations = false;
-    EXPECT_NE(msg.find(fragment), std::string::npos) << msg;
-    // error_of copies the 4 KiB file; nothing may come near the claimed sizes.
-    EXPECT_LT(g_largest_allocation.load(), 64u * 1024) << msg;
+    EXPECT_NE(msg.find(fragment), std::string::npos) << what << ": " << msg;
+    // error_of copies the 4 KiB file; nothing may come near the claimed sizes, neither
+    // in one allocation nor in all of them together.
+    EXPECT_LT(g_largest_allocation.load(), 64u * 1024) << what << ": " << msg;
+    EXPECT_LT(g_allocated_bytes.load(), 64u * 1024) << what << ": " << msg;
+  }
+}
+
+// "Refused in microseconds": the refusal must not do work in proportion to the claim
+// (2^40 tensors, 2^50 bytes). The measured time is printed, not asserted: the bound
+// below is ~1000x what a refusal costs (tens of us, also under ASan on a loaded machine)
+// and millions of times less than any walk over 2^40 claimed items, so it fails only if
+// the reader starts doing what the header claims, never because the machine is busy.
+TEST(GgufHostile, HugeClaimsAreRefusedInMicroseconds) {
+  using Clock = std::chrono::steady_clock;
+  constexpr int kRepeats = 201;
+  for (auto& [what, file, fragment] : huge_claims()) {
+    std::vector<double> us(kRepeats);
+    for (double& t : us) {
+      auto start = Clock::now();
+      std::string msg = error_of(file);
+      t = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+      ASSERT_NE(msg.find(fragment), std::string::npos) << what << ": " << msg;
+    }
+    std::sort(us.begin(), us.end());
+    double median = us[kRepeats / 2];
+    std::cout << what << ": refused in " << median << " us (median; " << us.front() << "-" << us.back()
+              << " us over " << kRepeats << " runs)\n";
+    EXPECT_LT(median, 20000.0) << what;
   }
 }
 
