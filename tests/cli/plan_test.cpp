@@ -127,6 +127,15 @@ TEST(PlanCli, LocalMachineIsMeasured) {
   auto j = nlohmann::json::parse(r.out);
   EXPECT_GT(j["memory_bandwidth_gbps"].get<double>(), 0.1);
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
+  // Timed with the engine's own kernels, taken as measured (no efficiency factor).
+  ASSERT_TRUE(j.contains("local_kernels")) << r.out;
+  EXPECT_EQ(j["local_kernels"]["weight_type"], "q4_0");
+  EXPECT_GT(j["local_kernels"]["matmul_gmacs_by_tokens"]["q4_0"]["512"].get<double>(), 0);
+  EXPECT_GT(j["local_kernels"]["attention_gflops_one_thread"].get<double>(), 0);
+  EXPECT_EQ(j["assumptions"]["compute_efficiency"], 1.0);
+  EXPECT_EQ(j["assumptions"]["bandwidth_efficiency"], 1.0);
+  expect_one_line_error(run_mlamoe({"plan", "-m", cfg("deepseek-v2-lite"), "--hw", "local", "--weights", "fp8"}),
+                        "mlamoe has no such matmul kernel");
 }
 
 }  // namespace
