@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/files.h"
+#include "common/json_fields.h"
 #include "format/gguf.h"
 
 namespace mlamoe {
@@ -188,33 +189,24 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
 ModelConfig ModelConfig::from_hf_json(const std::string& path) { return from_hf_json_text(read_file(path), path); }
 
 ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::string& where) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    fail(where, ": invalid JSON: ", e.what());
-  }
-  if (!j.is_object()) fail(where, ": expected a JSON object");
+  const nlohmann::json j = parse_json_object(text, where);
   auto get_int = [&](const char* key, int64_t def, bool required = false) -> int64_t {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) {
-      if (required) fail(where, ": missing field ", key);
-      return def;
-    }
+    const nlohmann::json* it = json_field(j, key, where, required);
+    if (!it) return def;
     if (!it->is_number_integer() && !(it->is_number_float() && std::floor(it->get<double>()) == it->get<double>() &&
                                       std::fabs(it->get<double>()) < 9.2e18))
       fail(where, ": field ", key, " must be an integer");
     return it->is_number_integer() ? it->get<int64_t>() : static_cast<int64_t>(it->get<double>());
   };
   auto get_num = [&](const nlohmann::json& o, const char* key, double def) -> double {
-    auto it = o.find(key);
-    if (it == o.end() || it->is_null()) return def;
+    const nlohmann::json* it = json_field(o, key, where);
+    if (!it) return def;
     if (!it->is_number()) fail(where, ": field ", key, " must be a number");
     return it->get<double>();
   };
   auto get_str = [&](const nlohmann::json& o, const char* key, const std::string& def) -> std::string {
-    auto it = o.find(key);
-    if (it == o.end() || it->is_null()) return def;
+    const nlohmann::json* it = json_field(o, key, where);
+    if (!it) return def;
     if (!it->is_string()) fail(where, ": field ", key, " must be a string");
     return it->get<std::string>();
   };

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/files.h"
+#include "common/json_fields.h"
 #include "format/gguf.h"
 
 namespace mlamoe::planner {
@@ -87,24 +88,17 @@ ModelShape ModelShape::from_config(const ModelConfig& c, const std::string& name
 }
 
 ModelShape ModelShape::from_dense_json_text(const std::string& text, const std::string& where) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    fail(where, ": invalid JSON: ", e.what());
-  }
-  if (!j.is_object()) fail(where, ": expected a JSON object");
+  const nlohmann::json j = parse_json_object(text, where);
   auto get = [&](const char* key, int64_t def, bool required) -> int64_t {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) {
-      if (required) fail(where, ": missing field ", key);
-      return def;
-    }
+    const nlohmann::json* it = json_field(j, key, where, required);
+    if (!it) return def;
     if (!it->is_number_integer() || it->get<int64_t>() <= 0) fail(where, ": field ", key, " must be a positive integer");
     return it->get<int64_t>();
   };
   ModelShape m;
-  m.name = j.value("model_type", std::string("dense"));
+  const nlohmann::json* model_type = json_field(j, "model_type", where);
+  if (model_type && !model_type->is_string()) fail(where, ": field model_type must be a string");
+  m.name = model_type ? model_type->get<std::string>() : "dense";
   m.vocab = get("vocab_size", 0, true);
   m.d_model = get("hidden_size", 0, true);
   m.n_layers = get("num_hidden_layers", 0, true);
