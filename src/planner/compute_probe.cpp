@@ -6,21 +6,12 @@
 #include <atomic>
 #include <chrono>
 
+#include "planner/fma_chains.h"
 
 namespace mlamoe::planner {
 
 namespace detail {
-float fma_chains_scalar(int64_t iters, float seed, int* lanes_out) {
-  float acc[kFmaChains];
-  for (int c = 0; c < kFmaChains; ++c) acc[c] = seed + c;
-  const float a = 0.999999f, b = 1e-7f;
-  for (int64_t i = 0; i < iters; ++i)
-    for (int c = 0; c < kFmaChains; ++c) acc[c] = acc[c] * a + b;
-  float s = 0;
-  for (int c = 0; c < kFmaChains; ++c) s += acc[c];
-  *lanes_out = 1;
-  return s;
-}
+float fma_chains_scalar(int64_t iters, float seed, int* lanes_out) { return fma_chains<float>(iters, seed, lanes_out); }
 }  // namespace detail
 
 double measure_fp32_fma_gflops() {
