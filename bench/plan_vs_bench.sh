@@ -17,6 +17,7 @@ bin=${2:-$(command -v mlamoe || echo build/mlamoe)}
 P=${P:-512} N=${N:-128} T=${T:-2} R=${R:-3}
 [ -f "$model" ] || { echo "plan_vs_bench: no such model file: $model" >&2; exit 1; }
 [ -x "$bin" ] || { echo "plan_vs_bench: no mlamoe binary at $bin (pass it as the second argument)" >&2; exit 1; }
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores); $(date -u +%FT%TZ)"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -27,6 +28,7 @@ echo "+ $bin plan --model $model --hw local -t $T --batch 1 --ctx 1:$N --json" >
 echo "+ $bin bench -m $model -p $P -n $N -t $T -r $R --json" >&2
 "$bin" bench -m "$model" -p "$P" -n "$N" -t "$T" -r "$R" --json > "$tmp/bench.out" 2> "$tmp/bench.err"
 cat "$tmp/plan_pp.err" >&2
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 python3 - "$tmp" "$P" "$N" <<'EOF'
 import json, sys
@@ -42,6 +44,15 @@ for name, pred, meas, ph in rows:
     m = meas["median"]
     print(f"{name:7} {pred:10.2f} {m:10.2f} {meas['min']:8.2f}-{meas['max']:<8.2f} {m / pred:9.3f}  {ph['bound']:8} "
           f"{ph['t_linear_s']*1e3:9.1f} {ph['t_attention_s']*1e3:9.1f} {ph['t_memory_s']*1e3:9.1f}")
+# Where the residual sits: the measured step against the predicted one, and the decode
+# prediction without any overlap of compute and memory (their sum instead of the max).
+for name, pred, meas, ph, toks in [(rows[0][0], rows[0][1], rows[0][2], rows[0][3], int(P)),
+                                   (rows[1][0], rows[1][1], rows[1][2], rows[1][3], 1)]:
+    step_meas = toks / meas["median"]
+    print(f"{name}: measured step {step_meas*1e3:.1f} ms, predicted {ph['t_step_s']*1e3:.1f} ms, "
+          f"residual {(step_meas - ph['t_step_s'])*1e3:+.1f} ms ({(step_meas - ph['t_step_s'])/toks*1e3:+.2f} ms per token)")
+d = tg_plan["decode"]
+print(f"tg{N} without compute/memory overlap (sum, not max): {1 / (d['t_compute_s'] + d['t_memory_s']):.2f} tok/s")
 k = tg_plan.get("local_kernels", {})
 print(f"bandwidth: plan measured {tg_plan['memory_bandwidth_gbps']:.2f} GB/s (pp run {pp_plan['memory_bandwidth_gbps']:.2f}), "
       f"bench --membw after its runs {bench['membw_gbps']:.2f} GB/s")
