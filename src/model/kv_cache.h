@@ -83,7 +83,9 @@ class KvCache {
   virtual void unpin(const Run&) const {}
   // Hint at the start of a sweep over positions [0, n) of `layer`: a tiered cache
   // starts reading cold blocks (of this layer and the next) ahead of the sweep.
-  virtual void will_read(int32_t seq, int64_t layer, int64_t n) const {}
+  // single_pass: the sweep reads each position once (decode), so a tiered cache should
+  // evict what it has read first; otherwise it may reread them.
+  virtual void will_read(int32_t seq, int64_t layer, int64_t n, bool single_pass = false) const {}
   // Decodes a typed run's rows to float32: c_kv count × kv_lora_rank, k_rope count × rope_dim.
   void decode_run(const Run& r, float* c_kv, float* k_rope) const;
 

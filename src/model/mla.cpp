@@ -123,11 +123,14 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
       items.push_back({gi, from, std::min(groups[gi].n, from + step)});
   }
 
-  // Read-ahead hint for each sequence's whole sweep (threads then take ranges of it).
+  // Read-ahead hint for each sequence's whole sweep (threads then take ranges of it);
+  // with one group (decode) every cached position is read exactly once.
   for (size_t gi = 0; gi < groups.size(); ++gi) {
+    if (gi > 0 && groups[gi - 1].seq == groups[gi].seq) continue;
     int64_t n = 0;
-    for (size_t gj = gi; gj < groups.size() && groups[gj].seq == groups[gi].seq; ++gj) n = std::max(n, groups[gj].n);
-    if (gi == 0 || groups[gi - 1].seq != groups[gi].seq) ctx.kv.will_read(groups[gi].seq, layer, n);
+    size_t gj = gi;
+    for (; gj < groups.size() && groups[gj].seq == groups[gi].seq; ++gj) n = std::max(n, groups[gj].n);
+    ctx.kv.will_read(groups[gi].seq, layer, n, /*single_pass=*/gj == gi + 1);
   }
 
   std::vector<kernels::LatentAttentionState> states(items.size());

@@ -128,7 +128,7 @@ void PagedKvCache::drop_page(Page& p) const {
     p.data.reset();
     resident_ -= page_bytes_;
   }
-  p.on_disk = p.dirty = false;
+  p.on_disk = p.dirty = p.spent = false;
   p.pins = 0;
   p.last_use = 0;
 }
@@ -197,7 +197,7 @@ void PagedKvCache::store(int32_t seq, int64_t layer, int64_t pos, const float* c
   encode_row(c_kv, k_rope, data + row * c_row_, data + B_ * c_row_ + row * r_row_);
   page(id).dirty = true;
   release_pin(id);
-  make_room(0, 0);
+  make_room(0, false);
 }
 
 void PagedKvCache::store_raw(int32_t seq, int64_t layer, int64_t pos, int64_t count, const uint8_t* c_rows,
@@ -274,8 +274,16 @@ KvCache::Run PagedKvCache::run_at(int32_t seq, int64_t layer, int64_t pos, int64
 void PagedKvCache::unpin(const Run& r) const {
   if (!r.pin) return;
   Lock lk(mu_);
-  release_pin(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(r.pin)) - 1);
-  make_room(0, 0);  // a tiny budget may have been exceeded while pages were pinned
+  const uint64_t id = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(r.pin)) - 1;
+  release_pin(id);
+  Page& p = page(id);
+  if (sweep_single_pass_ && p.pins == 0 && p.data) {
+    // A single-pass sweep will not read this page again before it has read every other
+    // page of the context: of all resident pages it is needed last, so it goes first.
+    p.spent = true;
+    lru_.splice(lru_.begin(), lru_, p.lru);
+  }
+  make_room(0, false);  // a tiny budget may have been exceeded while pages were pinned
 }
 
 void PagedKvCache::for_each_raw_run(int32_t seq, int64_t layer, int64_t n,
@@ -301,11 +309,11 @@ uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
     // Demand read: this page and the cold pages after it on disk, in one request (the
     // extra ones only where room comes from pages this sweep has not used).
     ++stats_.demand_reads;
-    read_batch(id, kReadBatchPages, sweep_start_, /*first_unconditional=*/true, lk);
+    read_batch(id, kReadBatchPages, /*first_unconditional=*/true, lk);
     p = &page(id);
   }
   if (!p->data) {
-    make_room(page_bytes_, 0);
+    make_room(page_bytes_, false);
     resident_ += page_bytes_;
     stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
     p->data = new_buffer(true);
@@ -315,12 +323,12 @@ uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
     lru_.splice(lru_.end(), lru_, p->lru);
   }
   p->last_use = ++clock_;
+  p->spent = false;
   ++p->pins;
   return p->data.get();
 }
 
-size_t PagedKvCache::read_batch(uint64_t id, size_t max_pages, uint64_t older_than, bool first_unconditional,
-                                Lock& lk) const {
+size_t PagedKvCache::read_batch(uint64_t id, size_t max_pages, bool first_unconditional, Lock& lk) const {
   const uint64_t block = id / static_cast<uint64_t>(n_layers_), layer = id % static_cast<uint64_t>(n_layers_);
   std::vector<uint64_t> ids;
   std::vector<Buffer> bufs;
@@ -330,7 +338,7 @@ size_t PagedKvCache::read_batch(uint64_t id, size_t max_pages, uint64_t older_th
     Page& p = page(pid);
     if (p.data || p.loading || !p.on_disk) break;
     const bool must = first_unconditional && ids.empty();
-    if (!make_room(page_bytes_, must ? 0 : older_than) && !must) break;
+    if (!make_room(page_bytes_, /*read_ahead=*/!must) && !must) break;
     p.loading = true;
     resident_ += page_bytes_;  // counted before the read, so concurrent loads see it
     ids.push_back(pid);
@@ -355,7 +363,12 @@ size_t PagedKvCache::read_batch(uint64_t id, size_t max_pages, uint64_t older_th
 
 void PagedKvCache::release_pin(uint64_t id) const { --page(id).pins; }
 
-bool PagedKvCache::make_room(uint64_t bytes, uint64_t older_than) const {
+bool PagedKvCache::read_ahead_may_evict(const Page& p) const {
+  if (sweep_single_pass_) return p.spent;  // never what the sweep has yet to read
+  return sweep_start_ == 0 || p.last_use < sweep_start_;  // the sweep may reread what it used
+}
+
+bool PagedKvCache::make_room(uint64_t bytes, bool read_ahead) const {
   if (opts_.ram_budget == 0 || resident_ + bytes <= opts_.ram_budget) return true;
   if (!tiered_)
     fail("the KV cache needs more than --kv-ram-budget (", opts_.ram_budget,
@@ -365,11 +378,11 @@ bool PagedKvCache::make_room(uint64_t bytes, uint64_t older_than) const {
     while (it != lru_.end() && page(*it).pins > 0) ++it;
     if (it == lru_.end()) break;
     const uint64_t victim = *it++;
-    if (older_than && page(victim).last_use >= older_than) return false;
+    if (read_ahead && !read_ahead_may_evict(page(victim))) return false;
     evict(victim);
   }
   // Pinned pages may exceed a tiny budget: each reader needs its page in RAM.
-  return older_than == 0 || resident_ + bytes <= opts_.ram_budget;
+  return !read_ahead || resident_ + bytes <= opts_.ram_budget;
 }
 
 void PagedKvCache::evict(uint64_t id) const {
@@ -377,6 +390,7 @@ void PagedKvCache::evict(uint64_t id) const {
   if (p.dirty || !p.on_disk) write_page(id);
   lru_.erase(p.lru);
   p.data.reset();
+  p.spent = false;
   resident_ -= page_bytes_;
 }
 
@@ -419,9 +433,11 @@ void PagedKvCache::read_pages(off_t off, std::vector<Buffer>& bufs) const {
   }
 }
 
-void PagedKvCache::will_read(int32_t seq, int64_t layer, int64_t n) const {
-  if (!tiered_ || !opts_.prefetch) return;
+void PagedKvCache::will_read(int32_t seq, int64_t layer, int64_t n, bool single_pass) const {
+  if (!tiered_) return;
   Lock lk(mu_);
+  sweep_single_pass_ = single_pass;
+  if (!opts_.prefetch) return;
   if (seq == sweep_seq_ && layer == sweep_layer_ && n == sweep_n_) return;
   sweep_seq_ = seq, sweep_layer_ = layer, sweep_n_ = n;
   sweep_start_ = clock_ + 1;
@@ -445,7 +461,7 @@ void PagedKvCache::prefetch_loop() {
     prefetch_queue_.pop_front();
     // This page and the cold ones after it on disk; room may only come from pages the
     // current sweep has not touched yet.
-    const size_t n = read_batch(id, kReadBatchPages, sweep_start_, /*first_unconditional=*/false, lk);
+    const size_t n = read_batch(id, kReadBatchPages, /*first_unconditional=*/false, lk);
     stats_.pages_prefetched += n;
     if (n == 0 && !page(id).data && !page(id).loading && page(id).on_disk) prefetch_queue_.clear();  // no room
   }

@@ -92,7 +92,7 @@ class PagedKvCache final : public KvCache {
   uint64_t bytes_used() const override;  // live blocks × block bytes (shared blocks once)
   Run run_at(int32_t seq, int64_t layer, int64_t pos, int64_t end) const override;
   void unpin(const Run& r) const override;
-  void will_read(int32_t seq, int64_t layer, int64_t n) const override;
+  void will_read(int32_t seq, int64_t layer, int64_t n, bool single_pass = false) const override;
 
   // Prefix reuse (the API the server and generate() use).
   // `seq` must be empty: gives it the longest cached prefix of `tokens`; returns the
@@ -137,6 +137,7 @@ class PagedKvCache final : public KvCache {
     bool on_disk = false;  // the disk slot holds this page's content
     bool dirty = false;    // RAM copy differs from disk
     bool loading = false;  // a read from disk is under way (outside the lock)
+    bool spent = false;    // read by a single-pass sweep since it was last pinned
     uint64_t last_use = 0;
     std::list<uint64_t>::iterator lru;
   };
@@ -162,8 +163,11 @@ class PagedKvCache final : public KvCache {
   uint8_t* acquire(uint64_t id, Lock& lk) const;
   void release_pin(uint64_t id) const;  // Lock held
   // Evicts LRU pages until `bytes` more fit in the budget; returns false if it could not
-  // (only pages last used before `older_than` may go when that is non-zero).
-  bool make_room(uint64_t bytes, uint64_t older_than) const;
+  // (with read_ahead, only pages read_ahead_may_evict).
+  bool make_room(uint64_t bytes, bool read_ahead) const;
+  // What read-ahead may displace: in a single-pass sweep (decode), pages it already
+  // read; otherwise pages not used since the sweep began (it may reread the others).
+  bool read_ahead_may_evict(const Page& p) const;
   void evict(uint64_t id) const;
   void write_page(uint64_t id) const;
   // Disk slot of a page: blocks in groups of kSlotGroup, each group's pages stored layer
@@ -174,9 +178,9 @@ class PagedKvCache final : public KvCache {
   off_t slot_offset(uint64_t id) const;
   // Reads page `id` and up to max_pages - 1 following cold pages of the same layer that
   // are adjacent on disk, in one request (Lock held; dropped while reading). Room for
-  // the pages may only come from pages last used before `older_than` (0: any), except
-  // for the first one when first_unconditional. Returns the pages read.
-  size_t read_batch(uint64_t id, size_t max_pages, uint64_t older_than, bool first_unconditional, Lock& lk) const;
+  // the pages may only come from what read-ahead may evict, except for the first one
+  // when first_unconditional. Returns the pages read.
+  size_t read_batch(uint64_t id, size_t max_pages, bool first_unconditional, Lock& lk) const;
   void read_pages(off_t offset, std::vector<Buffer>& bufs) const;  // contiguous pages, one preadv
   void drop_page(Page& p) const;
   void prefetch_loop();
@@ -204,6 +208,7 @@ class PagedKvCache final : public KvCache {
   mutable int32_t sweep_seq_ = -1;
   mutable int64_t sweep_layer_ = -1, sweep_n_ = -1;
   mutable uint64_t sweep_start_ = 0;
+  mutable bool sweep_single_pass_ = false;
   mutable std::deque<uint64_t> prefetch_queue_;
   bool stop_ = false;
   std::thread prefetcher_;
