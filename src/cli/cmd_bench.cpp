@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
@@ -69,6 +71,13 @@ double run_tg(Engine& engine, const std::vector<int32_t>& tokens, int64_t n, int
   return static_cast<double>(n) / seconds_since(t0);
 }
 
+// getrusage's high-water mark of resident memory (weights, KV, scratch).
+double peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) * 1024.0;
+}
+
 nlohmann::json stats_json(const std::optional<Stats>& s) {
   if (!s) return nullptr;
   return {{"median", s->median}, {"min", s->min}, {"max", s->max}};
@@ -105,7 +114,9 @@ int run_bench(int argc, char** argv) {
       return 0;
     }
     if (mf.model.empty()) fail("-m: a model file is required (or --membw alone)");
+    const auto load_start = std::chrono::steady_clock::now();
     auto model = mf.load();
+    const double load_s = seconds_since(load_start);
     EngineOptions opts = mf.engine_options(*model);
     auto kv = kf.make_cache(*model);
     std::mt19937 rng(1234);
@@ -158,12 +169,17 @@ int run_bench(int argc, char** argv) {
     const KvStats kv_stats = kv->stats();
     engine.kv().clear(0);
 
+    // Before the bandwidth probe, whose 1 GiB buffer is not the model's.
+    const double peak_rss = peak_rss_bytes(), file_bytes = static_cast<double>(std::filesystem::file_size(model->path()));
     const double bw = kernels::measure_read_bandwidth_gbps();
     const uint64_t bpt = model->bytes_per_token();
     const double roofline = bw * 1e9 / static_cast<double>(bpt);
     std::printf("model: %s (%s of weights, %s streamed per token)\n", model->path().c_str(),
                 human_bytes(static_cast<double>(model->weight_bytes())).c_str(), human_bytes(static_cast<double>(bpt)).c_str());
     std::printf("threads: %d, isa: %s\n", kernels::threads(), isa.c_str());
+    std::printf("load: %.2f s (%s re-laid out for the int8 kernels); peak RSS %s = %.1f%% of the file\n", load_s,
+                human_bytes(static_cast<double>(model->tiled_weight_bytes())).c_str(), human_bytes(peak_rss).c_str(),
+                100.0 * peak_rss / file_bytes);
     if (pp)
       std::printf("pp%lld: %8.2f tok/s (median of %d, min %.2f, max %.2f)\n", static_cast<long long>(n_prompt), pp->median, reps,
                   pp->min, pp->max);
@@ -182,7 +198,7 @@ int run_bench(int argc, char** argv) {
                        {"bytes_per_token", bpt},      {"roofline_tg", roofline},    {"threads", kernels::threads()},
                        {"isa", isa},                  {"model", model->path()},     {"n_prompt", n_prompt},
                        {"n_gen", n_gen},              {"repetitions", reps},
-                       {"depth", depth},
+                       {"depth", depth},              {"load_s", load_s},           {"peak_rss_bytes", peak_rss},
                        {"kv_bytes_per_token", {{"stored", kvb.stored}, {"type", kf.type}, {"mla_16bit", kvb.mla},
                                                {"mha_16bit", kvb.mha}, {"gqa8_16bit", kvb.gqa8}, {"mqa_16bit", kvb.mqa}}}};
       std::printf("%s\n", j.dump().c_str());

@@ -1,5 +1,8 @@
 #include "model/model.h"
 
+#include <omp.h>
+
+#include <atomic>
 #include <cstdio>
 #include <string>
 
@@ -178,20 +181,22 @@ void Model::tile_weights(bool verbose) {
     for (ExpertWeights& e : L.experts) add_ffn(e);
   }
   auto aligned = [](size_t n) { return (n + 63) & ~size_t{63}; };
-  size_t total = 0;
-  for (const WeightView* w : views) total += aligned(kernels::tiled_bytes(*w));
+  std::vector<size_t> offset(views.size() + 1, 0);
+  for (size_t i = 0; i < views.size(); ++i) offset[i + 1] = offset[i] + aligned(kernels::tiled_bytes(*views[i]));
+  const size_t total = offset.back();
   if (total == 0) return;
   tiled_ = AnonymousMemory(total);
   std::unique_ptr<Progress> progress;
   if (verbose || total > (size_t{256} << 20)) progress = std::make_unique<Progress>("repacking weights", total);
-  size_t offset = 0;
-  for (WeightView* w : views) {
-    const WeightView source = *w;
-    const size_t n = kernels::tiled_bytes(source);
-    *w = kernels::tile_weights(source, tiled_.data() + offset);
+  // One parallel loop over the matrices (hundreds of expert slices), not one per matrix.
+  std::atomic<size_t> done{0};
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t i = 0; i < views.size(); ++i) {
+    const WeightView source = *views[i];
+    *views[i] = kernels::tile_weights(source, tiled_.data() + offset[i]);
     gguf_->release(source.data, static_cast<size_t>(source.rows) * source.row_stride);
-    offset += aligned(n);
-    if (progress) progress->add(aligned(n));
+    done += offset[i + 1] - offset[i];
+    if (progress && omp_get_thread_num() == 0) progress->update(done);
   }
   if (progress) progress->finish();
 }
