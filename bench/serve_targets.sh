@@ -4,7 +4,8 @@
 # the bandwidth bound from the file's tensor table, logs and JSON in OUT_DIR.
 #
 #   bench/serve_targets.sh MLAMOE_BINARY MODEL.gguf [OUT_DIR] [CHUNK...]
-#   env: THREADS (2), PARALLEL (8), REPEAT (5), CTX (4096), LOCK (/tmp/bench.lock; empty: none)
+#   env: THREADS (2), PARALLEL (8), REPEAT (5), CTX (4096), LOCK (/tmp/bench.lock; empty: none),
+#        SERVE_ARGS (more flags for mlamoe serve, e.g. --vocab VOCAB.gguf for a gen-random file)
 #
 # The first chunk size runs both targets; further ones only the TTFT part (the decode
 # steps do not depend on the chunk size), to show what the chunk trades: the new
@@ -28,7 +29,7 @@ run() {  # under the lock if there is one
 }
 first=1
 for b in "${chunks[@]}"; do
-  serve="exec $bin serve -m $model --port 0 -t $threads -c $ctx --parallel $parallel -b $b --quiet"
+  serve="exec $bin serve -m $model --port 0 -t $threads -c $ctx --parallel $parallel -b $b --quiet ${SERVE_ARGS:-}"
   if [ $first = 1 ]; then
     run python3 "$here/serve_load.py" targets --launch "$serve" --repeat "$repeat" --streams "$parallel" \
       --background $((parallel - 1)) --json "$out/targets-b$b.json" 2>&1 | tee "$out/targets-b$b.log"
