@@ -16,6 +16,7 @@
 #include "cli/default_model.h"
 #include "common/error.h"
 #include "common/parse.h"
+#include "format/gguf.h"
 #include "server/http_server.h"
 #include "server/scheduler.h"
 #include "tokenizer/chat_template.h"
@@ -77,6 +78,9 @@ int run_serve(int argc, char** argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     signal(SIGPIPE, SIG_IGN);  // a client that vanished must not kill the server
 
+    // A file without a tokenizer fails here, before the weights are loaded (and re-laid out).
+    if (vocab.empty() && !GgufFile::open(mf.model)->has("tokenizer.ggml.tokens"))
+      fail(mf.model, ": the model has no tokenizer data (tokenizer.ggml.tokens); pass --vocab VOCAB.gguf");
     auto model = mf.load();
     std::unique_ptr<Tokenizer> tok;
     if (!vocab.empty()) tok = Tokenizer::from_file(vocab);
