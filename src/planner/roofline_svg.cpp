@@ -2,36 +2,22 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <sstream>
 #include <vector>
+
+#include "common/svg.h"
 
 namespace mlamoe::planner {
 
 namespace {
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
+using svg::escape;
 
 std::string si(double v) {  // 1.2e15 -> "1.2 P"
   const char* units[] = {"", "k", "M", "G", "T", "P", "E"};
   int u = 0;
   while (std::fabs(v) >= 1000 && u < 6) v /= 1000, ++u;
-  return fmt(v < 10 ? "%.2g" : "%.3g", v) + " " + units[u];
-}
-
-std::string escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '&') o += "&amp;";
-    else o += c;
-  }
-  return o;
+  return svg::number(v < 10 ? "%.2g" : "%.3g", v) + " " + units[u];
 }
 
 }  // namespace
@@ -90,7 +76,7 @@ std::string roofline_svg(const Plan& p) {
       << "\" points=\"" << X(x0) << ',' << Y(x0 * bw) << ' ' << X(ridge) << ',' << Y(roofs[i].flops) << ' ' << X(x_hi) << ','
       << Y(roofs[i].flops) << "\"/>\n";
     s << "<text x=\"" << W - R - 4 << "\" y=\"" << Y(roofs[i].flops) - 4 << "\" text-anchor=\"end\">" << roofs[i].name
-      << " peak " << si(roofs[i].flops) << "FLOP/s (ridge " << fmt("%.0f", ridge) << " FLOP/B)</text>\n";
+      << " peak " << si(roofs[i].flops) << "FLOP/s (ridge " << svg::number("%.0f", ridge) << " FLOP/B)</text>\n";
   }
   s << "<text x=\"" << X(std::max(x_lo, y_lo / bw)) + 8 << "\" y=\"" << Y(std::max(x_lo, y_lo / bw) * bw) - 8
     << "\">HBM " << si(bw) << "B/s</text>\n";
@@ -100,7 +86,7 @@ std::string roofline_svg(const Plan& p) {
     s << "<circle cx=\"" << X(pt.ai) << "\" cy=\"" << Y(pt.flops) << "\" r=\"6\" fill=\"" << pt.color << "\"/>"
       << "<text x=\"" << X(pt.ai) + (right_half ? -9 : 9) << "\" y=\"" << Y(pt.flops) + 18
       << "\" text-anchor=\"" << (right_half ? "end" : "start") << "\" fill=\"" << pt.color << "\">" << pt.name << " ("
-      << fmt("%.1f", pt.ai) << " FLOP/B, " << si(pt.flops) << "FLOP/s)</text>\n";
+      << svg::number("%.1f", pt.ai) << " FLOP/B, " << si(pt.flops) << "FLOP/s)</text>\n";
   }
   s << "<text x=\"" << L << "\" y=\"" << H - 2 << "\" font-size=\"10\" fill=\"#555\">"
     << escape("batch " + std::to_string(p.dep.batch) + ", ctx " + std::to_string(p.dep.ctx_in) + ":" +

@@ -2,34 +2,19 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 
 #include "common/files.h"
+#include "common/svg.h"
 
 namespace mlamoe::train {
 
-static std::string escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '&') o += "&amp;";
-    else o += c;
-  }
-  return o;
-}
+using svg::escape;
 
-static std::string fmt(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.1f", v);
-  return b;
-}
+static std::string fmt(double v) { return svg::number("%.1f", v); }
 
 static std::string tick_label(double v) {
-  char b[32];
   double a = std::fabs(v);
-  std::snprintf(b, sizeof b, a != 0 && (a < 0.01 || a >= 1e5) ? "%.2g" : a < 10 ? "%.3g" : "%.0f", v);
-  return b;
+  return svg::number(a != 0 && (a < 0.01 || a >= 1e5) ? "%.2g" : a < 10 ? "%.3g" : "%.0f", v);
 }
 
 std::string render_svg(const Chart& c) {
