@@ -152,12 +152,42 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
       L.ffn_down = b.matrix(p + "ffn_down.weight", ff, d);
     }
   }
-  if (opts.repack) m->tile_weights(opts.verbose);
+  if (opts.repack) {
+    m->transpose_legacy_w_uk();
+    m->tile_weights(opts.verbose);
+  }
   if (opts.verbose) {
     std::fprintf(stderr, "loaded %s: %lld layers, %zu tensors, %.2f MB of weights\n", path.c_str(),
                  static_cast<long long>(c.n_layers), f.tensors().size(), m->weight_bytes() / 1e6);
   }
   return m;
+}
+
+// A legacy attn_kv_b holds W_UK with its blocks along the latent dimension, so the
+// absorbed query W_UK^T q_nope would be a transposed product, dequantizing the whole
+// matrix every step. Newer files store W_UK^T per head (attn_k_b); for old ones we build
+// it once, in float32 (exact: no requantization), and read it like attn_k_b.
+void Model::transpose_legacy_w_uk() {
+  const ModelConfig& c = config_;
+  const int64_t H = c.n_heads, d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim, d_c = c.kv_lora_rank;
+  size_t n_legacy = 0;
+  for (const LayerWeights& L : layers) n_legacy += L.w_uk.empty() && !L.wkv_b.empty();
+  if (n_legacy == 0) return;
+  const size_t per_head = static_cast<size_t>(d_c * d_nope);
+  legacy_w_uk_.assign(n_legacy * static_cast<size_t>(H) * per_head, 0.f);
+  std::vector<float> row(static_cast<size_t>(d_c));
+  float* out = legacy_w_uk_.data();
+  for (LayerWeights& L : layers) {
+    if (!L.w_uk.empty() || L.wkv_b.empty()) continue;
+    for (int64_t h = 0; h < H; ++h, out += per_head) {
+      for (int64_t n = 0; n < d_nope; ++n) {  // row n of W_UK = column n of W_UK^T
+        kernels::get_row(L.wkv_b, h * (d_nope + d_v) + n, row.data());
+        for (int64_t j = 0; j < d_c; ++j) out[j * d_nope + n] = row[static_cast<size_t>(j)];
+      }
+      L.w_uk.push_back(WeightView{GgmlType::F32, reinterpret_cast<const uint8_t*>(out), d_c, d_nope,
+                                  static_cast<size_t>(d_nope) * sizeof(float)});
+    }
+  }
 }
 
 // Every matrix the int8 kernels take in tiles goes into one arena; the file's pages of
@@ -213,7 +243,10 @@ uint64_t Model::bytes_per_token() const {
   const ModelConfig& c = config_;
   uint64_t n = bytes_of(output) + static_cast<uint64_t>(token_embd.row_stride);  // head + one embedding row
   for (const LayerWeights& L : layers) {
-    n += bytes_of(L.wq) + bytes_of(L.wq_a) + bytes_of(L.wq_b) + bytes_of(L.wkv_a) + bytes_of(L.wkv_b) + bytes_of(L.wo);
+    // With W_UK^T built from a legacy attn_kv_b, only its W_UV half is still read.
+    const uint64_t kv_b = bytes_of(L.wkv_b), d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim;
+    n += bytes_of(L.wq) + bytes_of(L.wq_a) + bytes_of(L.wq_b) + bytes_of(L.wkv_a) + bytes_of(L.wo) +
+         (L.w_uk.empty() ? kv_b : kv_b * d_v / (d_nope + d_v));
     for (const auto& w : L.w_uk) n += bytes_of(w);
     for (const auto& w : L.w_uv) n += bytes_of(w);
     if (L.is_moe) {

@@ -68,8 +68,10 @@ class Model {
  private:
   Model() = default;
   void tile_weights(bool verbose);
+  void transpose_legacy_w_uk();
   std::unique_ptr<GgufFile> gguf_;
   AnonymousMemory tiled_;  // the re-laid-out matrices, if any
+  std::vector<float> legacy_w_uk_;  // W_UK^T per head, from a legacy attn_kv_b
   ModelConfig config_;
 };
 
