@@ -2,7 +2,7 @@
 // training), ending with one line "accuracy: X.XXX (k/N)".
 #include <cstdio>
 
-#include "cli/command.h"
+#include "cli/trainer_command.h"
 #include "common/error.h"
 
 #ifdef MLAMOE_HAVE_TRAIN
@@ -17,6 +17,7 @@ int run_eval(int argc, char** argv) {
   app.add_option("-m,--model", o.model, "checkpoint directory (config.json + model.safetensors)")->required();
   app.add_option("--task", o.task, "arith | countdown")->required()->check(CLI::IsMember({"arith", "countdown"}));
   app.add_option("-n", o.n, "number of problems")->check(CLI::PositiveNumber);
+  app.add_option("--digits", o.digits, "arith: operands have 1..N digits (default 3)")->check(CLI::Range(1, 9));
   app.add_option("--seed", o.seed, "which held-out problems");
   app.add_option("--temp", o.temperature, "sampling temperature (0: greedy)")->check(CLI::NonNegativeNumber);
   app.add_option("--max-new", o.max_new_tokens, "maximum completion tokens")->check(CLI::PositiveNumber);
@@ -33,14 +34,7 @@ int run_eval(int argc, char** argv) {
 }
 
 }  // namespace
-MLAMOE_COMMAND("eval", "accuracy on held-out arith/countdown problems", run_eval);
-}  // namespace mlamoe::cli
-
-#else
-namespace mlamoe::cli {
-static int run_eval_unavailable(int, char**) {
-  fail("this mlamoe was built without the trainer (configure with -DMLAMOE_TRAIN=ON and libtorch-dev)");
-}
-MLAMOE_COMMAND("eval", "held-out accuracy (needs a build with -DMLAMOE_TRAIN=ON)", run_eval_unavailable);
 }  // namespace mlamoe::cli
 #endif
+
+MLAMOE_TRAINER_COMMAND("eval", "accuracy on held-out arith/countdown problems", mlamoe::cli::run_eval);

@@ -2,7 +2,7 @@
 // R1) on tasks with rule-checked answers.
 #include <cstdio>
 
-#include "cli/command.h"
+#include "cli/trainer_command.h"
 #include "common/error.h"
 
 #ifdef MLAMOE_HAVE_TRAIN
@@ -23,11 +23,15 @@ int run_grpo(int argc, char** argv) {
   app.add_option("--updates", o.updates, "policy updates per batch of samples")->check(CLI::PositiveNumber);
   app.add_option("--max-new", o.max_new_tokens, "maximum completion tokens")->check(CLI::PositiveNumber);
   app.add_option("--lr", o.lr, "learning rate (AdamW)");
+  app.add_option("--warmup", o.warmup, "iterations of linear learning-rate warmup")->check(CLI::NonNegativeNumber);
   app.add_option("--clip-eps", o.clip_eps, "policy ratio clip");
   app.add_option("--beta", o.kl_beta, "KL penalty weight");
   app.add_option("--temp", o.temperature, "sampling temperature")->check(CLI::PositiveNumber);
   app.add_option("--eval-every", o.eval_every, "held-out accuracy every N iterations")->check(CLI::PositiveNumber);
   app.add_option("--eval-n", o.eval_n, "held-out problems per evaluation")->check(CLI::PositiveNumber);
+  app.add_option("--digits", o.digits, "arith: operands have 1..N digits (default 3)")->check(CLI::Range(1, 9));
+  app.add_flag("--skip-uniform-groups", o.skip_uniform_groups,
+               "leave groups whose completions all scored alike out of the update (DAPO's dynamic sampling)");
   app.add_option("--seed", o.seed, "random seed");
   app.add_option("-t,--threads", o.threads, "torch threads (0: default)");
   app.add_option("--max-minutes", o.max_minutes, "stop and save after this much wall time");
@@ -40,14 +44,7 @@ int run_grpo(int argc, char** argv) {
 }
 
 }  // namespace
-MLAMOE_COMMAND("grpo", "reinforcement learning with GRPO on arith/countdown (libtorch)", run_grpo);
-}  // namespace mlamoe::cli
-
-#else
-namespace mlamoe::cli {
-static int run_grpo_unavailable(int, char**) {
-  fail("this mlamoe was built without the trainer (configure with -DMLAMOE_TRAIN=ON and libtorch-dev)");
-}
-MLAMOE_COMMAND("grpo", "GRPO (needs a build with -DMLAMOE_TRAIN=ON)", run_grpo_unavailable);
 }  // namespace mlamoe::cli
 #endif
+
+MLAMOE_TRAINER_COMMAND("grpo", "reinforcement learning with GRPO on arith/countdown (libtorch)", mlamoe::cli::run_grpo);

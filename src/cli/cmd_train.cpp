@@ -2,7 +2,7 @@
 // libtorch (see src/train/train.h and docs/training.md).
 #include <cstdio>
 
-#include "cli/command.h"
+#include "cli/trainer_command.h"
 #include "common/error.h"
 
 #ifdef MLAMOE_HAVE_TRAIN
@@ -34,6 +34,7 @@ int run_train(int argc, char** argv) {
   app.add_option("--eval-every", o.eval_every, "validation every N steps")->check(CLI::PositiveNumber);
   app.add_option("--save-every", o.save_every, "checkpoint every N steps")->check(CLI::PositiveNumber);
   app.add_option("--val-batches", o.val_batches, "validation batches")->check(CLI::PositiveNumber);
+  app.add_option("--digits", o.digits, "arith: operands have 1..N digits (default 3)")->check(CLI::Range(1, 9));
   app.add_option("--seed", o.seed, "random seed (weights and data)");
   app.add_option("-t,--threads", o.threads, "torch threads (0: default)");
   app.add_option("--max-minutes", o.max_minutes, "stop and save after this much wall time");
@@ -53,14 +54,7 @@ int run_train(int argc, char** argv) {
 }
 
 }  // namespace
-MLAMOE_COMMAND("train", "train a DeepSeek-architecture model (libtorch): pretraining/SFT", run_train);
-}  // namespace mlamoe::cli
-
-#else
-namespace mlamoe::cli {
-static int run_train_unavailable(int, char**) {
-  fail("this mlamoe was built without the trainer (configure with -DMLAMOE_TRAIN=ON and libtorch-dev)");
-}
-MLAMOE_COMMAND("train", "train a model (needs a build with -DMLAMOE_TRAIN=ON)", run_train_unavailable);
 }  // namespace mlamoe::cli
 #endif
+
+MLAMOE_TRAINER_COMMAND("train", "train a DeepSeek-architecture model (libtorch): pretraining/SFT", mlamoe::cli::run_train);

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -74,7 +75,13 @@ std::vector<std::vector<int32_t>> sample_completions(DeepSeek& model, const std:
 
 std::pair<torch::Tensor, torch::Tensor> completion_logprobs(DeepSeek& model, const std::vector<int32_t>& prompt,
                                                             const std::vector<std::vector<int32_t>>& completions) {
-  const int64_t G = completions.size(), P = prompt.size();
+  return completion_logprobs(model, std::vector<std::vector<int32_t>>(completions.size(), prompt), completions);
+}
+
+std::pair<torch::Tensor, torch::Tensor> completion_logprobs(DeepSeek& model, const std::vector<std::vector<int32_t>>& prompts,
+                                                            const std::vector<std::vector<int32_t>>& completions) {
+  const int64_t G = completions.size(), P = prompts.at(0).size();
+  if (int64_t(prompts.size()) != G) fail("completion_logprobs: ", prompts.size(), " prompts for ", G, " completions");
   int64_t L = 1;
   for (auto& c : completions) L = std::max<int64_t>(L, c.size());
   auto seq = torch::full({G, P + L}, 0, torch::kInt64);
@@ -82,7 +89,8 @@ std::pair<torch::Tensor, torch::Tensor> completion_logprobs(DeepSeek& model, con
   auto s = seq.accessor<int64_t, 2>();
   auto m = mask.accessor<float, 2>();
   for (int64_t g = 0; g < G; ++g) {
-    for (int64_t i = 0; i < P; ++i) s[g][i] = prompt[i];
+    if (int64_t(prompts[g].size()) != P) fail("completion_logprobs: prompts of different lengths");
+    for (int64_t i = 0; i < P; ++i) s[g][i] = prompts[g][i];
     for (size_t i = 0; i < completions[g].size(); ++i) s[g][P + i] = completions[g][i], m[g][i] = 1;
   }
   auto logits = model->forward(seq.narrow(1, 0, P + L - 1)).narrow(1, P - 1, L);
@@ -120,10 +128,10 @@ Reward reward_of(const Problem& p, const std::vector<int32_t>& completion) {
   return finished ? score(p, text) : Reward{};  // a truncated answer earns nothing
 }
 
-EvalResult evaluate(DeepSeek& model, TaskKind kind, int64_t n, uint64_t seed, double temperature, int64_t max_new,
-                    bool verbose) {
+EvalResult evaluate(DeepSeek& model, TaskKind kind, int digits, int64_t n, uint64_t seed, double temperature,
+                    int64_t max_new, bool verbose) {
   // Problems whose prompts have the same token count decode together as one batch.
-  auto problems = held_out_set(kind, n, seed);
+  auto problems = held_out_set(kind, n, seed, digits);
   std::map<size_t, std::vector<size_t>> by_length;
   for (size_t i = 0; i < problems.size(); ++i) by_length[ChatVocab::chat_prompt(problems[i].prompt).size()].push_back(i);
   std::vector<std::vector<int32_t>> completions(problems.size());
@@ -159,7 +167,7 @@ EvalResult run_eval(const EvalOptions& o) {
   auto model = load_model_dir(o.model);
   if (model->config().vocab_size != ChatVocab::kSize)
     fail(o.model, ": not a chat model of the byte-level vocabulary (vocab_size ", model->config().vocab_size, ")");
-  return evaluate(model, parse_task(o.task), o.n, o.seed, o.temperature, o.max_new_tokens, o.verbose);
+  return evaluate(model, parse_task(o.task), o.digits, o.n, o.seed, o.temperature, o.max_new_tokens, o.verbose);
 }
 
 // ---- GRPO ----
@@ -183,11 +191,12 @@ GrpoSummary run_grpo(const GrpoOptions& o) {
 
   const uint64_t monitor_seed = o.seed + 1000;  // a held-out set apart from `mlamoe eval`'s default
   auto accuracy = [&] {
-    return evaluate(policy, kind, o.eval_n, monitor_seed, 0.0, o.max_new_tokens, false).accuracy();
+    return evaluate(policy, kind, o.digits, o.eval_n, monitor_seed, 0.0, o.max_new_tokens, false).accuracy();
   };
   nlohmann::json hist = {{"iter", nlohmann::json::array()},    {"reward", nlohmann::json::array()},
                          {"correct", nlohmann::json::array()}, {"format", nlohmann::json::array()},
                          {"kl", nlohmann::json::array()},      {"length", nlohmann::json::array()},
+                         {"informative_groups", nlohmann::json::array()},
                          {"eval_iter", nlohmann::json::array()}, {"eval_accuracy", nlohmann::json::array()}};
   GrpoSummary summary;
   summary.accuracy_before = accuracy();
@@ -201,6 +210,8 @@ GrpoSummary run_grpo(const GrpoOptions& o) {
     reward.series.push_back({"reward (EMA)", it, smooth(hist["reward"].get<std::vector<double>>(), 0.1), ""});
     reward.series.push_back({"correct (EMA)", it, smooth(hist["correct"].get<std::vector<double>>(), 0.1), ""});
     reward.series.push_back({"held-out accuracy", hist["eval_iter"], hist["eval_accuracy"], ""});
+    reward.series.push_back({"groups with mixed rewards (EMA)", it,
+                             smooth(hist["informative_groups"].get<std::vector<double>>(), 0.1), ""});
     write_svg_atomic(o.out_dir + "/reward.svg", reward);
     Chart kl{"GRPO: KL to the reference (k3)", "iteration", "KL"};
     kl.series.push_back({"KL", it, hist["kl"], ""});
@@ -216,73 +227,87 @@ GrpoSummary run_grpo(const GrpoOptions& o) {
   auto last_report = t0;
   int64_t it = 0;
   for (; it < o.iterations; ++it) {
-    struct Group {
-      std::vector<int32_t> prompt;
-      std::vector<std::vector<int32_t>> completions;
-      torch::Tensor adv, old_logp, ref_logp, mask;
+    // Completions of prompts of equal token length form one batch: rows are (prompt,
+    // completion) pairs, each with its group-relative advantage.
+    struct Batch {
+      std::vector<std::vector<int32_t>> prompts, completions;
+      std::vector<double> adv;
+      torch::Tensor adv_t, old_logp, ref_logp, mask;
     };
-    std::vector<Group> groups;
-    double reward_sum = 0, correct = 0, formed = 0, length = 0, n_samples = 0;
+    double reward_sum = 0, correct = 0, formed = 0, length = 0, n_samples = 0, informative = 0;
     std::vector<Problem> problems;
-    for (int64_t q = 0; q < o.prompts; ++q) problems.push_back(training_problem(kind, rng));
-    // All G x prompts completions are sampled in as few batches as there are prompt lengths.
+    for (int64_t q = 0; q < o.prompts; ++q) problems.push_back(training_problem(kind, rng, o.digits));
     std::map<size_t, std::vector<size_t>> by_length;
     for (size_t q = 0; q < problems.size(); ++q) by_length[ChatVocab::chat_prompt(problems[q].prompt).size()].push_back(q);
-    std::vector<std::vector<std::vector<int32_t>>> sampled(problems.size());
+    std::vector<Batch> batches;
+    double train_rows = 0;
     for (auto& [len, qs] : by_length) {
       std::vector<std::vector<int32_t>> prompts;
       for (size_t q : qs)
         for (int64_t g = 0; g < o.group; ++g) prompts.push_back(ChatVocab::chat_prompt(problems[q].prompt));
-      auto out = sample_batch(policy, prompts, o.max_new_tokens, o.temperature);
-      for (size_t k = 0; k < qs.size(); ++k)
-        sampled[qs[k]].assign(out.begin() + k * o.group, out.begin() + (k + 1) * o.group);
-    }
-    for (size_t q = 0; q < problems.size(); ++q) {
-      const Problem& p = problems[q];
-      Group g;
-      g.prompt = ChatVocab::chat_prompt(p.prompt);
-      g.completions = std::move(sampled[q]);
-      std::vector<double> rewards;
-      for (auto& c : g.completions) {
-        Reward r = reward_of(p, c);
-        rewards.push_back(r.total());
-        reward_sum += r.total(), correct += r.correct, formed += r.well_formed, length += c.size(), n_samples += 1;
+      auto completions = sample_batch(policy, prompts, o.max_new_tokens, o.temperature);
+      Batch b;
+      for (size_t k = 0; k < qs.size(); ++k) {
+        std::vector<double> rewards;
+        for (int64_t g = 0; g < o.group; ++g) {
+          const auto& c = completions[k * o.group + g];
+          Reward r = reward_of(problems[qs[k]], c);
+          rewards.push_back(r.total());
+          reward_sum += r.total(), correct += r.correct, formed += r.well_formed, length += c.size(), n_samples += 1;
+        }
+        // A group whose completions all scored alike carries no signal (all advantages 0).
+        // By default it still contributes its KL term; --skip-uniform-groups leaves it out
+        // of the update (DAPO's dynamic sampling), so the compute goes to groups that teach.
+        auto adv = group_advantages(rewards);
+        const bool mixed = std::any_of(adv.begin(), adv.end(), [](double x) { return x != 0; });
+        informative += mixed;
+        if (!mixed && o.skip_uniform_groups) continue;
+        for (int64_t g = 0; g < o.group; ++g) {
+          b.prompts.push_back(prompts[k * o.group + g]);
+          b.completions.push_back(std::move(completions[k * o.group + g]));
+        }
+        b.adv.insert(b.adv.end(), adv.begin(), adv.end());
       }
-      auto adv = group_advantages(rewards);
-      g.adv = torch::tensor(adv, torch::kFloat64).to(torch::kFloat32);
-      {
-        torch::NoGradGuard no_grad;
-        std::tie(g.old_logp, g.mask) = completion_logprobs(policy, g.prompt, g.completions);
-        g.ref_logp = completion_logprobs(reference, g.prompt, g.completions).first;
-      }
-      // A group whose completions all scored alike carries no signal (all advantages 0);
-      // it still contributes its KL term, so it is kept.
-      groups.push_back(std::move(g));
+      if (b.prompts.empty()) continue;
+      train_rows += b.prompts.size();
+      b.adv_t = torch::tensor(b.adv, torch::kFloat64).to(torch::kFloat32);
+      torch::NoGradGuard no_grad;
+      std::tie(b.old_logp, b.mask) = completion_logprobs(policy, b.prompts, b.completions);
+      b.ref_logp = completion_logprobs(reference, b.prompts, b.completions).first;
+      batches.push_back(std::move(b));
     }
-    double kl_sum = 0;
-    for (int64_t u = 0; u < o.updates; ++u) {
+    double kl_sum = 0, kl_tokens = 0;
+    // Adam's first steps move every weight by ~lr whatever its gradient's size (m/sqrt(v)
+    // is +-1 at first): on a trained model that is a shock, so the lr warms up linearly.
+    set_lr(opt, o.lr * std::min(1.0, double(it + 1) / double(std::max<int64_t>(1, o.warmup))));
+    for (int64_t u = 0; u < o.updates && !batches.empty(); ++u) {
       opt.zero_grad();
-      kl_sum = 0;
-      for (auto& g : groups) {
-        auto [new_logp, mask] = completion_logprobs(policy, g.prompt, g.completions);
-        auto loss = grpo_loss(new_logp, g.old_logp, g.ref_logp, g.adv, mask, o.clip_eps, o.kl_beta) / double(groups.size());
+      kl_sum = 0, kl_tokens = 0;
+      for (auto& b : batches) {
+        auto [new_logp, mask] = completion_logprobs(policy, b.prompts, b.completions);
+        // grpo_loss averages over its rows; weighting by rows makes this the mean over all completions.
+        auto loss = grpo_loss(new_logp, b.old_logp, b.ref_logp, b.adv_t, mask, o.clip_eps, o.kl_beta) *
+                    (double(b.prompts.size()) / train_rows);
         loss.backward();
         torch::NoGradGuard no_grad;
-        kl_sum += ((k3_kl(new_logp, g.ref_logp) * mask).sum() / mask.sum().clamp_min(1)).item<double>();
+        kl_sum += (k3_kl(new_logp, b.ref_logp) * mask).sum().item<double>();
+        kl_tokens += mask.sum().item<double>();
       }
       torch::nn::utils::clip_grad_norm_(policy->parameters(), o.max_grad_norm);
       opt.step();
     }
+    const double kl = kl_sum / std::max(1.0, kl_tokens);
     hist["iter"].push_back(it + 1);
     hist["reward"].push_back(reward_sum / n_samples);
     hist["correct"].push_back(correct / n_samples);
     hist["format"].push_back(formed / n_samples);
-    hist["kl"].push_back(kl_sum / groups.size());
+    hist["kl"].push_back(kl);
     hist["length"].push_back(length / n_samples);
+    hist["informative_groups"].push_back(informative / double(problems.size()));
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     char extra[160];
-    std::snprintf(extra, sizeof extra, "reward %.3f, correct %.3f, KL %.4f, len %.1f", reward_sum / n_samples,
-                  correct / n_samples, kl_sum / groups.size(), length / n_samples);
+    std::snprintf(extra, sizeof extra, "reward %.3f, correct %.3f, KL %.4f, len %.1f, mixed groups %.2f",
+                  reward_sum / n_samples, correct / n_samples, kl, length / n_samples, informative / double(problems.size()));
     progress.update(it + 1, extra);
     if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(30)) {
       last_report = std::chrono::steady_clock::now();
@@ -314,7 +339,7 @@ GrpoSummary run_grpo(const GrpoOptions& o) {
   write_outputs();
   nlohmann::json s = {{"iterations", summary.iterations}, {"accuracy_before", summary.accuracy_before},
                       {"accuracy_after", summary.accuracy_after}, {"reward_first", summary.reward_first},
-                      {"reward_last", summary.reward_last}, {"task", o.task}};
+                      {"reward_last", summary.reward_last}, {"task", o.task}, {"digits", o.digits}};
   write_file_atomic(o.out_dir + "/summary.json", s.dump(1) + "\n");
   if (o.export_gguf) export_gguf(o.out_dir, o.out_dir + "/model.gguf");
   return summary;

@@ -20,6 +20,10 @@ std::vector<std::vector<int32_t>> sample_batch(DeepSeek& model, const std::vecto
 // longest completion, and the mask of real (non-padding) positions.
 std::pair<torch::Tensor, torch::Tensor> completion_logprobs(DeepSeek& model, const std::vector<int32_t>& prompt,
                                                             const std::vector<std::vector<int32_t>>& completions);
+// The same for completions of different prompts of equal length (one prompt per row),
+// computed as one batch.
+std::pair<torch::Tensor, torch::Tensor> completion_logprobs(DeepSeek& model, const std::vector<std::vector<int32_t>>& prompts,
+                                                            const std::vector<std::vector<int32_t>>& completions);
 
 // GRPO's objective (DeepSeekMath eq. 3), negated as a loss: per token
 // min(ratio * A, clip(ratio, 1-eps, 1+eps) * A) - beta * k3, averaged over each

@@ -56,11 +56,18 @@ static std::string subtraction_scratch(int64_t a, int64_t b) {  // a >= b
   return s;
 }
 
-static Problem arith_problem(std::mt19937_64& rng) {
+void check_digits(int max_digits) {
+  if (max_digits < 1 || max_digits > 9) fail("--digits must be 1..9, got ", max_digits);
+}
+
+static Problem arith_problem(std::mt19937_64& rng, int max_digits) {
   auto number = [&] {
-    int64_t digits = uniform(rng, 1, 3);
-    return uniform(rng, digits == 1 ? 0 : 1, 9) * (digits == 1 ? 1 : digits == 2 ? 10 : 100) +
-           (digits == 1 ? 0 : uniform(rng, 0, digits == 2 ? 9 : 99));
+    int64_t digits = uniform(rng, 1, max_digits);
+    if (digits == 1) return uniform(rng, 0, 9);
+    int64_t scale = 1;  // 10^(digits-1): a leading digit 1..9, then the rest
+    for (int64_t d = 1; d < digits; ++d) scale *= 10;
+    int64_t lead = uniform(rng, 1, 9);
+    return lead * scale + uniform(rng, 0, scale - 1);
   };
   int64_t a = number(), b = number();
   bool add = uniform(rng, 0, 1) == 0;
@@ -101,22 +108,24 @@ static Problem countdown_problem(std::mt19937_64& rng) {
   }
 }
 
-static Problem any_problem(TaskKind kind, std::mt19937_64& rng) {
-  return kind == TaskKind::Arith ? arith_problem(rng) : countdown_problem(rng);
+static Problem any_problem(TaskKind kind, std::mt19937_64& rng, int max_digits) {
+  return kind == TaskKind::Arith ? arith_problem(rng, max_digits) : countdown_problem(rng);
 }
 
-Problem training_problem(TaskKind kind, std::mt19937_64& rng) {
+Problem training_problem(TaskKind kind, std::mt19937_64& rng, int max_digits) {
+  check_digits(max_digits);
   for (;;) {
-    Problem p = any_problem(kind, rng);
+    Problem p = any_problem(kind, rng, max_digits);
     if (!is_held_out(p)) return p;
   }
 }
 
-std::vector<Problem> held_out_set(TaskKind kind, int64_t n, uint64_t seed) {
+std::vector<Problem> held_out_set(TaskKind kind, int64_t n, uint64_t seed, int max_digits) {
+  check_digits(max_digits);
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 17);
   std::vector<Problem> out;
   while (static_cast<int64_t>(out.size()) < n) {
-    Problem p = any_problem(kind, rng);
+    Problem p = any_problem(kind, rng, max_digits);
     if (is_held_out(p)) out.push_back(std::move(p));
   }
   return out;

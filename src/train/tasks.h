@@ -25,10 +25,14 @@ struct Problem {
 };
 
 bool is_held_out(const Problem& p);
+// Arithmetic difficulty: each operand has 1..max_digits digits (uniformly), so
+// `--digits 2` is a smaller problem space than the default 3. Countdown ignores it.
+constexpr int kDefaultDigits = 3;
+void check_digits(int max_digits);  // Error unless 1..9
 // A training problem (never a held-out one).
-Problem training_problem(TaskKind kind, std::mt19937_64& rng);
-// The first n held-out problems drawn from `seed`: the same n for the same seed.
-std::vector<Problem> held_out_set(TaskKind kind, int64_t n, uint64_t seed);
+Problem training_problem(TaskKind kind, std::mt19937_64& rng, int max_digits = kDefaultDigits);
+// The first n held-out problems drawn from `seed`: the same n for the same seed (and digits).
+std::vector<Problem> held_out_set(TaskKind kind, int64_t n, uint64_t seed, int max_digits = kDefaultDigits);
 
 struct Reward {
   bool well_formed = false;  // "<think>...</think>answer", nothing after the answer

@@ -32,6 +32,7 @@ struct TrainOptions {
   bool export_gguf = true;
   double max_minutes = 0;   // >0: stop (and save) after this much wall time
   int64_t stop_at = 0;      // >0: stop (and save) at this step, as if interrupted; rerun to resume
+  int digits = 3;           // arith data: operands of 1..digits digits
 };
 
 struct TrainSummary {
@@ -48,8 +49,11 @@ struct GrpoOptions {
   std::string task = "arith";
   std::string out_dir;
   int64_t iterations = 100, prompts = 8, group = 8, updates = 2, max_new_tokens = 64;
+  int64_t warmup = 10;  // iterations of linear learning-rate warmup
+  bool skip_uniform_groups = false;  // leave groups whose rewards are all equal out of the update
   double lr = 2e-4, clip_eps = 0.2, kl_beta = 0.04, temperature = 1.0, max_grad_norm = 1.0;
   int64_t eval_every = 10, eval_n = 100;
+  int digits = 3;  // arith: operands of 1..digits digits (training and monitor problems)
   uint64_t seed = 1;
   int threads = 0;
   double max_minutes = 0;
@@ -70,6 +74,7 @@ struct EvalOptions {
   bool verbose = false;
   double temperature = 0;  // 0: greedy
   int64_t max_new_tokens = 64;
+  int digits = 3;  // arith: operands of 1..digits digits
   int threads = 0;
 };
 struct EvalResult {

@@ -91,7 +91,7 @@ Example chat_example(const std::string& prompt, const std::string& completion) {
 // windows of a text file (bytes). Validation is held out in each case.
 class DataSource {
  public:
-  DataSource(const std::string& spec, int64_t seq_len, int64_t vocab) : seq_len_(seq_len) {
+  DataSource(const std::string& spec, int64_t seq_len, int64_t vocab, int digits) : seq_len_(seq_len), digits_(digits) {
     if (spec == "arith" || spec == "countdown" || spec == "arith+countdown") {
       if (spec != "countdown") tasks_.push_back(TaskKind::Arith);
       if (spec != "arith") tasks_.push_back(TaskKind::Countdown);
@@ -126,7 +126,7 @@ class DataSource {
 
   Example sample(std::mt19937_64& rng) {
     if (!tasks_.empty()) {
-      Problem p = training_problem(tasks_[rng() % tasks_.size()], rng);
+      Problem p = training_problem(tasks_[rng() % tasks_.size()], rng, digits_);
       return chat_example(p.prompt, p.solution);
     }
     if (!pairs_.empty()) return pairs_[rng() % pairs_.size()];
@@ -137,7 +137,7 @@ class DataSource {
     std::vector<Example> out;
     if (!tasks_.empty()) {
       for (TaskKind k : tasks_)
-        for (auto& p : held_out_set(k, n / int64_t(tasks_.size()), 999)) out.push_back(chat_example(p.prompt, p.solution));
+        for (auto& p : held_out_set(k, n / int64_t(tasks_.size()), 999, digits_)) out.push_back(chat_example(p.prompt, p.solution));
     } else if (!val_pairs_.empty()) {
       for (int64_t i = 0; i < n; ++i) out.push_back(val_pairs_[i % val_pairs_.size()]);
     } else {
@@ -159,6 +159,7 @@ class DataSource {
     return e;
   }
   int64_t seq_len_;
+  int digits_;
   std::vector<TaskKind> tasks_;
   std::vector<Example> pairs_, val_pairs_;
   std::string text_;
@@ -228,7 +229,15 @@ TrainSummary run_training(const TrainOptions& o) {
                                                                            torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(0.0)))},
                           torch::optim::AdamWOptions(o.lr));
 
-  DataSource data(o.data, o.seq_len, cfg.vocab_size);
+  // AdamW skips a parameter whose gradient is undefined, while zero_grad() leaves a
+  // defined gradient at zero: a routed expert that gets no tokens in a step is moved by
+  // its momentum (and decayed) only if it has ever had a gradient. A resumed run starts
+  // with fresh tensors without gradients, so it would skip such experts where the
+  // uninterrupted run moves them. Defining every gradient up front makes the update
+  // independent of that history, and resuming exact.
+  for (auto& p : model->parameters()) p.mutable_grad() = torch::zeros_like(p);
+
+  DataSource data(o.data, o.seq_len, cfg.vocab_size, o.digits);
   const int64_t pad_id = cfg.vocab_size > ChatVocab::kPad ? ChatVocab::kPad : 0;
   auto val_examples = data.validation(o.val_batches * o.batch);
   std::mt19937_64 rng(o.seed);
@@ -241,6 +250,9 @@ TrainSummary run_training(const TrainOptions& o) {
   if (resuming) {
     auto st = nlohmann::json::parse(read_file(o.out_dir + "/trainer_state.json"));
     step = st.at("step").get<int64_t>();
+    if (st.value("digits", kDefaultDigits) != o.digits)
+      fail(o.out_dir, "/trainer_state.json: this run was started with --digits ", st.value("digits", kDefaultDigits),
+           ", resumed with --digits ", o.digits);
     hist = st.at("history");
     std::istringstream(st.at("rng").get<std::string>()) >> rng;
     load_optimizer(opt, o.out_dir + "/optimizer.pt");
@@ -286,7 +298,7 @@ TrainSummary run_training(const TrainOptions& o) {
     save_optimizer(opt, o.out_dir + "/optimizer.pt");
     std::ostringstream rs;
     rs << rng;
-    nlohmann::json st = {{"step", step}, {"history", hist}, {"rng", rs.str()}, {"data", o.data}};
+    nlohmann::json st = {{"step", step}, {"history", hist}, {"rng", rs.str()}, {"data", o.data}, {"digits", o.digits}};
     write_file_atomic(o.out_dir + "/trainer_state.json", st.dump());  // last: marks the checkpoint complete
     write_curves();
   };
@@ -377,7 +389,7 @@ TrainSummary run_training(const TrainOptions& o) {
   s.tokens_per_second = tokens_done / std::max(secs, 1e-9);
   nlohmann::json summary = {{"steps", s.steps}, {"train_loss", s.train_loss}, {"val_loss", s.val_loss},
                             {"load_ratio_after_warmup", s.load_ratio_after_warmup}, {"val_load_ratio", s.val_load_ratio},
-                            {"tokens_per_second", s.tokens_per_second},
+                            {"tokens_per_second", s.tokens_per_second}, {"data", o.data}, {"digits", o.digits},
                             {"balance", o.balance == Balance::AuxFree ? "aux-free" : "aux-loss"}};
   write_file_atomic(o.out_dir + "/summary.json", summary.dump(1) + "\n");
   if (o.export_gguf) export_gguf(o.out_dir, o.out_dir + "/model.gguf");

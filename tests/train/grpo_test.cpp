@@ -67,3 +67,23 @@ TEST(Sampling, BatchedGreedyDecodingMatchesOnePromptAtATime) {
     EXPECT_EQ(std::vector<int32_t>(seq.begin() + 4, seq.end()), batched[i]);
   }
 }
+
+// GRPO scores completions of many prompts in one batch: each row must equal the
+// log-probabilities computed for its prompt alone (padding never leaks into real tokens).
+TEST(Sampling, BatchedCompletionLogprobsMatchOnePromptAtATime) {
+  const std::string dir = mlamoe::test::shared_dir() + "/fixtures/v3/hf-f32";
+  DeepSeek model(mlamoe::ModelConfig::from_hf_json(dir + "/config.json"));
+  load_tensor_map(model, read_safetensors(dir + "/model.safetensors"), dir);
+  torch::NoGradGuard no_grad;
+  std::vector<std::vector<int32_t>> prompts{{1, 50, 60}, {1, 200, 10}, {1, 50, 60}};
+  std::vector<std::vector<int32_t>> completions{{5, 6, 7, 8}, {9}, {11, 12}};
+  auto [logp, mask] = completion_logprobs(model, prompts, completions);
+  ASSERT_EQ(logp.size(0), 3);
+  ASSERT_EQ(logp.size(1), 4);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto [alone, alone_mask] = completion_logprobs(model, prompts[i], {completions[i]});
+    const int64_t n = completions[i].size();
+    EXPECT_EQ(mask[i].sum().item<float>(), float(n));
+    EXPECT_TRUE(torch::allclose(logp[i].narrow(0, 0, n), alone[0].narrow(0, 0, n), 1e-5, 1e-6)) << i;
+  }
+}

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "common/error.h"
 #include "train/chat_vocab.h"
 #include "train/tasks.h"
 #include "train/train.h"
@@ -50,6 +51,28 @@ TEST(Tasks, HeldOutProblemsAreNeverTrainedOn) {
   auto other = held_out_set(TaskKind::Arith, 300, 2);
   for (int i = 0; i < 300; ++i) same += other[i].prompt == held[i].prompt;
   EXPECT_LT(same, 30);
+}
+
+TEST(Tasks, DigitsBoundTheOperandsAndKeepTheHeldOutSplit) {
+  std::mt19937_64 rng(5);
+  std::set<int64_t> seen;
+  for (int i = 0; i < 3000; ++i) {
+    Problem p = training_problem(TaskKind::Arith, rng, 2);
+    EXPECT_FALSE(is_held_out(p));
+    std::string expr = p.prompt.substr(8, p.prompt.size() - 9);
+    size_t op = expr.find_first_of("+-");
+    int64_t a = std::stoll(expr.substr(0, op)), b = std::stoll(expr.substr(op + 1));
+    ASSERT_LT(a, 100) << p.prompt;
+    ASSERT_LT(b, 100) << p.prompt;
+    seen.insert(a), seen.insert(b);
+    ASSERT_TRUE(score(p, p.solution).correct) << p.prompt;
+  }
+  EXPECT_TRUE(seen.count(0) && seen.count(7) && seen.count(10) && seen.count(99));  // both lengths, both ends
+  for (auto& p : held_out_set(TaskKind::Arith, 200, 3, 2)) {
+    EXPECT_TRUE(is_held_out(p));
+    EXPECT_LE(p.prompt.size(), std::string("What is 99+99?").size()) << p.prompt;
+  }
+  EXPECT_THROW(held_out_set(TaskKind::Arith, 1, 1, 0), mlamoe::Error);
 }
 
 TEST(Rewards, FormatAndCorrectnessAreJudgedSeparately) {
