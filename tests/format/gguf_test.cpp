@@ -37,9 +37,13 @@ __attribute__((noinline)) void* operator new(size_t n) {
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
+// The array forms too: under ASan the runtime's own operator new[] would not come here.
+__attribute__((noinline)) void* operator new[](size_t n) { return operator new(n); }
 // Out of line, so GCC does not pair the inlined free() with operator new and warn.
 __attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
 __attribute__((noinline)) void operator delete(void* p, size_t) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete[](void* p) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete[](void* p, size_t) noexcept { std::free(p); }
 
 namespace mlamoe {
 namespace {
