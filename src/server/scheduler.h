@@ -74,7 +74,7 @@ class SequenceHandle {
 struct SchedulerOptions {
   int max_sequences = 8;     // sequences decoded together (--parallel)
   int max_queue = 64;        // requests waiting for a slot; more answer 429
-  int prefill_chunk = 256;   // prompt tokens per step, over all sequences
+  int prefill_chunk = 64;    // prompt tokens per step, over all sequences (see BENCHMARKS.md, Serving)
   int64_t kv_tokens = 0;     // KV positions all sequences may reserve; 0: max_sequences × n_ctx
   bool share_prefixes = true;  // with a PagedKvCache: reuse and publish prompt prefixes
   double request_timeout = 0;  // seconds from submission to the last token; 0: no limit
