@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/command.h"
+#include "cli/recipe_flag.h"
 #include "common/progress.h"
 #include "convert/hf_convert.h"
 
@@ -10,13 +11,11 @@ namespace mlamoe::cli {
 static int cmd_convert(int argc, char** argv) {
   CLI::App app{"Convert a Hugging Face DeepseekV2/V3ForCausalLM checkpoint (safetensors) to GGUF"};
   ConvertOptions o;
-  std::string type = "f32";
   app.add_option("hf_dir", o.hf_dir, "checkpoint directory (config.json, *.safetensors)")->required();
   app.add_option("out", o.out_path, "output GGUF file")->required();
-  app.add_option("--type", type, "f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K or q4_K_M");
+  add_recipe_option(app, "--type", o.recipe);
   app.add_flag("--no-mtp", o.no_mtp, "drop the multi-token-prediction modules (V3)");
   return parse_and_run(app, argc, argv, [&] {
-    o.recipe = parse_recipe(type);
     ConvertStats s = convert_hf(o);
     std::fprintf(stderr, "converted %s -> %s (%s): read %s, wrote %s in %.2f s (%.3f GB/s read)\n", o.hf_dir.c_str(),
                  o.out_path.c_str(), o.recipe.name().c_str(), human_bytes(double(s.bytes_read)).c_str(),

@@ -1,6 +1,7 @@
 // mlamoe gen-random: a random-weight DeepSeek-V2/V3 model of any shape, for tests
 // and benchmarks.
 #include "cli/command.h"
+#include "cli/recipe_flag.h"
 #include "convert/gen_random.h"
 
 namespace mlamoe::cli {
@@ -8,16 +9,14 @@ namespace mlamoe::cli {
 static int cmd_gen_random(int argc, char** argv) {
   CLI::App app{"Write a random-weight model of a DeepSeek-V2/V3 shape given by a Hugging Face config.json"};
   GenRandomOptions o;
-  std::string type = "f32";
   app.add_option("--config", o.config_path, "Hugging Face config.json")->required();
   app.add_option("--out,-o", o.out_path, "output GGUF file")->required();
-  app.add_option("--type", type, "f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K or q4_K_M");
+  add_recipe_option(app, "--type", o.recipe);
   app.add_option("--layers", o.layers, "keep only the first N layers");
   app.add_option("--vocab", o.vocab_path, "copy the tokenizer of this GGUF vocabulary");
   app.add_option("--seed", o.seed, "random seed (same seed, same file)");
   app.add_flag("--legacy-kv-b", o.legacy_kv_b, "store the older single attn_kv_b instead of attn_k_b/attn_v_b");
   return parse_and_run(app, argc, argv, [&] {
-    o.recipe = parse_recipe(type);
     gen_random(o);
     return 0;
   });
