@@ -41,7 +41,7 @@ for t in $targets; do
   mkdir -p "$work" "$artifacts"
   log=$build/fuzz-work/$t.log
   echo "== $t: replaying $(find "$seeds" $(regressions "$t") -type f | wc -l) corpus files"
-  if ! "$bin" "${limits[@]}" -runs=0 "$seeds" $(regressions "$t") >"$log" 2>&1; then
+  if ! "$bin" "${limits[@]}" -runs=0 -artifact_prefix="$artifacts" "$seeds" $(regressions "$t") >"$log" 2>&1; then
     echo "FAIL $t: corpus replay (see $log)"; status=1; continue
   fi
   [[ $seconds == 0 ]] && continue
