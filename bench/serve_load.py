@@ -315,7 +315,7 @@ def cmd_targets(a):
                          a.streams)
         wait_idle(a.url)
         single, multi, details = measure_decode(a, model, 10_000) if not a.skip_decode else ([], [], [])
-        idle, loaded, stall = measure_ttft(a, model, 20_000)
+        idle, loaded, stall = measure_ttft(a, model, 20_000) if not a.skip_ttft else ([], [], [])
     finally:
         if proc:
             os.killpg(proc.pid, signal.SIGTERM)  # the server (and the shell that started it)
@@ -327,6 +327,8 @@ def cmd_targets(a):
         print(f"1 stream decode tok/s:              {summary(single)}")
         print(f"{a.streams} streams aggregate decode tok/s:  {summary(multi)}")
         print(f"aggregate / single (per repetition): {summary(ratios, '{:.2f}')}   target >= 3")
+    if not idle:
+        return 0
     print(f"TTFT of a {a.prompt}-token prompt, idle s:           {summary(idle)}")
     print(f"TTFT of a {a.prompt}-token prompt, {a.background} streams decoding s: {summary(loaded)}")
     print(f"loaded / idle (per repetition):       {summary(tt, '{:.2f}')}   target <= 2")
@@ -471,6 +473,7 @@ def main():
     g.add_argument("--warmup", type=int, default=1, help="rounds of warm-up requests before measuring")
     g.add_argument("--json", help="also write the figures here")
     g.add_argument("--skip-decode", action="store_true", help="only the TTFT target")
+    g.add_argument("--skip-ttft", action="store_true", help="only the decode target")
     add_decode_args(g)
     add_ttft_args(g)
     t = sub.add_parser("throughput")
