@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
 if [ -f models/mlamoe-tiny-arith.gguf ]; then
-  ./build/mlamoe run -p "${1:-What is 478+65?}" --chat -n 64 --temp 0
+  ./build/mlamoe run -p "${1:-What is 47+85?}" --chat -n 64 --temp 0
 else
   vocab=()
   [ -f ../shared/tokenizer/ggml-vocab-deepseek-llm.gguf ] && vocab=(--vocab ../shared/tokenizer/ggml-vocab-deepseek-llm.gguf)
