@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <thread>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -107,6 +109,7 @@ struct HttpServer::Impl {
   std::vector<int32_t> end_tokens;
   ReasoningMode chat_reasoning = ReasoningMode::None;
   std::atomic<bool> draining{false};
+  std::atomic<int> open_streams{0};  // SSE responses not yet fully written
   int64_t created = std::time(nullptr);
 
   Impl(Scheduler& s, const Tokenizer& t, const ChatTemplate* c, ServerOptions o, std::function<std::optional<PrefixStats>()> ps)
@@ -253,6 +256,7 @@ void HttpServer::Impl::answer_stream(const ApiRequest& r, const ResponseMeta& me
   auto lp = std::make_shared<LogprobsBuilder>(meta.endpoint, tok);
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
+  ++open_streams;
   res.set_chunked_content_provider(
       "text/event-stream",
       [this, r, meta, ex, st, lp](size_t, httplib::DataSink& sink) {
@@ -294,8 +298,9 @@ void HttpServer::Impl::answer_stream(const ApiRequest& r, const ResponseMeta& me
         }
         return true;
       },
-      [ex](bool success) {
+      [this, ex](bool success) {
         if (!success) ex->handle->cancel();  // the connection broke mid-stream
+        --open_streams;
       });
 }
 
@@ -403,7 +408,13 @@ int HttpServer::bind() {
 
 void HttpServer::run() { impl_->svr.listen_after_bind(); }
 
-void HttpServer::stop() { impl_->svr.stop(); }
+void HttpServer::stop() {
+  // The scheduler has ended every sequence, but their last events (finish_reason,
+  // [DONE]) may still be on their way out: stopping the listener now would cut them.
+  // Wait for the streams to be written (or their clients to go), up to 2 s.
+  for (int i = 0; i < 200 && impl_->open_streams.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  impl_->svr.stop();
+}
 
 void HttpServer::begin_shutdown() { impl_->draining = true; }
 
