@@ -27,49 +27,49 @@ bool endpoint_of(int fd, bool peer, std::string& host, int& port) {
   return true;
 }
 
-}  // namespace
-
-int find_connection_socket(const std::string& local_addr, int local_port, const std::string& remote_addr, int remote_port) {
+// Calls visit(fd) for every socket this process has open, until visit returns true.
+template <class Visit>
+void for_each_socket(Visit&& visit) {
   DIR* dir = opendir("/proc/self/fd");
-  if (!dir) return -1;
-  int found = -1;
+  if (!dir) return;
   while (dirent* e = readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(e->d_name, &end, 10);
     if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
     struct stat st{};
     if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-    std::string lh, rh;
-    int lp = -1, rp = -1;
-    if (!endpoint_of(static_cast<int>(fd), false, lh, lp) || lp != local_port) continue;
-    if (!endpoint_of(static_cast<int>(fd), true, rh, rp) || rp != remote_port) continue;
-    if (lh == local_addr && rh == remote_addr) {
-      found = static_cast<int>(fd);
-      break;
-    }
+    if (visit(static_cast<int>(fd))) break;
   }
   closedir(dir);
+}
+
+}  // namespace
+
+int find_connection_socket(const std::string& local_addr, int local_port, const std::string& remote_addr, int remote_port) {
+  int found = -1;
+  for_each_socket([&](int fd) {
+    std::string lh, rh;
+    int lp = -1, rp = -1;
+    if (!endpoint_of(fd, false, lh, lp) || lp != local_port) return false;
+    if (!endpoint_of(fd, true, rh, rp) || rp != remote_port) return false;
+    if (lh != local_addr || rh != remote_addr) return false;
+    found = fd;
+    return true;
+  });
   return found;
 }
 
 bool raise_listen_backlog(int port, int backlog) {
-  DIR* dir = opendir("/proc/self/fd");
-  if (!dir) return false;
   bool done = false;
-  while (dirent* e = readdir(dir)) {
-    char* end = nullptr;
-    const long fd = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
-    struct stat st{};
-    if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+  for_each_socket([&](int fd) {
     int listening = 0;
     socklen_t len = sizeof(listening);
-    if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) return false;
     std::string host;
     int p = -1;
-    if (endpoint_of(static_cast<int>(fd), false, host, p) && p == port) done = ::listen(static_cast<int>(fd), backlog) == 0 || done;
-  }
-  closedir(dir);
+    if (endpoint_of(fd, false, host, p) && p == port) done = ::listen(fd, backlog) == 0 || done;
+    return false;  // every listening socket on the port (IPv4 and IPv6)
+  });
   return done;
 }
 
