@@ -9,12 +9,20 @@
 // on two cores. Settings come from the environment:
 //   MLAMOE_KV_BENCH_MODEL (/tmp/v2lite-q4_0.gguf), MLAMOE_KV_BENCH_CTX (65536),
 //   MLAMOE_KV_BENCH_BUDGET (256MiB), MLAMOE_KV_BENCH_DISK (/tmp/mlamoe-kv-bench),
-//   MLAMOE_KV_BENCH_PREFIX (4096), MLAMOE_KV_BENCH_DECODE (3 timed steps); the decode
-//   benchmarks exist per KV storage type (decode_at_context/all_ram_f32, ssd_tier_f32,
-//   all_ram_f16, ssd_tier_f16: pick with --benchmark_filter).
+//   MLAMOE_KV_BENCH_PREFIX (4096), MLAMOE_KV_BENCH_DECODE (3 timed steps),
+//   MLAMOE_KV_BENCH_READERS (read-ahead threads, 4); the decode benchmarks exist per KV
+//   storage type (decode_at_context/all_ram_f32, ssd_tier_f32, all_ram_f16,
+//   ssd_tier_f16: pick with --benchmark_filter).
+// disk_read_rate measures the raw O_DIRECT read rate of the disk directory for the tier's
+// request size (32 pages) at queue depth 1 and at the read-ahead's; the tier reports its
+// bound, max(all-RAM step, context bytes ÷ that rate), so its ratio to all-RAM is
+// explained by the device rather than guessed.
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +30,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "common/parse.h"
 #include "common/progress.h"
@@ -50,6 +59,7 @@ std::shared_ptr<PagedKvCache> make_cache(bool tiered, const char* type = "f32") 
   if (tiered) {
     o.ram_budget = parse_byte_size(env("MLAMOE_KV_BENCH_BUDGET", "256MiB"));
     o.disk_dir = env("MLAMOE_KV_BENCH_DISK", "/tmp/mlamoe-kv-bench");
+    o.read_ahead_threads = std::stoi(env("MLAMOE_KV_BENCH_READERS", "4"));
   }
   return std::make_shared<PagedKvCache>(c.n_layers, c.kv_lora_rank, c.qk_rope_head_dim, o);
 }
@@ -82,6 +92,59 @@ void fill_context(PagedKvCache& kv, int64_t n) {
 }
 
 std::map<std::string, std::vector<std::vector<float>>> g_all_ram_logits;  // per type: every step, all in RAM
+std::map<std::string, double> g_all_ram_median_s;                          // per type
+double g_disk_rate = 0;  // bytes/s, disk_read_rate at the read-ahead's queue depth
+
+// Raw O_DIRECT reads of `request` bytes by `depth` threads over a fresh 1 GiB file in the
+// disk tier's directory (written first, deleted after); returns bytes/s.
+double probe_disk_read_rate(size_t request, int depth) {
+  const std::string dir = env("MLAMOE_KV_BENCH_DISK", "/tmp/mlamoe-kv-bench");
+  std::string path = dir + "/probe-XXXXXX";
+  const int fd = ::mkstemp(path.data());
+  if (fd < 0) return 0;
+  ::unlink(path.c_str());
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_DIRECT) != 0) std::fprintf(stderr, "disk probe: no O_DIRECT here\n");
+  const size_t n_requests = (size_t(1) << 30) / request;
+  void* buf = std::aligned_alloc(4096, request);
+  std::memset(buf, 0x5a, request);
+  for (size_t i = 0; i < n_requests; ++i)
+    if (::pwrite(fd, buf, request, static_cast<off_t>(i * request)) != static_cast<ssize_t>(request)) return 0;
+  std::atomic<size_t> next{0};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> readers;
+  for (int t = 0; t < depth; ++t)
+    readers.emplace_back([&] {
+      void* b = std::aligned_alloc(4096, request);
+      for (size_t i; (i = next++) < n_requests;)
+        if (::pread(fd, b, request, static_cast<off_t>(i * request)) != static_cast<ssize_t>(request)) break;
+      std::free(b);
+    });
+  for (auto& r : readers) r.join();
+  const double s = seconds_since(t0);
+  std::free(buf);
+  ::close(fd);
+  return double(n_requests * request) / s;
+}
+
+// The tier's read request: 32 pages of the V2-Lite-shaped f32 cache (73,728 B each).
+void disk_read_rate(benchmark::State& state, int depth) {
+  const size_t request = 32 * 73728;
+  std::vector<double> rates;
+  for (auto _ : state) {
+    rates.push_back(probe_disk_read_rate(request, depth));
+    state.SetIterationTime(double(size_t(1) << 30) / std::max(rates.back(), 1.0));
+  }
+  std::sort(rates.begin(), rates.end());
+  state.counters["request_bytes"] = double(request);
+  state.counters["queue_depth"] = depth;
+  state.counters["GBps_median"] = rates[rates.size() / 2] / 1e9;
+  state.counters["GBps_min"] = rates.front() / 1e9;
+  state.counters["GBps_max"] = rates.back() / 1e9;
+  std::fprintf(stderr, "disk O_DIRECT reads of %zu B at depth %d: median %.2f GB/s (%.2f-%.2f)\n", request, depth,
+               rates[rates.size() / 2] / 1e9, rates.front() / 1e9, rates.back() / 1e9);
+  if (depth > 1) g_disk_rate = rates[rates.size() / 2];
+}
 
 // One untimed step first (faults the weights in, grows scratch buffers, primes the
 // tier's read-ahead), then MLAMOE_KV_BENCH_DECODE timed steps; the logits of every
@@ -99,14 +162,26 @@ void decode_at_context(benchmark::State& state, bool tiered, const char* type) {
   for (auto _ : state) {
     for (int i = 0; i <= steps; ++i) {
       if (i == 1) before = kv->stats();
+      const KvStats step_before = kv->stats();
       Batch b;
       b.add(17 + i, static_cast<int32_t>(ctx + i), 0);
       const auto t0 = std::chrono::steady_clock::now();
       std::vector<float> logits = engine.forward(b);
       const double t = seconds_since(t0);
       if (i > 0) times.push_back(t);
-      std::fprintf(stderr, "%s decode at %lld: %.3f s%s\n", tiered ? "ssd-tier" : "all-ram", (long long)(ctx + i), t,
-                   i == 0 ? " (warm-up, untimed)" : "");
+      std::fprintf(stderr, "%s %s decode at %lld: %.3f s%s\n", tiered ? "ssd-tier" : "all-ram", type,
+                   (long long)(ctx + i), t, i == 0 ? " (warm-up, untimed)" : "");
+      if (tiered) {
+        // Where the step went: disk busy (≥ 1 read in flight), attention waiting for
+        // pages, read-ahead stopped for lack of room.
+        const KvStats s = kv->stats();
+        const double bytes = double(s.bytes_read - step_before.bytes_read), io = s.io_busy_s - step_before.io_busy_s;
+        std::fprintf(stderr,
+                     "  read %.2f GB, disk busy %.2f s (%.0f%% of the step, %.2f GB/s while busy), attention "
+                     "waited %.2f s for pages, read-ahead waited %.2f s for room\n",
+                     bytes / 1e9, io, 100 * io / t, io > 0 ? bytes / io / 1e9 : 0.0, s.sweep_wait_s - step_before.sweep_wait_s,
+                     s.room_wait_s - step_before.room_wait_s);
+      }
       if (!tiered) reference.push_back(logits);
       else equal = equal && static_cast<size_t>(i) < reference.size() && logits == reference[static_cast<size_t>(i)];
     }
@@ -122,8 +197,26 @@ void decode_at_context(benchmark::State& state, bool tiered, const char* type) {
   state.counters["max_s"] = times.back();
   state.counters["kv_bytes_per_token"] = static_cast<double>(kv->bytes_per_token());
   state.counters["peak_resident_MiB"] = static_cast<double>(s.peak_resident_bytes) / 1048576.0;
+  if (!tiered) g_all_ram_median_s[type] = times[times.size() / 2];
   if (tiered) {
     const double decoded = static_cast<double>(times.size());
+    const double bytes_per_step = double(s.bytes_read - before.bytes_read) / decoded;
+    state.counters["GB_read_per_token"] = bytes_per_step / 1e9;
+    state.counters["disk_busy_share"] = (s.io_busy_s - before.io_busy_s) / (decoded * times[times.size() / 2]);
+    state.counters["sweep_wait_s_per_token"] = (s.sweep_wait_s - before.sweep_wait_s) / decoded;
+    state.counters["room_wait_s_per_token"] = (s.room_wait_s - before.room_wait_s) / decoded;
+    // The best the tier can do: compute as all-RAM, or the context's bytes at the disk's
+    // raw rate, whichever is slower.
+    const auto ram = g_all_ram_median_s.find(type);
+    if (ram != g_all_ram_median_s.end() && g_disk_rate > 0) {
+      const double bound = std::max(ram->second, bytes_per_step / g_disk_rate);
+      state.counters["bound_s"] = bound;
+      state.counters["tier_vs_ram"] = ram->second / times[times.size() / 2];
+      state.counters["bound_vs_ram"] = ram->second / bound;
+      std::fprintf(stderr, "%s tier: median %.3f s vs all-RAM %.3f s = %.0f%%; bound max(%.3f, %.2f GB / %.2f GB/s) = %.3f s = %.0f%%\n",
+                   type, times[times.size() / 2], ram->second, 100 * ram->second / times[times.size() / 2], ram->second,
+                   bytes_per_step / 1e9, g_disk_rate / 1e9, bound, 100 * ram->second / bound);
+    }
     state.counters["pages_read_per_token"] = static_cast<double>(s.pages_read - before.pages_read) / decoded;
     state.counters["prefetched_share"] =
         static_cast<double>(s.pages_prefetched - before.pages_prefetched) / std::max<double>(1, double(s.pages_read - before.pages_read));
@@ -172,6 +265,8 @@ void prefix_ttft(benchmark::State& state) {
 
 }  // namespace
 
+BENCHMARK_CAPTURE(disk_read_rate, depth_1, 1)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(disk_read_rate, depth_4, 4)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(decode_at_context, all_ram_f32, false, "f32")->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
 BENCHMARK_CAPTURE(decode_at_context, ssd_tier_f32, true, "f32")->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
 BENCHMARK_CAPTURE(decode_at_context, all_ram_f16, false, "f16")->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);

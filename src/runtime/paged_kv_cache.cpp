@@ -75,7 +75,9 @@ PagedKvCache::PagedKvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_
       const int fl = ::fcntl(disk_fd_, F_GETFL);
       direct_ = fl >= 0 && ::fcntl(disk_fd_, F_SETFL, fl | O_DIRECT) == 0;
     }
-    if (opts_.prefetch) prefetcher_ = std::thread([this] { prefetch_loop(); });
+    if (opts_.prefetch)
+      for (int i = 0; i < std::max(1, opts_.read_ahead_threads); ++i)
+        prefetchers_.emplace_back([this] { prefetch_loop(); });
   }
 }
 
@@ -85,16 +87,27 @@ PagedKvCache::~PagedKvCache() {
     stop_ = true;
   }
   prefetch_cv_.notify_all();
-  if (prefetcher_.joinable()) prefetcher_.join();
+  for (auto& t : prefetchers_) t.join();
   if (disk_fd_ >= 0) ::close(disk_fd_);
 }
 
 PagedKvCache::Buffer PagedKvCache::new_buffer(bool zeroed) const {
   const size_t n = (page_bytes_ + 4095) / 4096 * 4096;
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(4096, n));
-  if (!p) throw std::bad_alloc();
-  if (zeroed) std::memset(p, 0, n);
-  return Buffer(p);
+  Buffer b;
+  if (!spare_buffers_.empty()) {
+    b = std::move(spare_buffers_.back());
+    spare_buffers_.pop_back();
+  } else {
+    b.reset(static_cast<uint8_t*>(std::aligned_alloc(4096, n)));
+    if (!b) throw std::bad_alloc();
+  }
+  if (zeroed) std::memset(b.get(), 0, n);
+  return b;
+}
+
+void PagedKvCache::recycle(Buffer& b) const {
+  if (spare_buffers_.size() < 2 * kReadBatchPages) spare_buffers_.push_back(std::move(b));
+  b.reset();
 }
 
 // --- sequences and blocks ---------------------------------------------------------
@@ -125,8 +138,9 @@ int32_t PagedKvCache::alloc_block() {
 void PagedKvCache::drop_page(Page& p) const {
   if (p.data) {
     lru_.erase(p.lru);
-    p.data.reset();
+    recycle(p.data);
     resident_ -= page_bytes_;
+    room_event();
   }
   p.on_disk = p.dirty = p.spent = false;
   p.pins = 0;
@@ -282,6 +296,7 @@ void PagedKvCache::unpin(const Run& r) const {
     // page of the context: of all resident pages it is needed last, so it goes first.
     p.spent = true;
     lru_.splice(lru_.begin(), lru_, p.lru);
+    room_event();
   }
   make_room(0, false);  // a tiny budget may have been exceeded while pages were pinned
 }
@@ -304,13 +319,17 @@ void PagedKvCache::for_each_raw_run(int32_t seq, int64_t layer, int64_t n,
 
 uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
   Page* p = &page(id);
-  loaded_cv_.wait(lk, [&] { return !p->loading; });
-  if (!p->data && p->on_disk) {
-    // Demand read: this page and the cold pages after it on disk, in one request (the
-    // extra ones only where room comes from pages this sweep has not used).
-    ++stats_.demand_reads;
-    read_batch(id, kReadBatchPages, /*first_unconditional=*/true, lk);
-    p = &page(id);
+  if (p->loading || (!p->data && p->on_disk)) {
+    sweep_wait_clock_.enter();
+    loaded_cv_.wait(lk, [&] { return !p->loading; });
+    if (!p->data && p->on_disk) {
+      // Demand read: this page and the cold pages after it on disk, in one request (the
+      // extra ones only where room comes from pages this sweep has not used).
+      ++stats_.demand_reads;
+      read_batch(id, kReadBatchPages, /*first_unconditional=*/true, lk);
+      p = &page(id);
+    }
+    sweep_wait_clock_.leave();
   }
   if (!p->data) {
     make_room(page_bytes_, false);
@@ -346,9 +365,12 @@ size_t PagedKvCache::read_batch(uint64_t id, size_t max_pages, bool first_uncond
   }
   if (ids.empty()) return 0;
   stats_.peak_resident_bytes = std::max(stats_.peak_resident_bytes, resident_);
+  io_clock_.enter();
   lk.unlock();
   read_pages(slot_offset(ids.front()), bufs);
   lk.lock();
+  io_clock_.leave();
+  stats_.bytes_read += ids.size() * page_bytes_;
   for (size_t i = 0; i < ids.size(); ++i) {
     Page& p = page(ids[i]);
     p.data = std::move(bufs[i]);
@@ -389,9 +411,10 @@ void PagedKvCache::evict(uint64_t id) const {
   Page& p = page(id);
   if (p.dirty || !p.on_disk) write_page(id);
   lru_.erase(p.lru);
-  p.data.reset();
+  recycle(p.data);
   p.spent = false;
   resident_ -= page_bytes_;
+  room_event();
 }
 
 off_t PagedKvCache::slot_offset(uint64_t id) const {
@@ -441,17 +464,36 @@ void PagedKvCache::will_read(int32_t seq, int64_t layer, int64_t n, bool single_
   if (seq == sweep_seq_ && layer == sweep_layer_ && n == sweep_n_) return;
   sweep_seq_ = seq, sweep_layer_ = layer, sweep_n_ = n;
   sweep_start_ = clock_ + 1;
+  ++queue_generation_;
+  prefetch_queue_.clear();
+  prefetch_cv_.notify_all();  // read-ahead waiting for room: what it may evict changed
   const Seq* s = find_seq(seq);
   if (!s) return;
   // This layer's pages in sweep order, then the next layer's (wrapping to layer 0 for
   // the next decode step).
-  prefetch_queue_.clear();
   const size_t nb = std::min(s->table.size(), static_cast<size_t>((n + B_ - 1) / B_));
   for (int64_t l : {layer, (layer + 1) % n_layers_})
     for (size_t i = 0; i < nb; ++i) prefetch_queue_.push_back(page_id(s->table[i], l));
-  prefetch_cv_.notify_one();
+  prefetch_cv_.notify_all();
 }
 
+void PagedKvCache::BusyClock::enter() {
+  if (active++ == 0) since = std::chrono::steady_clock::now();
+}
+
+void PagedKvCache::BusyClock::leave() {
+  if (--active == 0) seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+void PagedKvCache::room_event() const {
+  if (++room_epoch_ < room_wake_at_) return;
+  room_wake_at_ = UINT64_MAX;
+  prefetch_cv_.notify_all();
+}
+
+// One of the read-ahead threads: each takes the next page of the queue and reads it with
+// the cold pages after it on disk (the others skip what is already loading), so several
+// requests are in flight at once.
 void PagedKvCache::prefetch_loop() {
   Lock lk(mu_);
   for (;;) {
@@ -459,11 +501,22 @@ void PagedKvCache::prefetch_loop() {
     if (stop_) return;
     const uint64_t id = prefetch_queue_.front();
     prefetch_queue_.pop_front();
-    // This page and the cold ones after it on disk; room may only come from pages the
-    // current sweep has not touched yet.
+    // Room may only come from what read-ahead may evict (read_ahead_may_evict).
     const size_t n = read_batch(id, kReadBatchPages, /*first_unconditional=*/false, lk);
     stats_.pages_prefetched += n;
-    if (n == 0 && !page(id).data && !page(id).loading && page(id).on_disk) prefetch_queue_.clear();  // no room
+    const Page& p = page(id);
+    if (n > 0 || p.data || p.loading || !p.on_disk) continue;
+    // No room: the budget is full of pages the sweep has yet to read. Instead of giving
+    // up until the next sweep (which left the disk idle while the sweep ran), wait until
+    // the sweep has spent about half a batch of pages, or a new sweep begins, and retry.
+    prefetch_queue_.push_front(id);
+    const uint64_t generation = queue_generation_, target = room_epoch_ + kReadBatchPages / 2;
+    room_wait_clock_.enter();
+    while (!stop_ && generation == queue_generation_ && room_epoch_ < target) {
+      room_wake_at_ = std::min(room_wake_at_, target);  // room_event() resets it when it notifies
+      prefetch_cv_.wait(lk);
+    }
+    room_wait_clock_.leave();
   }
 }
 
@@ -523,6 +576,9 @@ KvStats PagedKvCache::stats() const {
   Lock lk(mu_);
   KvStats s = stats_;
   s.resident_bytes = resident_;
+  s.io_busy_s = io_clock_.seconds;
+  s.sweep_wait_s = sweep_wait_clock_.seconds;
+  s.room_wait_s = room_wait_clock_.seconds;
   s.blocks_in_prefix_tree = tree_.n_blocks();
   return s;
 }

@@ -9,8 +9,9 @@
 // Tiers: a page is resident in RAM, on disk, or both. With a RAM budget and a disk
 // directory, the least-recently-used unpinned pages are written out (if dirty) and
 // dropped when the budget is exceeded; a sweep over a layer reads cold pages back on
-// demand, while a background thread reads ahead of the sweep (this layer, then the
-// next). A page stays pinned while attention reads it, so its pointer stays valid.
+// demand, while a few background threads read ahead of the sweep (this layer, then the
+// next), several requests in flight because the device is faster at a queue depth > 1.
+// A page stays pinned while attention reads it, so its pointer stays valid.
 //
 // Prefix reuse: publish(seq, tokens) records which token ids a sequence's entries
 // belong to and inserts its blocks into a radix tree over token ids; attach_prefix()
@@ -19,6 +20,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstdint>
@@ -50,6 +52,8 @@ struct PagedKvOptions {
   // multiples, so the RAM budget is what the cache really uses and reads really hit
   // the SSD; silently buffered where the file system cannot.
   bool direct_io = true;
+  // Reads in flight ahead of the sweep (threads issuing one preadv each).
+  int read_ahead_threads = 4;
 };
 
 // "f32" | "f16" | "bf16" | "q8_0" -> type; Error otherwise.
@@ -69,6 +73,12 @@ struct KvStats {
   // Tiers.
   uint64_t resident_bytes = 0, peak_resident_bytes = 0, ram_budget = 0;
   uint64_t pages_written = 0, pages_read = 0, pages_prefetched = 0, demand_reads = 0;
+  uint64_t bytes_read = 0;
+  // Wall-clock seconds with: at least one read from disk in flight (io_busy_s); an
+  // attention thread waiting for a page (sweep_wait_s: demand reads, pages still
+  // loading); read-ahead stopped because the budget is full of pages the sweep has yet
+  // to read (room_wait_s).
+  double io_busy_s = 0, sweep_wait_s = 0, room_wait_s = 0;
   double prefix_hit_rate() const { return prefix_lookups ? double(prefix_hits) / prefix_lookups : 0; }
   double token_reuse_rate() const {
     return prefix_tokens_requested ? double(prefix_tokens_reused) / prefix_tokens_requested : 0;
@@ -107,6 +117,9 @@ class PagedKvCache final : public KvCache {
   void release(int32_t seq) { clear(seq); }
   // Drops least-recently-used prefix-tree blocks no sequence holds, down to max_blocks.
   void trim_prefix_cache(uint64_t max_blocks);
+  // The token ids of every sequence the prefix tree holds, least recently used first
+  // (serve --session saves them). Same thread discipline as publish().
+  std::vector<std::vector<int32_t>> cached_sequences() const { return tree_.sequences(); }
   KvStats stats() const;
 
   // Storage facts (sessions, info, bench).
@@ -131,6 +144,10 @@ class PagedKvCache final : public KvCache {
   };
   using Buffer = std::unique_ptr<uint8_t[], FreeAligned>;
   Buffer new_buffer(bool zeroed) const;  // page_bytes_ rounded up to 4 KiB, 4 KiB aligned
+  // Keeps an evicted page's buffer for the next read (Lock held): the tier streams the
+  // whole context through the budget every decode step, and fresh allocations cost a
+  // page fault and a kernel zeroing per 4 KiB, which stole the attention's CPU time.
+  void recycle(Buffer& b) const;
   struct Page {
     Buffer data;  // resident copy, or null
     int32_t pins = 0;
@@ -151,6 +168,15 @@ class PagedKvCache final : public KvCache {
     std::vector<int32_t> tokens;  // published token ids
   };
   using Lock = std::unique_lock<std::mutex>;
+  // Wall time during which at least one of several overlapping activities is under way
+  // (enter/leave with the lock held).
+  struct BusyClock {
+    int active = 0;
+    std::chrono::steady_clock::time_point since;
+    double seconds = 0;
+    void enter();
+    void leave();
+  };
 
   Seq& seq_state(int32_t seq);
   const Seq* find_seq(int32_t seq) const;
@@ -198,6 +224,7 @@ class PagedKvCache final : public KvCache {
   std::vector<int32_t> free_blocks_;
   std::map<int32_t, Seq> seqs_;
   PrefixTree tree_;
+  mutable std::vector<Buffer> spare_buffers_;  // at most 2 × kReadBatchPages
   mutable std::list<uint64_t> lru_;  // resident pages, least recently used first
   mutable uint64_t clock_ = 0, resident_ = 0;
   mutable KvStats stats_;
@@ -210,8 +237,14 @@ class PagedKvCache final : public KvCache {
   mutable uint64_t sweep_start_ = 0;
   mutable bool sweep_single_pass_ = false;
   mutable std::deque<uint64_t> prefetch_queue_;
+  mutable uint64_t queue_generation_ = 0;  // bumped when will_read replaces the queue
+  // Counts pages that became evictable for read-ahead (spent, or evicted by others);
+  // read-ahead waiting for room sleeps until it reaches room_wake_at_.
+  mutable uint64_t room_epoch_ = 0, room_wake_at_ = UINT64_MAX;
+  mutable BusyClock io_clock_, sweep_wait_clock_, room_wait_clock_;
   bool stop_ = false;
-  std::thread prefetcher_;
+  std::vector<std::thread> prefetchers_;
+  void room_event() const;
 };
 
 }  // namespace mlamoe
