@@ -2,6 +2,9 @@
 // (src/server). SIGINT/SIGTERM shut it down gracefully: new requests are refused,
 // running streams get --shutdown-grace seconds to finish and are then cut cleanly
 // (finish_reason "length", then [DONE]), and the process exits 0.
+// With --session FILE the prefix cache outlives the process: it is saved to FILE at
+// that clean shutdown and published again at the next start, so a long system prompt
+// or document is not recomputed after a restart (docs/server.md, "Sessions").
 #include <pthread.h>
 #include <signal.h>
 
@@ -17,6 +20,7 @@
 #include "common/error.h"
 #include "common/parse.h"
 #include "format/gguf.h"
+#include "runtime/session.h"
 #include "server/http_server.h"
 #include "server/scheduler.h"
 #include "tokenizer/chat_template.h"
@@ -25,12 +29,49 @@
 namespace mlamoe::cli {
 namespace {
 
+std::string mib(uint64_t bytes) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return s;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A missing file is a first start; one that cannot be used (another model, truncated,
+// corrupt) is reported in one line and the server starts with an empty prefix cache.
+void restore_prefixes(const std::string& path, PagedKvCache& kv, int32_t scratch, uint64_t model_id) {
+  if (!std::filesystem::exists(path)) {
+    std::fprintf(stderr, "serve: session %s does not exist yet; the prefix cache is saved there at shutdown\n", path.c_str());
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    const PrefixCacheFile r = restore_prefix_cache(path, kv, scratch, model_id);
+    std::fprintf(stderr, "serve: session %s: restored %llu sequences, %llu tokens (%s) in %.2f s\n", path.c_str(),
+                 (unsigned long long)r.sequences, (unsigned long long)r.tokens, mib(r.bytes).c_str(), seconds_since(t0));
+  } catch (const Error& e) {
+    std::fprintf(stderr, "warning: not using session %s; starting with an empty prefix cache\n", e.what());
+  }
+}
+
+void save_prefixes(const std::string& path, PagedKvCache& kv, int32_t scratch, uint64_t model_id) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const PrefixCacheFile w = save_prefix_cache(path, kv, scratch, model_id);
+  std::fprintf(stderr, "serve: session %s: saved %llu sequences, %llu tokens (%s) in %.2f s\n", path.c_str(),
+               (unsigned long long)w.sequences, (unsigned long long)w.tokens, mib(w.bytes).c_str(), seconds_since(t0));
+}
+
 int run_serve(int argc, char** argv) {
   CLI::App app{"Serve the model over an OpenAI-compatible HTTP API"};
   ModelFlags mf;
   mf.add_to(app, /*model_required=*/false);
   KvFlags kf;
   kf.add_to(app, /*with_session=*/false);
+  app.add_option("--session", kf.session,
+                 "keep the prefix cache (the KV entries of cached prompts) in this file across restarts: saved at "
+                 "shutdown, restored at start");
   std::string prefix_cache = "256MiB";
   server::ServerOptions so;
   server::SchedulerOptions sched;
@@ -68,6 +109,7 @@ int run_serve(int argc, char** argv) {
     so.max_body_bytes = parse_byte_size(max_body);
     if (so.max_body_bytes < 1024) fail("--max-body: must be at least 1KiB");
     so.log_requests = !quiet;
+    so.verbose = mf.verbose;
     sched.request_timeout = so.timeout_seconds;
 
     // Signals go to one waiting thread (blocked everywhere else, before any thread starts).
@@ -108,6 +150,14 @@ int run_serve(int argc, char** argv) {
     }
     auto kv = std::make_shared<PagedKvCache>(mc.n_layers, mc.kv_lora_rank, mc.qk_rope_head_dim, ko);
     Engine engine(*model, eo, kv);
+    // --session: the cached prefixes go through one sequence id no request slot uses.
+    const int32_t session_seq = sched.max_sequences;
+    uint64_t model_id = 0;
+    if (!kf.session.empty()) {
+      if (prefix_bytes == 0) fail("--session keeps the prefix cache across restarts: it needs --kv-prefix-cache above 0");
+      model_id = model_identity(*model);
+      restore_prefixes(kf.session, *kv, session_seq, model_id);
+    }
     so.model_id = alias.empty() ? std::filesystem::path(mf.model).filename().string() : alias;
     so.aliases = {std::filesystem::path(mf.model).stem().string()};
 
@@ -140,6 +190,8 @@ int run_serve(int argc, char** argv) {
     serving_done = true;
     if (!by_signal) pthread_kill(waiter.native_handle(), SIGTERM);  // wake it: run() ended on its own
     waiter.join();
+    // The scheduler has stopped: the cache is idle and every sequence is published.
+    if (!kf.session.empty()) save_prefixes(kf.session, *kv, session_seq, model_id);
     if (!by_signal) fail("serve: the HTTP server stopped unexpectedly");
     std::fprintf(stderr, "serve: stopped\n");
     return 0;

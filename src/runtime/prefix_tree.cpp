@@ -84,6 +84,23 @@ void PrefixTree::insert(std::span<const int32_t> tokens, std::span<const int32_t
   }
 }
 
+std::vector<std::vector<int32_t>> PrefixTree::sequences() const {
+  std::vector<std::pair<uint64_t, std::vector<int32_t>>> leaves;  // (last use, path)
+  std::vector<int32_t> path;
+  auto walk = [&](auto& self, const Node* n) -> void {
+    path.insert(path.end(), n->tokens.begin(), n->tokens.end());
+    if (n->children.empty() && n != root_.get()) leaves.emplace_back(n->last_use, path);
+    for (auto& c : n->children) self(self, c.get());
+    path.resize(path.size() - n->tokens.size());
+  };
+  walk(walk, root_.get());
+  std::stable_sort(leaves.begin(), leaves.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  std::vector<std::vector<int32_t>> out;
+  out.reserve(leaves.size());
+  for (auto& l : leaves) out.push_back(std::move(l.second));
+  return out;
+}
+
 void PrefixTree::remove(Node* leaf) {
   auto& kids = leaf->parent->children;
   kids.erase(std::find_if(kids.begin(), kids.end(), [&](auto& c) { return c.get() == leaf; }));

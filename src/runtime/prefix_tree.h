@@ -46,6 +46,10 @@ class PrefixTree {
 
   uint64_t n_blocks() const { return n_blocks_; }
 
+  // The token ids spelled by every leaf (each cached sequence once), least recently
+  // used first: what a server saves to reload its prefix cache after a restart.
+  std::vector<std::vector<int32_t>> sequences() const;
+
  private:
   struct Node {
     std::vector<int32_t> tokens;  // ≤ B ids; the root has none

@@ -192,7 +192,13 @@ void HttpServer::Impl::completion(Endpoint ep, const httplib::Request& req, http
     ex->push(std::move(e));
     return !text->stopped();
   };
-  seq.on_finish = [ex, text](FinishReason reason, const SequenceUsage& u, const std::string& error) {
+  seq.on_finish = [ex, text, verbose = opts.verbose](FinishReason reason, const SequenceUsage& u, const std::string& error) {
+    if (verbose)
+      std::fprintf(stderr,
+                   "serve: sequence done (%s): %lld prompt tokens, %lld reused from the prefix cache, %lld generated; "
+                   "ttft %.3f s, total %.3f s\n",
+                   finish_reason_name(reason), (long long)u.prompt_tokens, (long long)u.cached_tokens,
+                   (long long)u.completion_tokens, u.ttft_seconds, u.total_seconds);
     Event e;
     e.final = true;
     e.reason = reason;

@@ -31,6 +31,7 @@ struct ServerOptions {
   int timeout_seconds = 600;         // HTTP read/write timeout (the scheduler's request timeout too, see cmd_serve)
   int http_threads = 0;              // 0: enough for every slot and queued request
   bool log_requests = true;          // one line per request on stderr
+  bool verbose = false;              // one line per finished sequence: tokens, prefix reuse, timings
 };
 
 class HttpServer {

@@ -10,6 +10,7 @@
 
 #include "model/engine.h"
 #include "runtime/generate.h"
+#include "runtime/session.h"
 #include "server/api_error.h"
 #include "server/scheduler.h"
 #include "test_paths.h"
@@ -360,4 +361,117 @@ TEST(Scheduler, NoRequestTimeoutMeansNoCut) {
   wait(*o);
   EXPECT_EQ(o->reason, FinishReason::Length);
   EXPECT_EQ(o->tokens.size(), 6u);
+}
+
+// The raw KV rows (storage type, every layer) of a sequence the prefix tree holds,
+// read through `scratch`.
+std::string cached_rows(PagedKvCache& kv, int32_t scratch, const std::vector<int32_t>& tokens) {
+  std::string rows;
+  const auto n = static_cast<int64_t>(tokens.size());
+  EXPECT_EQ(kv.attach_prefix(scratch, tokens), n);
+  for (int64_t l = 0; l < kv.n_layers(); ++l)
+    kv.for_each_raw_run(scratch, l, n, [&](int64_t, int64_t cnt, const uint8_t* c, const uint8_t* r) {
+      rows.append(reinterpret_cast<const char*>(c), static_cast<size_t>(cnt) * kv.c_kv_row_bytes());
+      rows.append(reinterpret_cast<const char*>(r), static_cast<size_t>(cnt) * kv.k_rope_row_bytes());
+    });
+  kv.clear(scratch);
+  return rows;
+}
+
+// serve --session: the prefix cache saved after the scheduler stopped and restored into
+// a fresh cache (a restarted server) holds the same sequences with bit-identical rows,
+// a shared document stored once in the file; a request sharing the prefix reuses it
+// and gets exactly the tokens and logprobs the saved cache gives it.
+TEST(Scheduler, PrefixCacheSavedAtShutdownAndRestoredIsExact) {
+  const Model& m = fixture_model();
+  PagedKvOptions ko;
+  ko.block_tokens = 4;
+  ko.max_ctx = 128;
+  auto make_kv = [&] {
+    return std::make_shared<PagedKvCache>(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
+  };
+  SchedulerOptions so;
+  so.max_sequences = 2;
+  so.prefill_chunk = 16;  // the document goes in over several steps
+  const int32_t scratch = so.max_sequences;  // no request slot uses it
+  const uint64_t id = model_identity(m);
+  const std::string path = test::temp_dir() + "/prefixes.session";
+  const auto doc = prompt_of("A long document every request starts with, then a question: ");
+  auto with = [&](const std::string& tail) {
+    auto p = doc;
+    p.insert(p.end(), tail.begin(), tail.end());
+    return p;
+  };
+  auto run = [&](Engine& e, const std::vector<std::vector<int32_t>>& prompts) {
+    Scheduler s(e, so);
+    std::vector<std::shared_ptr<Outcome>> outs;
+    for (const auto& p : prompts) {
+      outs.push_back(std::make_shared<Outcome>());
+      auto r = request(p, 6, outs.back());
+      r.top_logprobs = 2;
+      s.submit(std::move(r));
+    }
+    s.start();
+    for (auto& o : outs) wait(*o);
+    return outs;
+  };
+
+  auto kv_a = make_kv();
+  Engine ea(m, EngineOptions{128}, kv_a);
+  run(ea, {with("one?"), with("two?"), prompt_of("Something else entirely.")});
+  const auto saved = kv_a->cached_sequences();
+  ASSERT_GE(saved.size(), 3u);
+  const PrefixCacheFile w = save_prefix_cache(path, *kv_a, scratch, id);
+  EXPECT_EQ(w.sequences, saved.size());
+  EXPECT_LE(w.stored_tokens + doc.size() / 4 * 4, w.tokens) << "the document's blocks are stored once";
+  EXPECT_EQ(kv_a->length(scratch), 0);
+  EXPECT_EQ(kv_a->cached_sequences(), saved) << "saving does not reorder the cache";
+
+  auto kv_b = make_kv();
+  Engine eb(m, EngineOptions{128}, kv_b);
+  const PrefixCacheFile r = restore_prefix_cache(path, *kv_b, scratch, id);
+  EXPECT_EQ(r.sequences, w.sequences);
+  EXPECT_EQ(r.tokens, w.tokens);
+  EXPECT_EQ(r.bytes, w.bytes);
+  EXPECT_EQ(kv_b->length(scratch), 0);
+  EXPECT_EQ(kv_b->cached_sequences(), saved);
+  EXPECT_EQ(kv_b->stats().blocks_in_prefix_tree, kv_a->stats().blocks_in_prefix_tree);
+  for (const auto& seq : saved) EXPECT_TRUE(cached_rows(*kv_b, scratch, seq) == cached_rows(*kv_a, scratch, seq)) << "rows differ";
+
+  // The first request after the "restart" reuses the document.
+  const auto probe = with("three?");
+  const auto before = run(ea, {probe})[0], after = run(eb, {probe})[0];
+  EXPECT_GE(after->usage.cached_tokens, static_cast<int64_t>(doc.size()));
+  EXPECT_EQ(after->usage.cached_tokens, before->usage.cached_tokens);
+  EXPECT_EQ(after->tokens, before->tokens);
+  ASSERT_EQ(after->details.size(), before->details.size());
+  for (size_t i = 0; i < after->details.size(); ++i) EXPECT_EQ(after->details[i].logprob, before->details[i].logprob) << i;
+  EXPECT_EQ(after->tokens, alone(probe, 6)) << "and the tokens of an engine without any cache";
+}
+
+// A prefix budget smaller than the file: the most recently used sequences are kept.
+TEST(Scheduler, RestoredPrefixCacheKeepsTheMostRecentWithinItsBudget) {
+  const Model& m = fixture_model();
+  PagedKvOptions ko;
+  ko.block_tokens = 4;
+  ko.max_ctx = 128;
+  auto kv_a = std::make_shared<PagedKvCache>(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
+  Engine ea(m, EngineOptions{128}, kv_a);
+  {
+    Scheduler s(ea, {});
+    s.start();
+    for (const char* p : {"first prompt, the oldest", "second prompt", "third prompt, the newest"}) {
+      auto o = std::make_shared<Outcome>();
+      s.submit(request(prompt_of(p), 2, o));
+      wait(*o);
+    }
+  }
+  const auto saved = kv_a->cached_sequences();
+  ASSERT_EQ(saved.size(), 3u);
+  const std::string path = test::temp_dir() + "/budget.session";
+  save_prefix_cache(path, *kv_a, 99, model_identity(m));
+  ko.max_prefix_blocks = (saved[2].size() + 3) / 4;  // room for the newest only
+  PagedKvCache kv_b(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
+  restore_prefix_cache(path, kv_b, 99, model_identity(m));
+  EXPECT_EQ(kv_b.cached_sequences(), std::vector<std::vector<int32_t>>{saved[2]});
 }
