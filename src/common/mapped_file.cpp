@@ -1,5 +1,7 @@
 #include "common/mapped_file.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -57,9 +59,15 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
 }
 
 void MappedFile::release(const uint8_t* p, size_t n) const {
+  // Only pages of this mapping (whole ones): a caller's view may point elsewhere (a
+  // buffer built at load), and dropping those pages would zero them.
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(data_), hi = lo + size_;
+  const uintptr_t from = std::max(reinterpret_cast<uintptr_t>(p), lo);
+  const uintptr_t to = std::min(reinterpret_cast<uintptr_t>(p) + n, hi);
+  if (!data_ || to <= from) return;
   const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  const uintptr_t begin = (from + page - 1) & ~(page - 1);
+  const uintptr_t end = to & ~(page - 1);
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 

@@ -35,8 +35,14 @@ struct Dims {
 
 // q_lat[t] = W_UK[h]^T q_nope[t] for head h (T × d_c).
 void absorb_query(const LayerWeights& L, const Dims& D, int64_t h, const float* q_nope_h, int64_t T, float* q_lat) {
-  if (!L.w_uk.empty()) kernels::matmul(L.w_uk[static_cast<size_t>(h)], q_nope_h, T, q_lat);
-  else kernels::matmul_transposed(rows_of(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope), q_nope_h, T, q_lat);
+  if (L.w_uk.empty()) {
+    kernels::matmul_transposed(rows_of(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope), q_nope_h, T, q_lat);
+  } else if (!L.w_uk_scale.empty()) {  // built from a legacy attn_kv_b, the file's scales beside it
+    const float* scale = L.w_uk_scale.data() + h * (D.d_c / 32) * D.d_nope;
+    kernels::matmul_column_scaled(L.w_uk[static_cast<size_t>(h)], scale, q_nope_h, T, q_lat);
+  } else {
+    kernels::matmul(L.w_uk[static_cast<size_t>(h)], q_nope_h, T, q_lat);
+  }
 }
 
 // v[t] = W_UV[h] x[t] (T × d_v), x in latent space.
@@ -47,8 +53,8 @@ void up_project_value(const LayerWeights& L, const Dims& D, int64_t h, const flo
 
 // k_nope[t] = W_UK[h] c_kv[t] (T × d_nope): the naive path's decompressed key.
 void up_project_key(const LayerWeights& L, const Dims& D, int64_t h, const float* c_kv, int64_t T, float* k_nope) {
-  if (!L.w_uk.empty()) kernels::matmul_transposed(L.w_uk[static_cast<size_t>(h)], c_kv, T, k_nope);
-  else kernels::matmul(rows_of(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope), c_kv, T, k_nope);
+  if (!L.wkv_b.empty()) kernels::matmul(rows_of(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope), c_kv, T, k_nope);
+  else kernels::matmul_transposed(L.w_uk[static_cast<size_t>(h)], c_kv, T, k_nope);
 }
 
 float dot(const float* a, const float* b, int64_t n) {
@@ -82,8 +88,11 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   const int64_t rows = T * D.H;
   std::vector<float> q_lat(static_cast<size_t>(rows * D.d_c)), q_rope(static_cast<size_t>(rows * D.d_rope));
   std::vector<int64_t> last_pos(static_cast<size_t>(rows));
+  // One parallel pass over the heads (each head's W_UK^T is too small to split).
+#pragma omp parallel num_threads(kernels::threads())
   {
     std::vector<float> q_nope(static_cast<size_t>(T * D.d_nope)), q_lat_h(static_cast<size_t>(T * D.d_c));
+#pragma omp for schedule(static)
     for (int64_t h = 0; h < D.H; ++h) {
       for (int64_t t = 0; t < T; ++t)
         std::copy_n(q.data() + (t * D.H + h) * D.d_qk, D.d_nope, q_nope.data() + t * D.d_nope);
@@ -161,12 +170,16 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
     i = j;
   }
 
-  std::vector<float> x(static_cast<size_t>(T * D.d_c)), v(static_cast<size_t>(T * D.d_v));
-  for (int64_t h = 0; h < D.H; ++h) {
-    for (int64_t t = 0; t < T; ++t)
-      std::copy_n(ctx_lat.data() + (slot[static_cast<size_t>(t)] * D.H + h) * D.d_c, D.d_c, x.data() + t * D.d_c);
-    up_project_value(L, D, h, x.data(), T, v.data());
-    for (int64_t t = 0; t < T; ++t) std::copy_n(v.data() + t * D.d_v, D.d_v, attn + (t * D.H + h) * D.d_v);
+#pragma omp parallel num_threads(kernels::threads())
+  {
+    std::vector<float> x(static_cast<size_t>(T * D.d_c)), v(static_cast<size_t>(T * D.d_v));
+#pragma omp for schedule(static)
+    for (int64_t h = 0; h < D.H; ++h) {
+      for (int64_t t = 0; t < T; ++t)
+        std::copy_n(ctx_lat.data() + (slot[static_cast<size_t>(t)] * D.H + h) * D.d_c, D.d_c, x.data() + t * D.d_c);
+      up_project_value(L, D, h, x.data(), T, v.data());
+      for (int64_t t = 0; t < T; ++t) std::copy_n(v.data() + t * D.d_v, D.d_v, attn + (t * D.H + h) * D.d_v);
+    }
   }
 }
 

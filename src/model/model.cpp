@@ -166,34 +166,65 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
 // A legacy attn_kv_b holds W_UK with its blocks along the latent dimension, so the
 // absorbed query W_UK^T q_nope would be a transposed product, dequantizing the whole
 // matrix every step. Newer files store W_UK^T per head (attn_k_b); for old ones we build
-// it once, in float32 (exact: no requantization), and read it like attn_k_b.
+// it once at load. With the int8 kernels and Q4_0/Q8_0 blocks it keeps the file's
+// values and scales (transpose_legacy_w_uk_quantized: as many bytes per token as the
+// file); otherwise it is float32 (exact, 7× the bytes of Q4_0).
 void Model::transpose_legacy_w_uk() {
   const ModelConfig& c = config_;
   const int64_t H = c.n_heads, d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim, d_c = c.kv_lora_rank;
-  size_t n_legacy = 0;
-  for (const LayerWeights& L : layers) n_legacy += L.w_uk.empty() && !L.wkv_b.empty();
-  if (n_legacy == 0) return;
+  std::vector<LayerWeights*> as_float;
+  for (LayerWeights& L : layers)
+    if (L.w_uk.empty() && !L.wkv_b.empty() && !transpose_legacy_w_uk_quantized(L)) as_float.push_back(&L);
+  if (as_float.empty()) return;
   const size_t per_head = static_cast<size_t>(d_c * d_nope);
-  legacy_w_uk_.assign(n_legacy * static_cast<size_t>(H) * per_head, 0.f);
+  legacy_w_uk_.assign(as_float.size() * static_cast<size_t>(H) * per_head, 0.f);
   std::vector<float> row(static_cast<size_t>(d_c));
   float* out = legacy_w_uk_.data();
-  for (LayerWeights& L : layers) {
-    if (!L.w_uk.empty() || L.wkv_b.empty()) continue;
+  for (LayerWeights* L : as_float) {
     for (int64_t h = 0; h < H; ++h, out += per_head) {
       for (int64_t n = 0; n < d_nope; ++n) {  // row n of W_UK = column n of W_UK^T
-        kernels::get_row(L.wkv_b, h * (d_nope + d_v) + n, row.data());
+        kernels::get_row(L->wkv_b, h * (d_nope + d_v) + n, row.data());
         for (int64_t j = 0; j < d_c; ++j) out[j * d_nope + n] = row[static_cast<size_t>(j)];
       }
-      L.w_uk.push_back(WeightView{GgmlType::F32, reinterpret_cast<const uint8_t*>(out), d_c, d_nope,
-                                  static_cast<size_t>(d_nope) * sizeof(float)});
+      L->w_uk.push_back(WeightView{GgmlType::F32, reinterpret_cast<const uint8_t*>(out), d_c, d_nope,
+                                   static_cast<size_t>(d_nope) * sizeof(float)});
     }
   }
 }
 
+// W_UK^T keeps the file's integers and scales (kernels::transpose_column_scaled): its
+// scales run along the columns, so they sit beside it in w_uk_scale and
+// kernels::matmul_column_scaled folds them into the query. Only when the int8 kernels
+// will tile it (else the float32 copy is faster to read). W_UV, the other half of
+// attn_kv_b, is already in the right orientation: its per-head rows become w_uv views.
+bool Model::transpose_legacy_w_uk_quantized(LayerWeights& L) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.n_heads, d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim, d_c = c.kv_lora_rank;
+  auto w_uk_of = [&](int64_t h) {
+    WeightView w = L.wkv_b;
+    w.data = L.wkv_b.row(h * (d_nope + d_v));
+    w.rows = d_nope;
+    return w;
+  };
+  const size_t per_head = kernels::column_scaled_transpose_bytes(w_uk_of(0));
+  if (!per_head || !kernels::tiled_bytes(L.wkv_b)) return false;
+  std::vector<uint8_t>& blocks = legacy_w_uk_blocks_.emplace_back(static_cast<size_t>(H) * per_head);
+  const int64_t scales_per_head = d_c / 32 * d_nope;
+  L.w_uk_scale.assign(static_cast<size_t>(H * scales_per_head), 0.f);
+  for (int64_t h = 0; h < H; ++h) {
+    L.w_uk.push_back(kernels::transpose_column_scaled(w_uk_of(h), blocks.data() + static_cast<size_t>(h) * per_head,
+                                                      L.w_uk_scale.data() + h * scales_per_head));
+    WeightView uv = L.wkv_b;
+    uv.data = L.wkv_b.row(h * (d_nope + d_v) + d_nope);
+    uv.rows = d_v;
+    L.w_uv.push_back(uv);
+  }
+  return true;
+}
+
 // Every matrix the int8 kernels take in tiles goes into one arena; the file's pages of
 // those tensors are then released, so resident memory stays about one model's size.
-// Not tiled: token_embd (read a row at a time) and the per-head W_UK/W_UV slices (read
-// transposed by the naive path).
+// Not tiled: token_embd (read a row at a time).
 void Model::tile_weights(bool verbose) {
   std::vector<WeightView*> views;
   auto add = [&](WeightView& w) {
@@ -207,6 +238,8 @@ void Model::tile_weights(bool verbose) {
   add(output);
   for (LayerWeights& L : layers) {
     for (WeightView* w : {&L.wq, &L.wq_a, &L.wq_b, &L.wkv_a, &L.wo, &L.router, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) add(*w);
+    for (WeightView& w : L.w_uk) add(w);
+    for (WeightView& w : L.w_uv) add(w);
     add_ffn(L.shared);
     for (ExpertWeights& e : L.experts) add_ffn(e);
   }
@@ -229,6 +262,8 @@ void Model::tile_weights(bool verbose) {
     if (progress && omp_get_thread_num() == 0) progress->update(done);
   }
   if (progress) progress->finish();
+  legacy_w_uk_blocks_.clear();  // tiled now
+  legacy_w_uk_blocks_.shrink_to_fit();
 }
 
 static uint64_t bytes_of(const WeightView& w) { return w.data ? static_cast<uint64_t>(w.rows) * w.row_stride : 0; }
@@ -243,10 +278,12 @@ uint64_t Model::bytes_per_token() const {
   const ModelConfig& c = config_;
   uint64_t n = bytes_of(output) + static_cast<uint64_t>(token_embd.row_stride);  // head + one embedding row
   for (const LayerWeights& L : layers) {
-    // With W_UK^T built from a legacy attn_kv_b, only its W_UV half is still read.
+    // A legacy attn_kv_b is read through the W_UK^T / W_UV views built at load, where
+    // there are some.
     const uint64_t kv_b = bytes_of(L.wkv_b), d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim;
     n += bytes_of(L.wq) + bytes_of(L.wq_a) + bytes_of(L.wq_b) + bytes_of(L.wkv_a) + bytes_of(L.wo) +
-         (L.w_uk.empty() ? kv_b : kv_b * d_v / (d_nope + d_v));
+         (L.w_uk.empty() ? kv_b * d_nope / (d_nope + d_v) : 0) + (L.w_uv.empty() ? kv_b * d_v / (d_nope + d_v) : 0) +
+         L.w_uk_scale.size() * sizeof(float);
     for (const auto& w : L.w_uk) n += bytes_of(w);
     for (const auto& w : L.w_uv) n += bytes_of(w);
     if (L.is_moe) {

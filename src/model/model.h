@@ -27,6 +27,8 @@ struct LayerWeights {
   WeightView wkv_a;                         // d -> kv_lora (c_kv) + d_rope (k_rope)
   std::vector<float> kv_a_norm;
   std::vector<WeightView> w_uk;             // per head: kv_lora rows × d_nope  (absorbed into q)
+  std::vector<float> w_uk_scale;            // legacy attn_kv_b, int8 kernels: per head (kv_lora/32) × d_nope
+                                            // scales of w_uk, whose blocks then have unit scale
   std::vector<WeightView> w_uv;             // per head: d_v rows × kv_lora     (absorbed into o)
   WeightView wkv_b;                         // legacy attn_kv_b: H*(d_nope+d_v) rows × kv_lora
   WeightView wo;                            // H*d_v -> d
@@ -69,9 +71,11 @@ class Model {
   Model() = default;
   void tile_weights(bool verbose);
   void transpose_legacy_w_uk();
+  bool transpose_legacy_w_uk_quantized(LayerWeights& L);
   std::unique_ptr<GgufFile> gguf_;
   AnonymousMemory tiled_;  // the re-laid-out matrices, if any
-  std::vector<float> legacy_w_uk_;  // W_UK^T per head, from a legacy attn_kv_b
+  std::vector<float> legacy_w_uk_;  // W_UK^T per head, from a legacy attn_kv_b (float32)
+  std::vector<std::vector<uint8_t>> legacy_w_uk_blocks_;  // or its blocks, until tiled
   ModelConfig config_;
 };
 

@@ -148,6 +148,40 @@ TEST(QuantizeCli, TiledWeightsGiveTheLogitsOfTheFileLayout) {
     }
 }
 
+// A legacy attn_kv_b with 32-multiple head sizes: under the int8 kernels W_UK^T is kept
+// in the file's blocks (column-scaled, kernels::transpose_column_scaled) and the
+// absorbed query is quantized like every other product's input. Against the file
+// layout (float W_UK^T) the random network's near-tie routing amplifies that into a
+// few % (measured: q4_0 max 0.081 rms 0.028, q8_0 0.061 / 0.024; the file layout on
+// AVX2 vs AVX-512 alone differs by 0.079 / 0.019 for q4_0); a wrong transpose gives
+// unrelated logits (rms ~1).
+TEST(QuantizeCli, LegacyKvbTiledWUKGivesTheLogitsOfTheFileLayout) {
+  auto cfg = nlohmann::json::parse(read_file(fixture("v2lite", "config.json")));
+  cfg["hidden_size"] = 128;
+  cfg["intermediate_size"] = 256;
+  cfg["moe_intermediate_size"] = 64;
+  cfg["kv_lora_rank"] = 64;
+  cfg["qk_nope_head_dim"] = 32;
+  cfg["v_head_dim"] = 32;
+  const std::string cfg_path = test::temp_dir() + "/legacy_kvb_config.json";
+  write_file_atomic(cfg_path, cfg.dump());
+  for (const char* type : {"q8_0", "q4_0"}) {
+    SCOPED_TRACE(type);
+    const std::string model = test::temp_dir() + "/legacy_kvb_" + type + ".gguf";
+    auto r = run_mlamoe({"gen-random", "--config", cfg_path, "--out", model, "--type", type, "--legacy-kv-b", "--seed", "5"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string rows = model + ".rows.f32", tiles = model + ".tiles.f32";
+    r = run_mlamoe({"logits", "-m", model, "--tokens", tokens_of("v2lite"), "--out", rows, "--no-repack"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = run_mlamoe({"logits", "-m", model, "--tokens", tokens_of("v2lite"), "--out", tiles});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const LogitError e = compare(tiles, rows);
+    EXPECT_LE(e.max_rel, 0.2);
+    EXPECT_LE(e.rms_rel, 0.06);
+    std::printf("[ logits ] legacy attn_kv_b %s tiles vs rows: max %.3g rms %.3g\n", type, e.max_rel, e.rms_rel);
+  }
+}
+
 TEST(QuantizeCli, KQuantsOfAWideRandomModelStayCloseToF32) {
   // The v3 fixture's shape with every row a multiple of 256.
   auto cfg = nlohmann::json::parse(read_file(fixture("v3", "config.json")));

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -40,4 +41,102 @@ TEST(MatmulTransposed, MatchesDefinitionOnDequantizedWeights) {
         }
     }
   }
+}
+
+// matmul_column_scaled: W holds integer blocks of unit scale, the true scales run along
+// the columns (one per 32-row group). Checked against the definition in double on
+// every ISA, in the file layout and tiled, with the bound that quantizing the scaled
+// activations to int8 allows (half a step of each 32-value block's largest value).
+TEST(MatmulColumnScaled, MatchesDefinitionOnEveryIsaAndLayout) {
+  using kernels::Isa;
+  const Isa saved = kernels::active_isa();
+  const int64_t rows = 96, cols = 64;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> nib(0, 15), i8(-127, 127);
+  std::vector<float> scale(static_cast<size_t>(rows / 32 * cols));
+  for (auto& s : scale) s = std::ldexp(std::fabs(nd(rng)) + 0.1f, static_cast<int>(rng() % 7) - 3);
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+    const size_t row_bytes = mlamoe::row_bytes(type, cols);
+    std::vector<uint8_t> data(row_bytes * rows);
+    const uint16_t one = fp32_to_fp16(1.0f);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t b = 0; b < cols / 32; ++b) {
+        uint8_t* blk = data.data() + r * row_bytes + b * (type == GgmlType::Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0));
+        std::memcpy(blk, &one, 2);
+        if (type == GgmlType::Q4_0)
+          for (int i = 0; i < 16; ++i) blk[2 + i] = static_cast<uint8_t>(nib(rng) | nib(rng) << 4);
+        else
+          for (int i = 0; i < 32; ++i) blk[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(i8(rng)));
+      }
+    const kernels::WeightView rows_view{type, data.data(), rows, cols, row_bytes};
+    std::vector<float> deq(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) dequantize_row(type, rows_view.row(r), deq.data() + r * cols, cols);
+    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+      if (!kernels::cpu_supports(isa)) continue;
+      kernels::set_isa(isa);
+      std::vector<kernels::WeightView> views{rows_view};
+      std::vector<uint8_t> tiles;
+      if (size_t n = kernels::tiled_bytes(rows_view)) {
+        tiles.resize(n + 64);
+        uint8_t* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(tiles.data()) + 63) & ~uintptr_t{63});
+        views.push_back(kernels::tile_weights(rows_view, aligned));
+      }
+      for (const kernels::WeightView& W : views)
+        for (int64_t n : {1, 5, 12}) {
+          std::vector<float> X(static_cast<size_t>(n * cols)), Y(static_cast<size_t>(n * rows), 123.f);
+          for (auto& v : X) v = nd(rng);
+          kernels::matmul_column_scaled(W, scale.data(), X.data(), n, Y.data());
+          for (int64_t t = 0; t < n; ++t)
+            for (int64_t r = 0; r < rows; ++r) {
+              const float* s = scale.data() + r / 32 * cols;
+              double want = 0, bound = 0;
+              for (int64_t b = 0; b < cols; b += 32) {
+                double amax = 0;
+                for (int64_t c = b; c < b + 32; ++c) amax = std::fmax(amax, std::fabs(double(X[t * cols + c]) * s[c]));
+                for (int64_t c = b; c < b + 32; ++c) {
+                  const double w = deq[r * cols + c], xs = double(X[t * cols + c]) * s[c];
+                  want += w * xs;
+                  bound += std::fabs(w) * (amax / 254.0 * 1.01 + 1e-6 * std::fabs(xs));
+                }
+              }
+              ASSERT_NEAR(Y[t * rows + r], want, bound + 1e-5)
+                  << type_name(type) << " " << kernels::isa_name(isa) << (W.layout == kernels::Layout::Tiles16 ? " tiled" : " rows")
+                  << " n " << n << " t " << t << " r " << r;
+            }
+        }
+    }
+  }
+  kernels::set_isa(saved);
+}
+
+// The column-scaled transpose holds exactly W's values: scale · integer = W[n][j].
+TEST(MatmulColumnScaled, TransposeKeepsEveryValueExactly) {
+  const int64_t rows = 64, cols = 96;
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd;
+  std::vector<float> wf(static_cast<size_t>(rows * cols));
+  for (auto& v : wf) v = nd(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 9) - 4);
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+    const size_t rb = mlamoe::row_bytes(type, cols);
+    std::vector<uint8_t> data(rb * rows);
+    for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, data.data() + r * rb, cols);
+    const kernels::WeightView W{type, data.data(), rows, cols, rb};
+    ASSERT_GT(kernels::column_scaled_transpose_bytes(W), 0u);
+    std::vector<uint8_t> t(kernels::column_scaled_transpose_bytes(W));
+    std::vector<float> scale(static_cast<size_t>(cols / 32 * rows));
+    const kernels::WeightView T = kernels::transpose_column_scaled(W, t.data(), scale.data());
+    ASSERT_EQ(T.rows, cols);
+    ASSERT_EQ(T.cols, rows);
+    std::vector<float> w_row(static_cast<size_t>(cols)), t_row(static_cast<size_t>(rows));
+    for (int64_t j = 0; j < cols; ++j) {
+      kernels::get_row(T, j, t_row.data());
+      for (int64_t n = 0; n < rows; ++n) {
+        kernels::get_row(W, n, w_row.data());
+        ASSERT_EQ(scale[j / 32 * rows + n] * t_row[n], w_row[j]) << type_name(type) << " j " << j << " n " << n;
+      }
+    }
+  }
+  const kernels::WeightView f32{GgmlType::F32, nullptr, 64, 64, 256};
+  EXPECT_EQ(kernels::column_scaled_transpose_bytes(f32), 0u);
 }
