@@ -4,8 +4,11 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "kernels/kernels.h"
 
 namespace mlamoe::kernels {
+
+int64_t quantize_q8_blocks_avx2(const float* x, ActQ8* b, int64_t n);  // act_quant_avx2.cpp
 
 ActFormat activation_format(GgmlType t) {
   switch (t) {
@@ -50,7 +53,11 @@ void quantize_activation_row(ActFormat f, const float* x, void* dst, int64_t col
     case ActFormat::Q8: {
       if (cols % 32) fail("activation row of ", cols, " values is not a multiple of 32");
       auto* b = static_cast<ActQ8*>(dst);
-      for (int64_t i = 0; i < cols / 32; ++i, x += 32) {
+      int64_t i = 0;
+      // The vector path stops at the first block it leaves to this loop, which then
+      // finishes the row (such blocks are rare: zeros, inf/nan, denormal scales).
+      if (active_isa() != Isa::Scalar) i = quantize_q8_blocks_avx2(x, b, cols / 32);
+      for (x += 32 * i; i < cols / 32; ++i, x += 32) {
         b[i].d = quantize_block(x, 32, b[i].qs);
         int32_t s = 0;
         for (int j = 0; j < 32; ++j) s += b[i].qs[j];

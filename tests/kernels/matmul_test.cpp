@@ -227,6 +227,33 @@ INSTANTIATE_TEST_SUITE_P(TiledTypes, TiledMatmulTest, ::testing::Values(GgmlType
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest, ::testing::ValuesIn(kTypes),
                          [](const auto& info) { return std::string(type_name(info.param)); });
 
+// The vector quantizer must give the scalar one's bytes exactly (every ISA then
+// multiplies the same integers), including rows whose special blocks (zeros, inf, nan,
+// denormal and huge values) hand the rest of the row back to the scalar loop.
+TEST(ActivationQuant, EveryIsaGivesTheScalarBytes) {
+  const Isa saved = active_isa();
+  std::mt19937 rng(8);
+  const int64_t cols = 2048;
+  std::vector<std::vector<float>> rows;
+  for (int r = 0; r < 6; ++r) rows.push_back(make_activations(1, cols, r % 2 ? Data::Adversarial : Data::Random, rng));
+  rows[2][100] = INFINITY;
+  rows[3][1500] = NAN;
+  std::fill(rows[4].begin() + 64, rows[4].begin() + 96, 0.f);
+  for (int64_t i = 1024; i < 1056; ++i) rows[5][static_cast<size_t>(i)] = 1e-38f * static_cast<float>(i - 1040);
+  for (auto& v : rows[1]) v *= 1e37f;
+  for (const auto& x : rows) {
+    std::vector<uint8_t> want(activation_row_bytes(ActFormat::Q8, cols)), got(want.size());
+    set_isa(Isa::Scalar);
+    quantize_activation_row(ActFormat::Q8, x.data(), want.data(), cols);
+    for (Isa isa : available_isas()) {
+      set_isa(isa);
+      quantize_activation_row(ActFormat::Q8, x.data(), got.data(), cols);
+      EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size()), 0) << isa_name(isa);
+    }
+  }
+  set_isa(saved);
+}
+
 TEST(ActivationQuant, RoundTripWithinHalfAStep) {
   std::mt19937 rng(5);
   for (ActFormat f : {ActFormat::Q8, ActFormat::Q8K}) {
