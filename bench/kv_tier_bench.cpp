@@ -60,6 +60,7 @@ std::shared_ptr<PagedKvCache> make_cache(bool tiered, const char* type = "f32") 
     o.ram_budget = parse_byte_size(env("MLAMOE_KV_BENCH_BUDGET", "256MiB"));
     o.disk_dir = env("MLAMOE_KV_BENCH_DISK", "/tmp/mlamoe-kv-bench");
     o.read_ahead_threads = std::stoi(env("MLAMOE_KV_BENCH_READERS", "4"));
+    o.read_batch_pages = std::stoi(env("MLAMOE_KV_BENCH_BATCH", "32"));
   }
   return std::make_shared<PagedKvCache>(c.n_layers, c.kv_lora_rank, c.qk_rope_head_dim, o);
 }
@@ -224,6 +225,53 @@ void decode_at_context(benchmark::State& state, bool tiered, const char* type) {
   }
 }
 
+// The tier's streaming rate alone: decode-shaped sweeps (each layer once, two threads
+// taking 1024-position ranges in order, as the attention does) that only touch the
+// rows. What a decode step's I/O costs when nothing else competes for the CPU.
+void sweep_only(benchmark::State& state, const char* type) {
+  const int64_t ctx = std::stoll(env("MLAMOE_KV_BENCH_CTX", "65536"));
+  const int steps = std::stoi(env("MLAMOE_KV_BENCH_DECODE", "3"));
+  auto kv = make_cache(true, type);
+  fill_context(*kv, ctx);
+  std::vector<double> times;
+  KvStats before;
+  for (auto _ : state) {
+    for (int i = 0; i <= steps; ++i) {
+      if (i == 1) before = kv->stats();
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int64_t l = 0; l < kv->n_layers(); ++l) {
+        kv->will_read(0, l, ctx, /*single_pass=*/true);
+        std::atomic<int64_t> next{0};
+        auto sweep = [&] {
+          float sink = 0;
+          for (int64_t from; (from = next.fetch_add(1024)) < ctx;)
+            kv->for_each_run_in(0, l, from, std::min(ctx, from + 1024),
+                                [&](int64_t, int64_t, const float* c, const float* r) { sink += c[0] + r[0]; });
+          benchmark::DoNotOptimize(sink);
+        };
+        std::thread other(sweep);
+        sweep();
+        other.join();
+      }
+      const double t = seconds_since(t0);
+      if (i > 0) times.push_back(t);
+      std::fprintf(stderr, "sweep-only %s at %lld: %.3f s%s\n", type, (long long)ctx, t, i == 0 ? " (warm-up, untimed)" : "");
+    }
+    double total = 0;
+    for (double t : times) total += t;
+    state.SetIterationTime(total);
+  }
+  std::sort(times.begin(), times.end());
+  const KvStats s = kv->stats();
+  const double decoded = static_cast<double>(times.size());
+  state.counters["median_s_per_sweep"] = times[times.size() / 2];
+  state.counters["min_s"] = times.front();
+  state.counters["max_s"] = times.back();
+  state.counters["GB_read_per_sweep"] = double(s.bytes_read - before.bytes_read) / decoded / 1e9;
+  state.counters["GBps"] = double(s.bytes_read - before.bytes_read) / decoded / times[times.size() / 2] / 1e9;
+  state.counters["disk_busy_share"] = (s.io_busy_s - before.io_busy_s) / (decoded * times[times.size() / 2]);
+}
+
 // A 4K-token shared prefix: request A computes it, request B (same prefix, another
 // final token) reuses it through the radix tree.
 void prefix_ttft(benchmark::State& state) {
@@ -271,6 +319,7 @@ BENCHMARK_CAPTURE(decode_at_context, all_ram_f32, false, "f32")->Iterations(1)->
 BENCHMARK_CAPTURE(decode_at_context, ssd_tier_f32, true, "f32")->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
 BENCHMARK_CAPTURE(decode_at_context, all_ram_f16, false, "f16")->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
 BENCHMARK_CAPTURE(decode_at_context, ssd_tier_f16, true, "f16")->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
+BENCHMARK_CAPTURE(sweep_only, ssd_tier_f32, "f32")->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
 BENCHMARK(prefix_ttft)->Iterations(5)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -53,6 +53,7 @@ PagedKvCache::PagedKvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_
     : KvCache(n_layers, kv_lora_rank, rope_dim), opts_(std::move(opts)), tree_(opts_.block_tokens) {
   if (opts_.block_tokens <= 0) fail("KV block size must be positive, got ", opts_.block_tokens);
   B_ = opts_.block_tokens;
+  batch_pages_ = static_cast<size_t>(std::clamp<int64_t>(opts_.read_batch_pages, 1, kSlotGroup));
   if (opts_.type != GgmlType::F32 && opts_.type != GgmlType::F16 && opts_.type != GgmlType::BF16 &&
       opts_.type != GgmlType::Q8_0)
     fail("KV cache type must be f32, f16, bf16 or q8_0");
@@ -106,7 +107,7 @@ PagedKvCache::Buffer PagedKvCache::new_buffer(bool zeroed) const {
 }
 
 void PagedKvCache::recycle(Buffer& b) const {
-  if (spare_buffers_.size() < 2 * kReadBatchPages) spare_buffers_.push_back(std::move(b));
+  if (spare_buffers_.size() < 2 * batch_pages_) spare_buffers_.push_back(std::move(b));
   b.reset();
 }
 
@@ -326,7 +327,7 @@ uint8_t* PagedKvCache::acquire(uint64_t id, Lock& lk) const {
       // Demand read: this page and the cold pages after it on disk, in one request (the
       // extra ones only where room comes from pages this sweep has not used).
       ++stats_.demand_reads;
-      read_batch(id, kReadBatchPages, /*first_unconditional=*/true, lk);
+      read_batch(id, batch_pages_, /*first_unconditional=*/true, lk);
       p = &page(id);
     }
     sweep_wait_clock_.leave();
@@ -485,6 +486,10 @@ void PagedKvCache::BusyClock::leave() {
   if (--active == 0) seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
 
+double PagedKvCache::BusyClock::total() const {
+  return seconds + (active > 0 ? std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count() : 0.0);
+}
+
 void PagedKvCache::room_event() const {
   if (++room_epoch_ < room_wake_at_) return;
   room_wake_at_ = UINT64_MAX;
@@ -502,7 +507,7 @@ void PagedKvCache::prefetch_loop() {
     const uint64_t id = prefetch_queue_.front();
     prefetch_queue_.pop_front();
     // Room may only come from what read-ahead may evict (read_ahead_may_evict).
-    const size_t n = read_batch(id, kReadBatchPages, /*first_unconditional=*/false, lk);
+    const size_t n = read_batch(id, batch_pages_, /*first_unconditional=*/false, lk);
     stats_.pages_prefetched += n;
     const Page& p = page(id);
     if (n > 0 || p.data || p.loading || !p.on_disk) continue;
@@ -510,7 +515,7 @@ void PagedKvCache::prefetch_loop() {
     // up until the next sweep (which left the disk idle while the sweep ran), wait until
     // the sweep has spent about half a batch of pages, or a new sweep begins, and retry.
     prefetch_queue_.push_front(id);
-    const uint64_t generation = queue_generation_, target = room_epoch_ + kReadBatchPages / 2;
+    const uint64_t generation = queue_generation_, target = room_epoch_ + batch_pages_ / 2;
     room_wait_clock_.enter();
     while (!stop_ && generation == queue_generation_ && room_epoch_ < target) {
       room_wake_at_ = std::min(room_wake_at_, target);  // room_event() resets it when it notifies
@@ -576,9 +581,9 @@ KvStats PagedKvCache::stats() const {
   Lock lk(mu_);
   KvStats s = stats_;
   s.resident_bytes = resident_;
-  s.io_busy_s = io_clock_.seconds;
-  s.sweep_wait_s = sweep_wait_clock_.seconds;
-  s.room_wait_s = room_wait_clock_.seconds;
+  s.io_busy_s = io_clock_.total();
+  s.sweep_wait_s = sweep_wait_clock_.total();
+  s.room_wait_s = room_wait_clock_.total();
   s.blocks_in_prefix_tree = tree_.n_blocks();
   return s;
 }

@@ -52,8 +52,10 @@ struct PagedKvOptions {
   // multiples, so the RAM budget is what the cache really uses and reads really hit
   // the SSD; silently buffered where the file system cannot.
   bool direct_io = true;
-  // Reads in flight ahead of the sweep (threads issuing one preadv each).
+  // Reads in flight ahead of the sweep (threads issuing one preadv each), and the most
+  // pages of one layer a read request covers (adjacent on disk; at most 64).
   int read_ahead_threads = 4;
+  int read_batch_pages = 32;
 };
 
 // "f32" | "f16" | "bf16" | "q8_0" -> type; Error otherwise.
@@ -176,6 +178,7 @@ class PagedKvCache final : public KvCache {
     double seconds = 0;
     void enter();
     void leave();
+    double total() const;  // including an interval still open
   };
 
   Seq& seq_state(int32_t seq);
@@ -200,7 +203,7 @@ class PagedKvCache final : public KvCache {
   // by layer, so a layer's pages of consecutive blocks are adjacent and one request
   // reads many of them.
   static constexpr uint64_t kSlotGroup = 64;
-  static constexpr size_t kReadBatchPages = 32;
+  size_t batch_pages_;  // options().read_batch_pages, clamped to [1, kSlotGroup]
   off_t slot_offset(uint64_t id) const;
   // Reads page `id` and up to max_pages - 1 following cold pages of the same layer that
   // are adjacent on disk, in one request (Lock held; dropped while reading). Room for
@@ -224,7 +227,7 @@ class PagedKvCache final : public KvCache {
   std::vector<int32_t> free_blocks_;
   std::map<int32_t, Seq> seqs_;
   PrefixTree tree_;
-  mutable std::vector<Buffer> spare_buffers_;  // at most 2 × kReadBatchPages
+  mutable std::vector<Buffer> spare_buffers_;  // at most 2 × batch_pages_
   mutable std::list<uint64_t> lru_;  // resident pages, least recently used first
   mutable uint64_t clock_ = 0, resident_ = 0;
   mutable KvStats stats_;
