@@ -56,10 +56,11 @@ void restore_prefixes(const std::string& path, PagedKvCache& kv, int32_t scratch
   }
 }
 
-void save_prefixes(const std::string& path, PagedKvCache& kv, int32_t scratch, uint64_t model_id) {
+void save_prefixes(const std::string& path, PagedKvCache& kv, int32_t scratch, uint64_t model_id, bool report = true) {
   const auto t0 = std::chrono::steady_clock::now();
   const PrefixCacheFile w = save_prefix_cache(path, kv, scratch, model_id);
-  std::fprintf(stderr, "serve: session %s: saved %llu sequences, %llu tokens (%s) in %.2f s\n", path.c_str(),
+  if (report)
+    std::fprintf(stderr, "serve: session %s: saved %llu sequences, %llu tokens (%s) in %.2f s\n", path.c_str(),
                (unsigned long long)w.sequences, (unsigned long long)w.tokens, mib(w.bytes).c_str(), seconds_since(t0));
 }
 
@@ -72,6 +73,10 @@ int run_serve(int argc, char** argv) {
   app.add_option("--session", kf.session,
                  "keep the prefix cache (the KV entries of cached prompts) in this file across restarts: saved at "
                  "shutdown, restored at start");
+  double session_interval = 0;
+  app.add_option("--session-save-interval", session_interval,
+                 "with --session, also save when idle, at most every this many seconds (0: only at shutdown)")
+      ->capture_default_str();
   std::string prefix_cache = "256MiB";
   server::ServerOptions so;
   server::SchedulerOptions sched;
@@ -106,6 +111,7 @@ int run_serve(int argc, char** argv) {
     if (sched.prefill_chunk < 1) fail("-b: must be at least 1");
     if (so.timeout_seconds < 1) fail("--timeout: must be at least 1 second");
     if (so.limits.max_tokens_cap < 1) fail("--max-tokens: must be at least 1");
+    if (session_interval < 0) fail("--session-save-interval: must not be negative");
     so.max_body_bytes = parse_byte_size(max_body);
     if (so.max_body_bytes < 1024) fail("--max-body: must be at least 1KiB");
     so.log_requests = !quiet;
@@ -157,6 +163,17 @@ int run_serve(int argc, char** argv) {
       if (prefix_bytes == 0) fail("--session keeps the prefix cache across restarts: it needs --kv-prefix-cache above 0");
       model_id = model_identity(*model);
       restore_prefixes(kf.session, *kv, session_seq, model_id);
+      if (session_interval > 0) {
+        // A crash then loses at most what came after the last idle moment.
+        sched.idle_interval = session_interval;
+        sched.on_idle = [&, verbose = mf.verbose] {
+          try {
+            save_prefixes(kf.session, *kv, session_seq, model_id, verbose);
+          } catch (const Error& e) {
+            std::fprintf(stderr, "warning: serve: could not save the session: %s\n", e.what());
+          }
+        };
+      }
     }
     so.model_id = alias.empty() ? std::filesystem::path(mf.model).filename().string() : alias;
     so.aliases = {std::filesystem::path(mf.model).stem().string()};

@@ -170,6 +170,7 @@ void Scheduler::admit_locked() {
 
 void Scheduler::release_kv(Active& a, bool keep_for_reuse) {
   if (paged_ && keep_for_reuse) {
+    published_since_idle_hook_ = true;
     const int64_t n = std::min<int64_t>(engine_.kv().length(a.slot), static_cast<int64_t>(a.tokens.size()));
     paged_->publish(a.slot, std::span<const int32_t>(a.tokens.data(), static_cast<size_t>(n)));
     paged_->release(a.slot);
@@ -261,8 +262,10 @@ void Scheduler::step() {
     a->n_cached += n;
     // A prompt that is in becomes reusable at once (concurrent requests with the same
     // system prompt share it).
-    if (paged_ && opts_.share_prefixes && a->n_cached == a->n_prompt)
+    if (paged_ && opts_.share_prefixes && a->n_cached == a->n_prompt) {
       paged_->publish(a->slot, std::span<const int32_t>(a->tokens.data(), a->n_prompt));
+      published_since_idle_hook_ = true;
+    }
   }
   const int64_t n_vocab = engine_.model().config().vocab_size;
   for (size_t r = 0; r < rows.size(); ++r) {
@@ -286,11 +289,39 @@ void Scheduler::record_step(int64_t prompt_tokens, int64_t decode_tokens, double
   while (!recent_.empty() && now - recent_.front().at > std::chrono::seconds(10)) recent_.pop_front();
 }
 
+bool Scheduler::has_work_locked() const {
+  return stopping_ || !active_.empty() || (!waiting_.empty() && !free_slots_.empty());
+}
+
+void Scheduler::run_idle_hook() {
+  const KvStats before = paged_ ? paged_->stats() : KvStats{};
+  try {
+    opts_.on_idle();
+  } catch (...) {
+    // The hook reports its own failures; the scheduler goes on serving.
+  }
+  const KvStats after = paged_ ? paged_->stats() : KvStats{};
+  hidden_.prefix_lookups += after.prefix_lookups - before.prefix_lookups;
+  hidden_.prefix_hits += after.prefix_hits - before.prefix_hits;
+  hidden_.prefix_tokens_requested += after.prefix_tokens_requested - before.prefix_tokens_requested;
+  hidden_.prefix_tokens_reused += after.prefix_tokens_reused - before.prefix_tokens_reused;
+  published_since_idle_hook_ = false;
+  last_idle_hook_ = Clock::now();
+}
+
 void Scheduler::loop() {
   for (;;) {
     {
       std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return stopping_ || !active_.empty() || (!waiting_.empty() && !free_slots_.empty()); });
+      if (opts_.on_idle && published_since_idle_hook_ && !has_work_locked()) {
+        const auto due = last_idle_hook_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opts_.idle_interval));
+        if (!cv_.wait_until(lk, due, [&] { return has_work_locked(); })) {
+          lk.unlock();
+          run_idle_hook();
+          continue;
+        }
+      }
+      cv_.wait(lk, [&] { return has_work_locked(); });
       if (stopping_ && active_.empty()) break;
       if (!stopping_) {
         expire_waiting_locked(Clock::now());
@@ -312,10 +343,10 @@ void Scheduler::loop() {
     const uint64_t kv_bytes = engine_.kv().bytes_used();
     const KvStats ks = paged_ ? paged_->stats() : KvStats{};
     std::lock_guard sl(stats_mu_);
-    stats_.prefix_lookups = ks.prefix_lookups;
-    stats_.prefix_hits = ks.prefix_hits;
-    stats_.prefix_tokens_requested = ks.prefix_tokens_requested;
-    stats_.prefix_tokens_reused = ks.prefix_tokens_reused;
+    stats_.prefix_lookups = ks.prefix_lookups - hidden_.prefix_lookups;
+    stats_.prefix_hits = ks.prefix_hits - hidden_.prefix_hits;
+    stats_.prefix_tokens_requested = ks.prefix_tokens_requested - hidden_.prefix_tokens_requested;
+    stats_.prefix_tokens_reused = ks.prefix_tokens_reused - hidden_.prefix_tokens_reused;
     stats_.prefix_blocks = ks.blocks_in_prefix_tree;
     stats_.active = static_cast<int64_t>(active_.size());
     stats_.kv_tokens_reserved = reserved_;

@@ -78,6 +78,12 @@ struct SchedulerOptions {
   int64_t kv_tokens = 0;     // KV positions all sequences may reserve; 0: max_sequences × n_ctx
   bool share_prefixes = true;  // with a PagedKvCache: reuse and publish prompt prefixes
   double request_timeout = 0;  // seconds from submission to the last token; 0: no limit
+  // Called on the scheduler thread once it is idle (nothing running or admissible) and
+  // sequences were published since the last call, at most every `idle_interval`
+  // seconds (serve --session saves the prefix cache there). Requests that arrive
+  // meanwhile wait for it. Prefix lookups it makes are not counted in the stats.
+  std::function<void()> on_idle;
+  double idle_interval = 0;
 };
 
 struct SchedulerStats {
@@ -135,6 +141,8 @@ class Scheduler {
   void record_step(int64_t prompt_tokens, int64_t decode_tokens, double seconds);
 
   void release_kv(Active& a, bool keep_for_reuse);
+  bool has_work_locked() const;
+  void run_idle_hook();
 
   Engine& engine_;
   PagedKvCache* paged_;  // the engine's cache if it shares prefixes, else null
@@ -152,6 +160,9 @@ class Scheduler {
   std::vector<std::unique_ptr<Active>> active_;
   std::vector<int32_t> free_slots_;
   int64_t reserved_ = 0;
+  bool published_since_idle_hook_ = false;
+  Clock::time_point last_idle_hook_{};
+  KvStats hidden_;  // prefix lookups made by on_idle, left out of the stats
 
   mutable std::mutex stats_mu_;
   SchedulerStats stats_;

@@ -119,3 +119,25 @@ TEST(ServeSession, NeedsThePrefixCache) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--kv-prefix-cache"), std::string::npos) << r.err;
 }
+
+// --session-save-interval: the cache is also saved when the server is idle, so a server
+// that is then SIGKILLed (no clean shutdown) still leaves it for the next start.
+TEST(ServeSession, IdleSaveSurvivesASigkill) {
+  const std::string dir = temp_dir() + "/serve-idle", session = dir + "/prefixes.session";
+  std::filesystem::create_directories(dir);
+  int64_t prompt_tokens = 0;
+  {
+    Server first({"-c", "1024", "--session", session, "--session-save-interval", "0.1"});
+    const Reply r = post(first, "/v1/completions", completion(" Question: who reads it?"));
+    ASSERT_EQ(r.status, 200) << r.body;
+    prompt_tokens = r.as_json()["usage"]["prompt_tokens"].get<int64_t>();
+    for (int i = 0; i < 200 && !std::filesystem::exists(session); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(std::filesystem::exists(session)) << first.log();
+    EXPECT_EQ(first.stop(SIGKILL), 128 + SIGKILL);
+  }
+  Server second({"-c", "1024", "--session", session});
+  EXPECT_NE(second.log().find("session " + session + ": restored"), std::string::npos) << second.log();
+  const Reply r = post(second, "/v1/completions", completion(" Question: what is stored?"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_GE(cached_tokens(r.as_json()), prompt_tokens - 16);
+}

@@ -4,6 +4,8 @@
 // limits, the queue and shutdown behave.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <thread>
@@ -474,4 +476,59 @@ TEST(Scheduler, RestoredPrefixCacheKeepsTheMostRecentWithinItsBudget) {
   PagedKvCache kv_b(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
   restore_prefix_cache(path, kv_b, 99, model_identity(m));
   EXPECT_EQ(kv_b.cached_sequences(), std::vector<std::vector<int32_t>>{saved[2]});
+}
+
+// The idle hook (serve --session-save-interval): called once the scheduler is idle after
+// publishing, never while a sequence runs, not again without new sequences; the prefix
+// lookups it makes (saving attaches every cached sequence) stay out of the stats.
+TEST(Scheduler, IdleHookRunsWhenIdleAfterPublishingAndIsNotCounted) {
+  const Model& m = fixture_model();
+  PagedKvOptions ko;
+  ko.block_tokens = 4;
+  ko.max_ctx = 128;
+  auto kv = std::make_shared<PagedKvCache>(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
+  Engine engine(m, EngineOptions{128}, kv);
+  SchedulerOptions so;
+  so.max_sequences = 2;
+  std::atomic<int> calls{0}, calls_while_active{0};
+  Scheduler* self = nullptr;
+  const std::string path = test::temp_dir() + "/idle.session";
+  so.on_idle = [&] {
+    if (self->stats().active != 0) ++calls_while_active;
+    save_prefix_cache(path, *kv, so.max_sequences, 1);
+    ++calls;
+  };
+  Scheduler s(engine, so);
+  self = &s;
+  s.start();
+  auto wait_calls = [&](int n) {
+    for (int i = 0; i < 400 && calls < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return calls.load();
+  };
+  EXPECT_EQ(wait_calls(1), 0) << "nothing published yet";
+  auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
+  s.submit(request(prompt_of("a prompt that gets saved"), 6, a));
+  s.submit(request(prompt_of("the other prompt"), 6, b));  // shares no token with a, admitted with it or after
+  wait(*a);
+  wait(*b);
+  EXPECT_EQ(wait_calls(1), 1);
+  EXPECT_EQ(wait_calls(2), 1) << "no new sequence, no new call";
+  EXPECT_EQ(calls_while_active, 0);
+  EXPECT_TRUE(std::filesystem::exists(path));
+  auto c = std::make_shared<Outcome>();
+  s.submit(request(prompt_of("a prompt that gets saved, again"), 4, c));
+  wait(*c);
+  EXPECT_EQ(wait_calls(2), 2);
+  // Four requests looked up the cache (the last one refreshes the stats after the
+  // second save); the saves' lookups are not counted.
+  auto d = std::make_shared<Outcome>();
+  s.submit(request(prompt_of("x"), 1, d));
+  wait(*d);
+  SchedulerStats st = s.stats();
+  for (int i = 0; i < 200 && st.prefix_lookups < 4; ++i) {  // the loop copies the stats right after the step
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    st = s.stats();
+  }
+  EXPECT_EQ(st.prefix_lookups, 4u);
+  EXPECT_EQ(st.prefix_hits, 1u) << "only the third request shares a prefix";
 }
