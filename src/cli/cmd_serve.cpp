@@ -61,7 +61,7 @@ void save_prefixes(const std::string& path, PagedKvCache& kv, int32_t scratch, u
   const PrefixCacheFile w = save_prefix_cache(path, kv, scratch, model_id);
   if (report)
     std::fprintf(stderr, "serve: session %s: saved %llu sequences, %llu tokens (%s) in %.2f s\n", path.c_str(),
-               (unsigned long long)w.sequences, (unsigned long long)w.tokens, mib(w.bytes).c_str(), seconds_since(t0));
+                 (unsigned long long)w.sequences, (unsigned long long)w.tokens, mib(w.bytes).c_str(), seconds_since(t0));
 }
 
 int run_serve(int argc, char** argv) {
