@@ -51,6 +51,7 @@ bool leftover_temp_files(const std::string& dir) {
 
 TEST(ServeSession, PrefixCacheSurvivesARestartAndABrokenFileIsRefused) {
   const std::string dir = temp_dir() + "/serve-session", session = dir + "/prefixes.session";
+  std::filesystem::remove_all(dir);  // a first start, also under --gtest_repeat
   std::filesystem::create_directories(dir);
   const std::vector<std::string> flags = {"-c", "1024", "--session", session, "--verbose"};
 
@@ -124,6 +125,7 @@ TEST(ServeSession, NeedsThePrefixCache) {
 // that is then SIGKILLed (no clean shutdown) still leaves it for the next start.
 TEST(ServeSession, IdleSaveSurvivesASigkill) {
   const std::string dir = temp_dir() + "/serve-idle", session = dir + "/prefixes.session";
+  std::filesystem::remove_all(dir);  // a first start, also under --gtest_repeat
   std::filesystem::create_directories(dir);
   int64_t prompt_tokens = 0;
   {
