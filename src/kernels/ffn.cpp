@@ -23,6 +23,7 @@ struct WorkItem {
 struct MoeScratch {  // per calling thread, grow-only
   std::vector<int64_t> count, start;
   std::vector<int32_t> slot_order, slot_row;  // slots sorted by expert; slot -> row in grouped arrays
+  std::vector<int32_t> by_load;               // selected experts, most tokens first
   std::vector<uint8_t> x_gate, x_up, grouped_gate, grouped_up, h_q;
   std::vector<float> g, u, down;
   std::vector<WorkItem> items;
@@ -83,15 +84,20 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
       row_of[i] = static_cast<int32_t>(row);
     }
   }
+  // Items of the experts with the most tokens first (the shared experts take every
+  // token): the threads then pick up the small ones at the end and finish together.
+  std::vector<int32_t>& busiest = s.by_load;
+  busiest.clear();
+  for (int64_t e = 0; e < n_experts; ++e)
+    if (count[e]) busiest.push_back(static_cast<int32_t>(e));
+  std::stable_sort(busiest.begin(), busiest.end(), [&](int32_t a, int32_t b) { return count[a] > count[b]; });
   s.items.clear();
-  for (int64_t e = 0; e < n_experts; ++e)
-    if (count[e]) {
-      add_items(s.items, static_cast<int32_t>(e), 0, ff);
-      add_items(s.items, static_cast<int32_t>(e), 1, ff);
-    }
+  for (int32_t e : busiest) {
+    add_items(s.items, e, 0, ff);
+    add_items(s.items, e, 1, ff);
+  }
   const size_t n_gate_up = s.items.size();
-  for (int64_t e = 0; e < n_experts; ++e)
-    if (count[e]) add_items(s.items, static_cast<int32_t>(e), 2, d);
+  for (int32_t e : busiest) add_items(s.items, e, 2, d);
 
   const ActFormat fg = kernel_activation_format(e0.gate), fu = kernel_activation_format(e0.up),
                   fd = kernel_activation_format(e0.down);

@@ -165,27 +165,54 @@ static int64_t split_row(const WeightView& W, int64_t i, int64_t m) {
 }
 
 void matmul(const WeightView& W, const float* X, int64_t n, float* Y) {
-  if (n <= 0 || W.rows <= 0) return;
-  check_view(W);
-  const ActFormat f = kernel_activation_format(W);
-  const size_t x_stride = activation_row_bytes(f, W.cols);
+  const Product p{&W, Y};
+  matmul_same_input(&p, 1, X, n);
+}
+
+// Several matrices on one input: the input is quantized once, and every thread takes
+// its share of each matrix in the same parallel region (one fork/join, no barrier
+// between the matrices).
+void matmul_same_input(const Product* products, int count, const float* X, int64_t n) {
+  if (n <= 0 || count <= 0) return;
+  const WeightView& W0 = *products[0].W;
+  for (int i = 0; i < count; ++i) {
+    const WeightView& W = *products[i].W;
+    check_view(W);
+    if (W.cols != W0.cols || kernel_activation_format(W) != kernel_activation_format(W0)) {
+      for (int j = 0; j < count; ++j) matmul(*products[j].W, X, n, products[j].Y);  // mixed inputs: one at a time
+      return;
+    }
+  }
+  const ActFormat f = kernel_activation_format(W0);
+  const size_t x_stride = activation_row_bytes(f, W0.cols);
   const uint8_t* xq = reinterpret_cast<const uint8_t*>(X);
   uint8_t* buf = f == ActFormat::F32 ? nullptr : activation_scratch(x_stride * static_cast<size_t>(n));
   if (buf) xq = buf;
-  const int nt = work_threads(W, n);
+  int nt = 1;
+  for (int i = 0; i < count; ++i) {
+    WeightView all = *products[i].W;
+    all.rows = 0;
+    for (int j = 0; j < count; ++j) all.rows += products[j].W->rows;  // the work of all of them
+    nt = std::max(nt, work_threads(all, n));
+  }
+  auto run = [&](int64_t i, int64_t m) {
+    for (int p = 0; p < count; ++p) {
+      const WeightView& W = *products[p].W;
+      matmul_rows(W, split_row(W, i, m), split_row(W, i + 1, m), xq, x_stride, n, products[p].Y, static_cast<size_t>(W.rows));
+    }
+  };
   if (nt == 1) {
-    for (int64_t t = 0; buf && t < n; ++t) quantize_activation_row(f, X + t * W.cols, buf + static_cast<size_t>(t) * x_stride, W.cols);
-    matmul_rows(W, 0, W.rows, xq, x_stride, n, Y, static_cast<size_t>(W.rows));
+    for (int64_t t = 0; buf && t < n; ++t) quantize_activation_row(f, X + t * W0.cols, buf + static_cast<size_t>(t) * x_stride, W0.cols);
+    run(0, 1);
     return;
   }
 #pragma omp parallel num_threads(nt)
   {
     if (buf) {
 #pragma omp for schedule(static)
-      for (int64_t t = 0; t < n; ++t) quantize_activation_row(f, X + t * W.cols, buf + static_cast<size_t>(t) * x_stride, W.cols);
+      for (int64_t t = 0; t < n; ++t) quantize_activation_row(f, X + t * W0.cols, buf + static_cast<size_t>(t) * x_stride, W0.cols);
     }
-    const int64_t i = omp_get_thread_num(), m = omp_get_num_threads();
-    matmul_rows(W, split_row(W, i, m), split_row(W, i + 1, m), xq, x_stride, n, Y, static_cast<size_t>(W.rows));
+    run(omp_get_thread_num(), omp_get_num_threads());
   }
 }
 

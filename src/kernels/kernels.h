@@ -47,6 +47,14 @@ struct WeightView {
 // row-major. Weights are dequantized inside the dot product (never a float copy of W).
 void matmul(const WeightView& W, const float* X, int64_t n, float* Y);
 
+// Y_i = W_i X for several matrices with the same input (MLA's W_Q and W_DKV, both fed
+// by the normed hidden state): one quantization of X, one parallel pass.
+struct Product {
+  const WeightView* W;
+  float* Y;
+};
+void matmul_same_input(const Product* products, int count, const float* X, int64_t n);
+
 // Reference: dequantize each row, dot in double-free float32. Single-threaded, slow,
 // the ground truth every fast path is tested against.
 void matmul_reference(const WeightView& W, const float* X, int64_t n, float* Y);
@@ -62,6 +70,11 @@ size_t tiled_bytes(const WeightView& W);
 // Writes the tiled copy of W (a Rows view) into dst (tiled_bytes(W) bytes, 64-byte
 // aligned) and returns a view of it.
 WeightView tile_weights(const WeightView& W, uint8_t* dst);
+
+// Views of part of a matrix in either layout, no copy: rows [r0, r0 + n) (r0 a multiple
+// of 16 when tiled) and columns [c0, c0 + n) (c0 and n multiples of the block size).
+WeightView row_slice(const WeightView& W, int64_t r0, int64_t n);
+WeightView column_slice(const WeightView& W, int64_t c0, int64_t n);
 
 // A SwiGLU feed-forward block: a DeepSeekMoE routed expert, the shared experts taken
 // together, or a dense FFN. FFN(x) = W_down · (silu(W_gate · x) ⊙ (W_up · x)).

@@ -64,6 +64,30 @@ WeightView tile_weights(const WeightView& W, uint8_t* dst) {
   return t;
 }
 
+WeightView row_slice(const WeightView& W, int64_t r0, int64_t n) {
+  if (r0 < 0 || n < 0 || r0 + n > W.rows) fail("row_slice: rows [", r0, ", ", r0 + n, ") of a ", W.rows, "-row matrix");
+  WeightView v = W;
+  v.rows = n;
+  if (W.layout == Layout::Tiles16) {
+    if (r0 % kTileRows) fail("row_slice: a tiled matrix is cut at multiples of ", kTileRows, " rows, not at ", r0);
+    v.data = W.data + static_cast<size_t>(r0 / kTileRows) * W.tile_stride;
+  } else {
+    v.data = W.row(r0);
+  }
+  return v;
+}
+
+WeightView column_slice(const WeightView& W, int64_t c0, int64_t n) {
+  const TypeTraits* tt = type_traits(W.type);
+  const int64_t bs = tt ? tt->block_size : 1;
+  if (c0 < 0 || n <= 0 || c0 + n > W.cols || c0 % bs || n % bs)
+    fail("column_slice: columns [", c0, ", ", c0 + n, ") of ", W.cols, " do not fall on ", bs, "-value blocks");
+  WeightView v = W;
+  v.cols = n;
+  v.data = W.data + (W.layout == Layout::Tiles16 ? static_cast<size_t>(c0 / 32) * tile_block_bytes(W.type) : row_bytes(W.type, c0));
+  return v;
+}
+
 void dequantize_tiled_row(const WeightView& W, int64_t r, float* dst) {
   const int64_t nb = W.cols / 32, lane = r % kTileRows;
   const size_t bb = tile_block_bytes(W.type);

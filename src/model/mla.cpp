@@ -234,13 +234,16 @@ void mla_attention(const AttentionContext& ctx, const LayerWeights& L, int64_t l
   const ModelConfig& c = ctx.config;
   const Dims D(c);
 
-  // Queries: [q_nope | q_rope] per head, rope rotated.
-  std::vector<float> q(static_cast<size_t>(T * D.H * D.d_qk));
+  // Queries: [q_nope | q_rope] per head, rope rotated; the latent c_kv and shared k_rope
+  // (W_DKV h) come from the same input in the same pass.
+  std::vector<float> q(static_cast<size_t>(T * D.H * D.d_qk)), kv_a(static_cast<size_t>(T * (D.d_c + D.d_rope)));
   if (!L.wq.empty()) {
-    kernels::matmul(L.wq, h, T, q.data());
+    const kernels::Product p[] = {{&L.wq, q.data()}, {&L.wkv_a, kv_a.data()}};
+    kernels::matmul_same_input(p, 2, h, T);
   } else {
     std::vector<float> c_q(static_cast<size_t>(T * c.q_lora_rank));
-    kernels::matmul(L.wq_a, h, T, c_q.data());
+    const kernels::Product p[] = {{&L.wq_a, c_q.data()}, {&L.wkv_a, kv_a.data()}};
+    kernels::matmul_same_input(p, 2, h, T);
     for (int64_t t = 0; t < T; ++t)
       rms_norm(c_q.data() + t * c.q_lora_rank, L.q_a_norm.data(), c.q_lora_rank, c.rms_norm_eps, c_q.data() + t * c.q_lora_rank);
     kernels::matmul(L.wq_b, c_q.data(), T, q.data());
@@ -251,8 +254,6 @@ void mla_attention(const AttentionContext& ctx, const LayerWeights& L, int64_t l
 
   // Latent c_kv and shared k_rope: appended to the cache before attending, so a token
   // sees itself and the earlier tokens of its own batch.
-  std::vector<float> kv_a(static_cast<size_t>(T * (D.d_c + D.d_rope)));
-  kernels::matmul(L.wkv_a, h, T, kv_a.data());
   for (int64_t t = 0; t < T; ++t) {
     float* c_kv = kv_a.data() + t * (D.d_c + D.d_rope);
     float* k_rope = c_kv + D.d_c;

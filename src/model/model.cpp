@@ -156,6 +156,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     m->transpose_legacy_w_uk();
     m->tile_weights(opts.verbose);
   }
+  m->split_shared_experts();
   if (opts.verbose) {
     std::fprintf(stderr, "loaded %s: %lld layers, %zu tensors, %.2f MB of weights\n", path.c_str(),
                  static_cast<long long>(c.n_layers), f.tensors().size(), m->weight_bytes() / 1e6);
@@ -220,6 +221,25 @@ bool Model::transpose_legacy_w_uk_quantized(LayerWeights& L) {
     L.w_uv.push_back(uv);
   }
   return true;
+}
+
+// Shared expert j is rows [j·ff, (j+1)·ff) of the shared gate and up matrices and the
+// same columns of the shared down matrix (ff = moe_intermediate_size): the sum of the
+// n_shared experts' outputs is the wide MLP's output.
+void Model::split_shared_experts() {
+  const int64_t n_shared = config_.n_shared_experts, ff = config_.moe_intermediate_size;
+  for (LayerWeights& L : layers) {
+    if (!L.is_moe || L.experts.empty() || L.shared.gate.empty() || n_shared <= 0) continue;
+    const ExpertWeights& e = L.experts[0];
+    const auto same_kind = [](const WeightView& a, const WeightView& b) { return a.type == b.type && a.layout == b.layout; };
+    if (L.shared.gate.rows != n_shared * ff || !same_kind(L.shared.gate, e.gate) || !same_kind(L.shared.up, e.up) ||
+        !same_kind(L.shared.down, e.down) || e.gate.rows != ff || (L.shared.gate.layout == kernels::Layout::Tiles16 && ff % 16))
+      continue;
+    L.routed_and_shared = L.experts;
+    for (int64_t j = 0; j < n_shared; ++j)
+      L.routed_and_shared.push_back({kernels::row_slice(L.shared.gate, j * ff, ff), kernels::row_slice(L.shared.up, j * ff, ff),
+                                     kernels::column_slice(L.shared.down, j * ff, ff)});
+  }
 }
 
 // Every matrix the int8 kernels take in tiles goes into one arena; the file's pages of

@@ -38,6 +38,10 @@ struct LayerWeights {
   std::vector<float> routing_bias;          // e_score_correction_bias (V3), selection only
   std::vector<ExpertWeights> experts;       // routed experts
   ExpertWeights shared;                     // all shared experts as one wider MLP
+  // The routed experts followed by the shared experts taken apart again (the shared
+  // MLP is n_shared experts side by side), when they have the routed experts' shape:
+  // then one MoE pass runs both kinds. Empty otherwise.
+  std::vector<ExpertWeights> routed_and_shared;
   bool is_moe = false;
 };
 
@@ -71,6 +75,7 @@ class Model {
   Model() = default;
   void tile_weights(bool verbose);
   void transpose_legacy_w_uk();
+  void split_shared_experts();
   bool transpose_legacy_w_uk_quantized(LayerWeights& L);
   std::unique_ptr<GgufFile> gguf_;
   AnonymousMemory tiled_;  // the re-laid-out matrices, if any

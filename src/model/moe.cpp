@@ -79,9 +79,23 @@ void moe_ffn(const ModelConfig& c, const LayerWeights& L, const float* h, int64_
   std::vector<float> weights;
   route_tokens(c, L, h, T, ids, weights);
 
+  std::fill(out, out + T * d, 0.f);
+  if (!L.routed_and_shared.empty()) {
+    // Every token also takes each shared expert (gate weight 1): one pass, one set of
+    // barriers, and the threads balance both kinds of expert together.
+    const int64_t E = c.n_routed_experts, n_shared = c.n_shared_experts, k_all = k + n_shared;
+    std::vector<int32_t> all_ids(static_cast<size_t>(T * k_all));
+    std::vector<float> all_weights(static_cast<size_t>(T * k_all), 1.f);
+    for (int64_t t = 0; t < T; ++t) {
+      std::copy_n(ids.begin() + t * k, k, all_ids.begin() + t * k_all);
+      std::copy_n(weights.begin() + t * k, k, all_weights.begin() + t * k_all);
+      for (int64_t j = 0; j < n_shared; ++j) all_ids[static_cast<size_t>(t * k_all + k + j)] = static_cast<int32_t>(E + j);
+    }
+    kernels::moe_ffn(L.routed_and_shared.data(), E + n_shared, h, T, all_ids.data(), all_weights.data(), static_cast<int>(k_all), out);
+    return;
+  }
   // Shared experts: every token.
   if (!L.shared.gate.empty()) swiglu_mlp(L.shared, h, T, out);
-  else std::fill(out, out + T * d, 0.f);
 
   // Routed experts: the kernel groups the batch by expert, so each selected expert's
   // weights stream from memory once per batch, not once per token.

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "common/error.h"
 #include "format/quant.h"
 #include "kernels/kernels.h"
 
@@ -139,4 +140,90 @@ TEST(MatmulColumnScaled, TransposeKeepsEveryValueExactly) {
   }
   const kernels::WeightView f32{GgmlType::F32, nullptr, 64, 64, 256};
   EXPECT_EQ(kernels::column_scaled_transpose_bytes(f32), 0u);
+}
+
+// Row and column slices read exactly the values of that part of the matrix, in the
+// file layout and tiled (how the shared MLP is split into its experts).
+TEST(WeightSlices, ReadThePartOfTheMatrix) {
+  const int64_t rows = 64, cols = 128;
+  std::mt19937 rng(13);
+  std::normal_distribution<float> nd;
+  std::vector<float> wf(static_cast<size_t>(rows * cols));
+  for (auto& v : wf) v = nd(rng);
+  for (GgmlType type : {GgmlType::F32, GgmlType::Q8_0, GgmlType::Q4_0}) {
+    const size_t rb = mlamoe::row_bytes(type, cols);
+    std::vector<uint8_t> data(rb * rows);
+    for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, data.data() + r * rb, cols);
+    const kernels::WeightView W{type, data.data(), rows, cols, rb};
+    std::vector<kernels::WeightView> views{W};
+    std::vector<uint8_t> tiles;
+    if (size_t n = kernels::tiled_bytes(W)) {
+      tiles.resize(n);
+      views.push_back(kernels::tile_weights(W, tiles.data()));
+    }
+    std::vector<float> full(static_cast<size_t>(cols)), part(static_cast<size_t>(cols));
+    for (const auto& V : views) {
+      const kernels::WeightView rs = kernels::row_slice(V, 32, 16), cs = kernels::column_slice(V, 64, 32);
+      for (int64_t r = 0; r < 16; ++r) {
+        kernels::get_row(rs, r, part.data());
+        kernels::get_row(V, 32 + r, full.data());
+        for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(part[c], full[c]) << type_name(type);
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        kernels::get_row(cs, r, part.data());
+        kernels::get_row(V, r, full.data());
+        for (int64_t c = 0; c < 32; ++c) ASSERT_EQ(part[c], full[64 + c]) << type_name(type);
+      }
+    }
+    if (type != GgmlType::F32) EXPECT_THROW(kernels::column_slice(W, 16, 32), Error);
+  }
+}
+
+// Several matrices on one input give each matrix's own product, bit for bit, on every
+// ISA and thread count, tiled or not, and with mixed weight types (run one at a time).
+TEST(MatmulSameInput, EqualsOneProductPerMatrix) {
+  using kernels::Isa;
+  const Isa saved = kernels::active_isa();
+  const int64_t cols = 256;
+  std::mt19937 rng(14);
+  std::normal_distribution<float> nd;
+  struct M {
+    std::vector<uint8_t> bytes, tiles;
+    kernels::WeightView view;
+  };
+  auto make = [&](GgmlType type, int64_t rows) {
+    M m;
+    std::vector<float> wf(static_cast<size_t>(rows * cols));
+    for (auto& v : wf) v = nd(rng);
+    const size_t rb = mlamoe::row_bytes(type, cols);
+    m.bytes.resize(rb * rows);
+    for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, m.bytes.data() + r * rb, cols);
+    m.view = {type, m.bytes.data(), rows, cols, rb};
+    if (size_t n = kernels::tiled_bytes(m.view)) {
+      m.tiles.resize(n);
+      m.view = kernels::tile_weights(m.view, m.tiles.data());
+    }
+    return m;
+  };
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (!kernels::cpu_supports(isa)) continue;
+    kernels::set_isa(isa);
+    for (GgmlType second : {GgmlType::Q4_0, GgmlType::F32}) {
+      M a = make(GgmlType::Q4_0, 400), b = make(second, 72);
+      for (int threads : {1, 2})
+        for (int64_t n : {1, 9}) {
+          kernels::set_threads(threads);
+          std::vector<float> X(static_cast<size_t>(n * cols));
+          for (auto& v : X) v = nd(rng);
+          std::vector<float> ya(static_cast<size_t>(n * 400)), yb(static_cast<size_t>(n * 72)), wa(ya.size()), wb(yb.size());
+          kernels::matmul(a.view, X.data(), n, wa.data());
+          kernels::matmul(b.view, X.data(), n, wb.data());
+          const kernels::Product p[] = {{&a.view, ya.data()}, {&b.view, yb.data()}};
+          kernels::matmul_same_input(p, 2, X.data(), n);
+          EXPECT_EQ(ya, wa) << kernels::isa_name(isa) << " threads " << threads << " n " << n;
+          EXPECT_EQ(yb, wb) << kernels::isa_name(isa) << " threads " << threads << " n " << n;
+        }
+    }
+  }
+  kernels::set_isa(saved);
 }
