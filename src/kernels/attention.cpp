@@ -1,5 +1,5 @@
 // Absorbed MLA attention: the scalar reference, the online-softmax merge, and the
-// dispatch to the AVX2 path (attention_avx2.cpp).
+// dispatch to the vector paths (attention_simd.h, one copy per ISA).
 #include "kernels/attention.h"
 
 #include <algorithm>
@@ -12,6 +12,8 @@ namespace mlamoe::kernels {
 
 void latent_attention_accumulate_avx2(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
                                       const float* k_rope, LatentAttentionState& s);
+void latent_attention_accumulate_avx512(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
+                                        const float* k_rope, LatentAttentionState& s);
 
 void LatentAttentionState::reset(int64_t rows, int64_t d_c) {
   m.assign(static_cast<size_t>(rows), -std::numeric_limits<float>::infinity());
@@ -21,8 +23,11 @@ void LatentAttentionState::reset(int64_t rows, int64_t d_c) {
 
 void latent_attention_accumulate(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
                                  const float* k_rope, LatentAttentionState& s) {
-  if (active_isa() != Isa::Scalar) latent_attention_accumulate_avx2(q, j0, count, c_kv, k_rope, s);
-  else latent_attention_accumulate_reference(q, j0, count, c_kv, k_rope, s);
+  switch (active_isa()) {
+    case Isa::Avx512: return latent_attention_accumulate_avx512(q, j0, count, c_kv, k_rope, s);
+    case Isa::Avx2: return latent_attention_accumulate_avx2(q, j0, count, c_kv, k_rope, s);
+    default: return latent_attention_accumulate_reference(q, j0, count, c_kv, k_rope, s);
+  }
 }
 
 void latent_attention_accumulate_reference(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,

@@ -1,0 +1,192 @@
+// Absorbed MLA attention over one run of cached latents, written once for any vector
+// width V (struct with Vec, kWidth, kMaxRows (query rows per group: what its registers
+// hold), zero, load, store, set1, mul, fmadd, hsum). Included
+// by each ISA's file inside an anonymous namespace, so each gets its own copy compiled
+// with its flags (like tiling.h). Keys are taken in tiles of kKeyTile and query rows
+// in groups of up to 4: a tile is read once per group while the group's queries and
+// outputs stay in registers/L1. Every (row, key) score has its own accumulator and
+// every output element the same sequence of operations whatever the tiling, so results
+// do not depend on how the caller cuts the keys into runs.
+// No standard-library templates or inline functions: a copy compiled with AVX-512 flags
+// could be the one the linker keeps for the whole program (builtins and local helpers
+// only).
+#pragma once
+#include <cstdint>
+
+#include "kernels/attention.h"
+
+namespace {
+
+using mlamoe::kernels::LatentAttentionState;
+using mlamoe::kernels::LatentQueries;
+
+inline int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t clamp_to(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+constexpr int64_t kKeyTile = 32;
+
+// dot(q_lat_i, c_kv_k) + dot(q_rope_i, k_rope_k) for R rows × K keys into S[i·kKeyTile + k].
+template <class V, int R, int K>
+void scores(const float* const* ql, const float* const* qr, const float* c, const float* r, int64_t d_c, int64_t d_r,
+            float* S) {
+  typename V::Vec acc[R][K];
+  for (int i = 0; i < R; ++i)
+    for (int k = 0; k < K; ++k) acc[i][k] = V::zero();
+  int64_t dc = 0;
+  for (; dc + V::kWidth <= d_c; dc += V::kWidth) {
+    typename V::Vec kv[K];
+    for (int k = 0; k < K; ++k) kv[k] = V::load(c + k * d_c + dc);
+    for (int i = 0; i < R; ++i) {
+      const typename V::Vec qv = V::load(ql[i] + dc);
+      for (int k = 0; k < K; ++k) acc[i][k] = V::fmadd(qv, kv[k], acc[i][k]);
+    }
+  }
+  int64_t dr = 0;
+  for (; dr + V::kWidth <= d_r; dr += V::kWidth) {
+    typename V::Vec kv[K];
+    for (int k = 0; k < K; ++k) kv[k] = V::load(r + k * d_r + dr);
+    for (int i = 0; i < R; ++i) {
+      const typename V::Vec qv = V::load(qr[i] + dr);
+      for (int k = 0; k < K; ++k) acc[i][k] = V::fmadd(qv, kv[k], acc[i][k]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int k = 0; k < K; ++k) {
+      float s = V::hsum(acc[i][k]);
+      for (int64_t d = dc; d < d_c; ++d) s = __builtin_fmaf(ql[i][d], c[k * d_c + d], s);
+      for (int64_t d = dr; d < d_r; ++d) s = __builtin_fmaf(qr[i][d], r[k * d_r + d], s);
+      S[i * kKeyTile + k] = s;
+    }
+}
+
+// o_i = o_i · corr_ik (only where some row's max grew at key k) + p_ik · c_kv_k, over
+// keys k < nk in order, for R rows.
+template <class V, int R>
+void accumulate_out(float* const* o, const float (*p)[kKeyTile], const float (*corr)[kKeyTile], const uint8_t* rescale,
+                    const float* c, int64_t nk, int64_t d_c) {
+  constexpr int64_t W = V::kWidth;
+  int64_t d = 0;
+  for (; d + 2 * W <= d_c; d += 2 * W) {
+    typename V::Vec a[R][2];
+    for (int i = 0; i < R; ++i) {
+      a[i][0] = V::load(o[i] + d);
+      a[i][1] = V::load(o[i] + d + W);
+    }
+    for (int64_t k = 0; k < nk; ++k) {
+      if (rescale[k])
+        for (int i = 0; i < R; ++i) {
+          const typename V::Vec cr = V::set1(corr[i][k]);
+          a[i][0] = V::mul(a[i][0], cr);
+          a[i][1] = V::mul(a[i][1], cr);
+        }
+      const typename V::Vec c0 = V::load(c + k * d_c + d), c1 = V::load(c + k * d_c + d + W);
+      for (int i = 0; i < R; ++i) {
+        const typename V::Vec pv = V::set1(p[i][k]);
+        a[i][0] = V::fmadd(pv, c0, a[i][0]);
+        a[i][1] = V::fmadd(pv, c1, a[i][1]);
+      }
+    }
+    for (int i = 0; i < R; ++i) {
+      V::store(o[i] + d, a[i][0]);
+      V::store(o[i] + d + W, a[i][1]);
+    }
+  }
+  for (; d + W <= d_c; d += W) {
+    typename V::Vec a[R];
+    for (int i = 0; i < R; ++i) a[i] = V::load(o[i] + d);
+    for (int64_t k = 0; k < nk; ++k) {
+      if (rescale[k])
+        for (int i = 0; i < R; ++i) a[i] = V::mul(a[i], V::set1(corr[i][k]));
+      const typename V::Vec c0 = V::load(c + k * d_c + d);
+      for (int i = 0; i < R; ++i) a[i] = V::fmadd(V::set1(p[i][k]), c0, a[i]);
+    }
+    for (int i = 0; i < R; ++i) V::store(o[i] + d, a[i]);
+  }
+  for (; d < d_c; ++d)
+    for (int i = 0; i < R; ++i) {
+      float v = o[i][d];
+      for (int64_t k = 0; k < nk; ++k) {
+        if (rescale[k]) v *= corr[i][k];
+        v = __builtin_fmaf(p[i][k], c[k * d_c + d], v);
+      }
+      o[i][d] = v;
+    }
+}
+
+// One group of R query rows (starting at row r0) against keys [k0, k0 + nk) of the call.
+template <class V, int R>
+void row_group(const LatentQueries& q, int64_t r0, int64_t key_pos, int64_t nk, const float* c, const float* r,
+               LatentAttentionState& st) {
+  const float neg_inf = -__builtin_inff();
+  int64_t visible[R], max_visible = 0;
+  for (int i = 0; i < R; ++i) {
+    visible[i] = clamp_to(q.last_pos[r0 + i] - key_pos + 1, 0, nk);
+    max_visible = visible[i] > max_visible ? visible[i] : max_visible;
+  }
+  if (max_visible == 0) return;
+  const float* ql[R];
+  const float* qr[R];
+  float* o[R];
+  for (int i = 0; i < R; ++i) {
+    ql[i] = q.q_lat + (r0 + i) * q.d_c;
+    qr[i] = q.q_rope + (r0 + i) * q.d_r;
+    o[i] = st.o.data() + (r0 + i) * q.d_c;
+  }
+  alignas(64) float S[R][kKeyTile], p[R][kKeyTile], corr[R][kKeyTile];
+  int64_t k = 0;
+  for (; k + 2 <= max_visible; k += 2)
+    scores<V, R, 2>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k]);
+  if (k < max_visible)
+    scores<V, R, 1>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k]);
+
+  // Online softmax, key by key (scalar: one exp per (row, key)).
+  uint8_t rescale[kKeyTile] = {};
+  for (int i = 0; i < R; ++i) {
+    float m = st.m[static_cast<size_t>(r0 + i)], l = st.l[static_cast<size_t>(r0 + i)];
+    for (int64_t j = 0; j < max_visible; ++j) {
+      corr[i][j] = 1.f;
+      if (j >= visible[i]) {
+        p[i][j] = 0.f;
+        continue;
+      }
+      const float score = q.scale * S[i][j];
+      if (score > m) {
+        corr[i][j] = m == neg_inf ? 0.f : __builtin_expf(m - score);
+        rescale[j] = 1;
+        l *= corr[i][j];
+        m = score;
+        p[i][j] = 1.f;
+      } else {
+        p[i][j] = __builtin_expf(score - m);
+      }
+      l += p[i][j];
+    }
+    st.m[static_cast<size_t>(r0 + i)] = m;
+    st.l[static_cast<size_t>(r0 + i)] = l;
+  }
+  accumulate_out<V, R>(o, p, corr, rescale, c, max_visible, q.d_c);
+}
+
+template <class V>
+void accumulate_runs(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv, const float* k_rope,
+                     LatentAttentionState& s) {
+  for (int64_t k0 = 0; k0 < count; k0 += kKeyTile) {
+    const int64_t nk = min_of(kKeyTile, count - k0);
+    const float* c = c_kv + k0 * q.d_c;
+    const float* r = k_rope + k0 * q.d_r;
+    for (int64_t r0 = 0; r0 < q.rows; r0 += V::kMaxRows) {
+      switch (min_of(V::kMaxRows, q.rows - r0)) {
+        case 8: row_group<V, 8>(q, r0, j0 + k0, nk, c, r, s); break;
+        case 7: row_group<V, 7>(q, r0, j0 + k0, nk, c, r, s); break;
+        case 6: row_group<V, 6>(q, r0, j0 + k0, nk, c, r, s); break;
+        case 5: row_group<V, 5>(q, r0, j0 + k0, nk, c, r, s); break;
+        case 4: row_group<V, 4>(q, r0, j0 + k0, nk, c, r, s); break;
+        case 3: row_group<V, 3>(q, r0, j0 + k0, nk, c, r, s); break;
+        case 2: row_group<V, 2>(q, r0, j0 + k0, nk, c, r, s); break;
+        default: row_group<V, 1>(q, r0, j0 + k0, nk, c, r, s); break;
+      }
+    }
+  }
+}
+
+}  // namespace
