@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -24,11 +25,13 @@ struct Sweep {
 };
 
 // One layer's sweep over [0, n) by two threads taking ranges of `range` positions in
-// order, as the attention does (mla.cpp: dynamic schedule over key ranges).
+// order, as the attention does (mla.cpp: dynamic schedule over key ranges). hint: start
+// with will_read, as the attention does (without: only what read-ahead already has).
+// compute_us: time spent per run, standing in for the attention arithmetic.
 Sweep sweep_layer(const PagedKvCache& kv, int64_t layer, int64_t n, int64_t range, bool single_pass,
-                  const std::vector<float>& c, const std::vector<float>& r) {
+                  const std::vector<float>& c, const std::vector<float>& r, bool hint = true, int compute_us = 0) {
   const int64_t dc = kv.kv_lora_rank(), dr = kv.rope_dim();
-  kv.will_read(0, layer, n, single_pass);
+  if (hint) kv.will_read(0, layer, n, single_pass);
   std::atomic<int64_t> next{0}, checked{0};
   std::atomic<bool> exact{true};
   auto worker = [&] {
@@ -40,6 +43,7 @@ Sweep sweep_layer(const PagedKvCache& kv, int64_t layer, int64_t n, int64_t rang
                                std::memcmp(rr, &r[at * dr], cnt * dr * 4) != 0)
                              exact = false;
                            checked += cnt;
+                           if (compute_us) std::this_thread::sleep_for(std::chrono::microseconds(compute_us));
                          });
     }
   };
@@ -97,4 +101,49 @@ TEST(PagedKvReadAhead, DecodeSweepsStreamEachPageOnceAndExactly) {
       ASSERT_TRUE(m.exact) << threads << " readers, multi-pass layer " << l;
     }
   }
+}
+
+// Read-ahead of the next layer continues while the sweep of this one spends pages: with
+// a budget of 1.25 layers and a sweep slower than the disk, by the time layer 0's sweep
+// has ended (and read-ahead has settled), every page of layer 1 is in RAM: a sweep of it
+// demand-reads nothing. (The earlier read-ahead stopped at the first page that did not
+// fit and left the rest of layer 1 to demand reads: this test failed with it, 14 demand
+// reads.)
+TEST(PagedKvReadAhead, NextLayerIsReadWhileThisOneIsSpent) {
+  const int64_t L = 4, dc = 64, dr = 32, B = 32, blocks = 64, n = B * blocks;
+  const uint64_t page = B * (dc + dr) * 4;
+  PagedKvOptions o;
+  o.block_tokens = B;
+  o.ram_budget = page * blocks * 5 / 4;
+  o.disk_dir = mlamoe::test::temp_dir() + "/read-ahead-next";
+  o.read_ahead_threads = 2;
+  o.read_batch_pages = 2;  // wakes on every spent page: no remainder left for the next sweep
+  PagedKvCache kv(L, dc, dr, o);
+  std::mt19937 rng(13);
+  std::normal_distribution<float> nd;
+  std::vector<float> c(size_t(L * n * dc)), r(size_t(L * n * dr));
+  for (auto& v : c) v = nd(rng);
+  for (auto& v : r) v = nd(rng);
+  kv.reserve(0, n);
+  for (int64_t p = 0; p < n; ++p)
+    for (int64_t l = 0; l < L; ++l) kv.store(0, l, p, &c[size_t((l * n + p) * dc)], &r[size_t((l * n + p) * dr)]);
+  kv.set_length(0, n);
+  // One decode-like step first: pages are on disk, layer 1's long evicted, and what is
+  // resident is layer 3 (spent) and what read-ahead fetched of layer 0.
+  for (int64_t l = 0; l < L; ++l) ASSERT_TRUE(sweep_layer(kv, l, n, 4 * B, true, c, r).exact);
+
+  // A sweep slow enough (1 ms per 12 KiB page) that read-ahead reaches the budget.
+  ASSERT_TRUE(sweep_layer(kv, 0, n, 4 * B, true, c, r, true, 1000).exact);
+  // Let read-ahead finish (no progress for 300 ms; at most 30 s on a crawling disk).
+  uint64_t last = kv.stats().pages_prefetched;
+  for (int quiet_ms = 0, waited = 0; quiet_ms < 300 && waited < 30000; waited += 20) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const uint64_t now = kv.stats().pages_prefetched;
+    quiet_ms = now == last ? quiet_ms + 20 : 0;
+    last = now;
+  }
+  // Layer 1 without a will_read of its own: only what read-ahead fetched during layer 0.
+  const uint64_t demand_before = kv.stats().demand_reads;
+  ASSERT_TRUE(sweep_layer(kv, 1, n, 4 * B, true, c, r, /*hint=*/false).exact);
+  EXPECT_EQ(kv.stats().demand_reads, demand_before) << "layer 1 was not read ahead while layer 0 was spent";
 }
