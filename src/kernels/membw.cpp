@@ -3,6 +3,8 @@
 // optimized away. Median of the repetitions, after one untimed warm-up pass.
 #include "kernels/membw.h"
 
+#include "common/mapped_file.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -21,8 +23,10 @@ namespace mlamoe::kernels {
 double measure_read_bandwidth_gbps(size_t bytes, int reps) {
   if (reps < 1) reps = 1;
   bytes = std::max<size_t>(bytes, size_t(64) << 20) & ~size_t(4095);
-  std::unique_ptr<uint8_t, decltype(&std::free)> buf(static_cast<uint8_t*>(std::aligned_alloc(4096, bytes)), &std::free);
-  if (!buf) fail("bandwidth probe: cannot allocate ", bytes, " bytes");
+  // In transparent huge pages, like the repacked weights (Model::tile_weights): with 4 KB
+  // pages a virtual machine's nested page walks cut the measured rate by up to half
+  // and make it swing from run to run, which would understate the roofline.
+  AnonymousMemory buf(bytes);
   const int nt = threads();
   const auto stream = kernel_table(active_isa()).stream_sum;
   std::atomic<uint64_t> sink{0};
@@ -31,8 +35,15 @@ double measure_read_bandwidth_gbps(size_t bytes, int reps) {
     {
       const size_t i = static_cast<size_t>(omp_get_thread_num()), m = static_cast<size_t>(omp_get_num_threads());
       const size_t lo = (bytes / m * i) & ~size_t(127), hi = i + 1 == m ? bytes : (bytes / m * (i + 1)) & ~size_t(127);
-      if (first_touch) std::memset(buf.get() + lo, static_cast<int>(i + 1), hi - lo);  // pages land near their reader
-      else sink.fetch_add(stream(buf.get() + lo, hi - lo), std::memory_order_relaxed);
+      // First touch by the reader (pages land near it), with distinct contents in every
+      // 64-byte line: pages of one repeated byte can be merged by the host (KSM / same-page
+      // sharing), and then "streaming" them reads one cached page.
+      if (first_touch)
+        for (size_t o = lo; o + 8 <= hi; o += 8) {
+          const uint64_t v = (o >> 3) * 0x9E3779B97F4A7C15ull;
+          std::memcpy(buf.data() + o, &v, 8);
+        }
+      else sink.fetch_add(stream(buf.data() + lo, hi - lo), std::memory_order_relaxed);
     }
   };
   pass(true);
