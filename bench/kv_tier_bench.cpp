@@ -10,13 +10,14 @@
 //   MLAMOE_KV_BENCH_MODEL (/tmp/v2lite-q4_0.gguf), MLAMOE_KV_BENCH_CTX (65536),
 //   MLAMOE_KV_BENCH_BUDGET (256MiB), MLAMOE_KV_BENCH_DISK (/tmp/mlamoe-kv-bench),
 //   MLAMOE_KV_BENCH_PREFIX (4096), MLAMOE_KV_BENCH_DECODE (3 timed steps),
-//   MLAMOE_KV_BENCH_READERS (read-ahead threads, 4); the decode benchmarks exist per KV
-//   storage type (decode_at_context/all_ram_f32, ssd_tier_f32, all_ram_f16,
-//   ssd_tier_f16: pick with --benchmark_filter).
+//   MLAMOE_KV_BENCH_READERS (read-ahead threads, 4), MLAMOE_KV_BENCH_BATCH (pages per
+//   read request, 32); the decode benchmarks exist per KV storage type
+//   (decode_at_context/all_ram_f32, ssd_tier_f32, all_ram_f16, ssd_tier_f16: pick with
+//   --benchmark_filter); sweep_only/ssd_tier_f32 streams the tier without the model.
 // disk_read_rate measures the raw O_DIRECT read rate of the disk directory for the tier's
-// request size (32 pages) at queue depth 1 and at the read-ahead's (median of 5 reads of 1 GiB); the tier reports its
-// bound, max(all-RAM step, context bytes ÷ that rate), so its ratio to all-RAM is
-// explained by the device rather than guessed.
+// request size (32 pages) at queue depth 1 and at the read-ahead's (median of 5 reads of
+// 1 GiB); the tier reports its bound, max(all-RAM step, context bytes ÷ that rate), so
+// its ratio to all-RAM is explained by the device rather than guessed.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <unistd.h>
