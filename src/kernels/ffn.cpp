@@ -39,6 +39,18 @@ constexpr int64_t kRowsPerItem = 64;  // ~72 KB of Q4_0 expert rows: balanced, L
 
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
+}  // namespace
+
+void silu_mul_avx512(float* g, const float* u, int64_t n);  // ffn_avx512.cpp
+
+// g = silu(g) ⊙ u: the scalar definition, or its AVX-512 twin (within 1e-6 of it).
+void silu_mul(float* g, const float* u, int64_t n) {
+  if (active_isa() == Isa::Avx512) return silu_mul_avx512(g, u, n);
+  for (int64_t j = 0; j < n; ++j) g[j] = silu(g[j]) * u[j];
+}
+
+namespace {
+
 void add_items(std::vector<WorkItem>& items, int32_t e, int32_t matrix, int64_t rows) {
   for (int64_t r = 0; r < rows; r += kRowsPerItem) items.push_back({e, matrix, r, std::min(rows, r + kRowsPerItem)});
 }
@@ -143,7 +155,7 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
     for (int64_t row = 0; row < slots; ++row) {
       float* g = G + row * ff;
       const float* u = U + row * ff;
-      for (int64_t j = 0; j < ff; ++j) g[j] = silu(g[j]) * u[j];
+      silu_mul(g, u, ff);
       quantize_activation_row(fd, g, hq + sd * static_cast<size_t>(row), ff);
     }
     // 5. down rows of every selected expert

@@ -86,6 +86,9 @@ struct FfnWeights {
 // run in one parallel pass, silu·up is fused into quantizing the down input.
 void swiglu_ffn(const FfnWeights& w, const float* X, int64_t n, float* Y);
 
+// g[j] = silu(g[j]) · u[j] for j < n: SwiGLU's elementwise step.
+void silu_mul(float* g, const float* u, int64_t n);
+
 // DeepSeekMoE routed experts over a batch, accumulating into Y (n × d):
 //   Y[t] += Σ_{i<k} weights[t*k+i] · FFN_{ids[t*k+i]}(X[t]).
 // Tokens are grouped by expert first, so each selected expert's weights stream from
