@@ -12,10 +12,10 @@
 #include <random>
 #include <thread>
 
-#include "runtime/paged_kv_cache.h"
-#include "test_paths.h"
+#include "runtime_fixture.h"
 
 using namespace mlamoe;
+using mlamoe::test::store_random_sequence;
 
 namespace {
 
@@ -65,15 +65,8 @@ TEST(PagedKvReadAhead, DecodeSweepsStreamEachPageOnceAndExactly) {
     o.disk_dir = mlamoe::test::temp_dir() + "/read-ahead";
     o.read_ahead_threads = threads;
     PagedKvCache kv(L, dc, dr, o);
-    std::mt19937 rng(11);
-    std::normal_distribution<float> nd;
-    std::vector<float> c(size_t(L * n * dc)), r(size_t(L * n * dr));
-    for (auto& v : c) v = nd(rng);
-    for (auto& v : r) v = nd(rng);
-    kv.reserve(0, n);
-    for (int64_t p = 0; p < n; ++p)
-      for (int64_t l = 0; l < L; ++l) kv.store(0, l, p, &c[size_t((l * n + p) * dc)], &r[size_t((l * n + p) * dr)]);
-    kv.set_length(0, n);
+    std::vector<float> c, r;
+    store_random_sequence(kv, L, n, dc, dr, 11, c, r);
 
     const int steps = 4;
     KvStats before;
@@ -119,15 +112,8 @@ TEST(PagedKvReadAhead, NextLayerIsReadWhileThisOneIsSpent) {
   o.read_ahead_threads = 2;
   o.read_batch_pages = 2;  // wakes on every spent page: no remainder left for the next sweep
   PagedKvCache kv(L, dc, dr, o);
-  std::mt19937 rng(13);
-  std::normal_distribution<float> nd;
-  std::vector<float> c(size_t(L * n * dc)), r(size_t(L * n * dr));
-  for (auto& v : c) v = nd(rng);
-  for (auto& v : r) v = nd(rng);
-  kv.reserve(0, n);
-  for (int64_t p = 0; p < n; ++p)
-    for (int64_t l = 0; l < L; ++l) kv.store(0, l, p, &c[size_t((l * n + p) * dc)], &r[size_t((l * n + p) * dr)]);
-  kv.set_length(0, n);
+  std::vector<float> c, r;
+  store_random_sequence(kv, L, n, dc, dr, 13, c, r);
   // One decode-like step first: pages are on disk, layer 1's long evicted, and what is
   // resident is layer 3 (spent) and what read-ahead fetched of layer 0.
   for (int64_t l = 0; l < L; ++l) ASSERT_TRUE(sweep_layer(kv, l, n, 4 * B, true, c, r).exact);

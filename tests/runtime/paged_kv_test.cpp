@@ -85,15 +85,8 @@ TEST(PagedKvCache, EvictionRoundTripIsExact) {
     o.ram_budget = 3 * 32 * (dc + dr) * 4;  // a few pages at most
     o.disk_dir = temp_dir() + "/roundtrip";
     PagedKvCache kv(L, dc, dr, o);
-    std::mt19937 rng(7);
-    std::normal_distribution<float> nd;
-    std::vector<float> c(size_t(L * n * dc)), r(size_t(L * n * dr));
-    for (auto& v : c) v = nd(rng);
-    for (auto& v : r) v = nd(rng);
-    kv.reserve(0, n);
-    for (int64_t p = 0; p < n; ++p)
-      for (int64_t l = 0; l < L; ++l) kv.store(0, l, p, &c[size_t((l * n + p) * dc)], &r[size_t((l * n + p) * dr)]);
-    kv.set_length(0, n);
+    std::vector<float> c, r;
+    store_random_sequence(kv, L, n, dc, dr, 7, c, r);
     EXPECT_GT(kv.stats().pages_written, 0u);
     if (type == GgmlType::F32) std::printf("spill file O_DIRECT: %s\n", kv.direct_io_active() ? "yes" : "no (buffered)");
     std::vector<float> want_c(static_cast<size_t>(dc)), want_r(static_cast<size_t>(dr));

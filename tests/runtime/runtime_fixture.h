@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -42,6 +43,22 @@ inline double rel_error(const RefFixture& f, const std::vector<float>& got, size
   for (size_t i = 0; i < got.size(); ++i)
     worst = std::max(worst, double(std::fabs(got[i] - f.logits[row0 * f.vocab() + i])));
   return worst / f.scale;
+}
+
+// Sequence 0 of kv gets n positions of random latent rows in every one of L layers;
+// c (L·n·dc) and r (L·n·dr) keep them, row (l·n + p), to check reads against.
+inline void store_random_sequence(PagedKvCache& kv, int64_t L, int64_t n, int64_t dc, int64_t dr, unsigned seed,
+                                  std::vector<float>& c, std::vector<float>& r) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  c.resize(size_t(L * n * dc));
+  r.resize(size_t(L * n * dr));
+  for (auto& v : c) v = nd(rng);
+  for (auto& v : r) v = nd(rng);
+  kv.reserve(0, n);
+  for (int64_t p = 0; p < n; ++p)
+    for (int64_t l = 0; l < L; ++l) kv.store(0, l, p, &c[size_t((l * n + p) * dc)], &r[size_t((l * n + p) * dr)]);
+  kv.set_length(0, n);
 }
 
 inline std::shared_ptr<PagedKvCache> paged_for(const Model& m, PagedKvOptions o) {
