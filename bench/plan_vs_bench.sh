@@ -51,9 +51,10 @@ for name, pred, meas, ph, toks in [(rows[0][0], rows[0][1], rows[0][2], rows[0][
     step_meas = toks / meas["median"]
     print(f"{name}: measured step {step_meas*1e3:.1f} ms, predicted {ph['t_step_s']*1e3:.1f} ms, "
           f"residual {(step_meas - ph['t_step_s'])*1e3:+.1f} ms ({(step_meas - ph['t_step_s'])/toks*1e3:+.2f} ms per token)")
-d = tg_plan["decode"]
-print(f"tg{N} without compute/memory overlap (sum, not max): {1 / (d['t_compute_s'] + d['t_memory_s']):.2f} tok/s")
 k = tg_plan.get("local_kernels", {})
+if k.get("decode_stream_gbps"):
+    print(f"decode memory time at the one-token matmul's measured streaming rate {k['decode_stream_gbps']:.2f} GB/s "
+          f"(read bandwidth {tg_plan['memory_bandwidth_gbps']:.2f} GB/s)")
 print(f"bandwidth: plan measured {tg_plan['memory_bandwidth_gbps']:.2f} GB/s (pp run {pp_plan['memory_bandwidth_gbps']:.2f}), "
       f"bench --membw after its runs {bench['membw_gbps']:.2f} GB/s")
 print(f"bytes per decoded token: plan {tg_plan['decode']['weight_bytes'] / 1e6:.2f} MB of weights "

@@ -104,6 +104,8 @@ void measure_local_kernels(const std::string& model, const ModelShape& shape, Ha
     }
     std::fprintf(stderr, "local: absorbed MLA attention %.1f GFLOP/s on one thread, %.1f on %d\n",
                  k.attention_gflops_one_thread, k.attention_gflops_all_threads, k.threads);
+    std::fprintf(stderr, "local: one-token matmul streams %.2f GB/s of %s weights from memory (read bandwidth %.2f)\n",
+                 k.decode_stream_gbps, k.weight_type.c_str(), hw.device.memory_bandwidth_gbps);
   }
 }
 

@@ -149,6 +149,13 @@ PhaseCost step(const Ctx& c, double tokens, double moe_tokens, double attn_ctx, 
   }
   s.t_compute = s.t_linear + s.t_attention;
   s.t_memory = s.bytes / (a.memory_bandwidth_gbps * 1e9 * d.bandwidth_efficiency);
+  if (a.kernels && a.kernels->decode_stream_gbps > 0) {
+    // This machine: weights stream at the rate the engine's matmul consumes them from
+    // memory (measured), which on a CPU is below the read bandwidth when its cores
+    // alternate between arithmetic and waiting for lines instead of overlapping them.
+    const double stream = std::min(a.memory_bandwidth_gbps, a.kernels->decode_stream_gbps) * 1e9 * d.bandwidth_efficiency;
+    s.t_memory = s.weight_bytes / stream + s.kv_bytes / (a.memory_bandwidth_gbps * 1e9 * d.bandwidth_efficiency);
+  }
   const double busy = std::max(s.t_compute, s.t_memory);
   s.t_step = busy + s.t_comm - d.overlap * std::min(s.t_comm, busy);
   s.bound = s.t_comm > busy ? "communication" : s.t_compute >= s.t_memory ? "compute" : "memory";
@@ -356,6 +363,7 @@ nlohmann::json plan_to_json(const Plan& p) {
                           {"matmul_gmacs_by_tokens", rates},
                           {"attention_gflops_one_thread", k->attention_gflops_one_thread},
                           {"attention_gflops_all_threads", k->attention_gflops_all_threads},
+                          {"decode_stream_gbps", k->decode_stream_gbps},
                           {"fp32_fma_gflops", p.hw.device.peak_tflops("fp32") * 1e3}};
   }
   j["prefill"] = phase_json(p.prefill);

@@ -38,6 +38,10 @@ struct MeasuredKernels {
   std::map<std::string, std::map<int64_t, double>> matmul_gmacs;
   double attention_gflops_one_thread = 0;   // one token's heads on one thread (decode)
   double attention_gflops_all_threads = 0;  // 4-token groups on every thread (prefill)
+  // GB/s of weights kernels::matmul consumes for one token from a matrix far larger than
+  // the caches: a decode step's rate, with whatever overlap of arithmetic and memory
+  // traffic the kernel achieves on this machine (0: not measured).
+  double decode_stream_gbps = 0;
   // GMAC/s of `type` at `tokens` per matrix: interpolated in log(tokens) between the
   // measured points, clamped at the ends.
   double matmul_gmacs_at(const std::string& type, double tokens) const;

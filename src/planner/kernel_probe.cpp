@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -87,13 +88,19 @@ double seconds_per_call(Fn&& fn) {
 struct SyntheticMatrix {
   std::vector<uint8_t> rows_bytes, tiles;
   kernels::WeightView view;
-  SyntheticMatrix(GgmlType type, int64_t rows, int64_t cols) {
+  // distinct_rows: rows quantized from fresh randoms; further rows repeat them (a
+  // matrix far larger than the caches streams the same whatever its values).
+  SyntheticMatrix(GgmlType type, int64_t rows, int64_t cols, int64_t distinct_rows = INT64_MAX) {
     const size_t rb = row_bytes(type, cols);
     rows_bytes.resize(rb * size_t(rows));
     std::mt19937 rng(7);
     std::normal_distribution<float> normal(0.f, 0.02f);
     std::vector<float> row(static_cast<size_t>(cols));
     for (int64_t r = 0; r < rows; ++r) {
+      if (r >= distinct_rows) {
+        std::copy_n(rows_bytes.data() + rb * size_t(r % distinct_rows), rb, rows_bytes.data() + rb * size_t(r));
+        continue;
+      }
       for (auto& v : row) v = normal(rng);
       quantize_row(type, row.data(), rows_bytes.data() + rb * size_t(r), cols);
     }
@@ -118,6 +125,16 @@ std::map<int64_t, double> matmul_rates(GgmlType type, int64_t rows, int64_t cols
     out[n] = double(rows) * double(cols) * double(n) / s / 1e9;
   }
   return out;
+}
+
+// GB/s of weights a one-token matmul consumes from a 256 MiB matrix (8× this machine's
+// last-level cache and more on most): each call streams it from memory once.
+double decode_stream_rate(GgmlType type, int64_t cols) {
+  const int64_t rows = int64_t((size_t(256) << 20) / row_bytes(type, cols)) / 16 * 16;
+  SyntheticMatrix w(type, rows, cols, /*distinct_rows=*/64);
+  std::vector<float> x(static_cast<size_t>(cols), 0.5f), y(static_cast<size_t>(rows));
+  const double s = seconds_per_call([&] { kernels::matmul(w.view, x.data(), 1, y.data()); });
+  return double(rows) * double(row_bytes(type, cols)) / s / 1e9;
 }
 
 // GFLOP/s of the absorbed-attention kernel: `rows` query rows over `keys` cached
@@ -177,6 +194,7 @@ MeasuredKernels measure_engine_kernels(const ModelShape& m, GgmlType type) {
       auto& best = k.matmul_gmacs[std::string(type_name(t))];
       for (auto [n, gmacs] : matmul_rates(t, rows, cols)) best[n] = std::max(best[n], gmacs);
     }
+    k.decode_stream_gbps = std::max(k.decode_stream_gbps, decode_stream_rate(type, cols));
     if (m.attention == AttentionKind::MLA) {
       constexpr int64_t kKeys = 512;  // one prompt's worth of cached latents (1 MiB of c_kv)
       k.attention_gflops_one_thread = std::max(k.attention_gflops_one_thread, attention_rate(m, m.n_heads, kKeys, 1));
