@@ -3,7 +3,7 @@
 // hold), zero, load, store, set1, mul, fmadd, hsum). Included
 // by each ISA's file inside an anonymous namespace, so each gets its own copy compiled
 // with its flags (like tiling.h). Keys are taken in tiles of kKeyTile and query rows
-// in groups of up to 4: a tile is read once per group while the group's queries and
+// in groups of up to V::kMaxRows: a tile is read once per group while the group's queries and
 // outputs stay in registers/L1. Every (row, key) score has its own accumulator and
 // every output element the same sequence of operations whatever the tiling, so results
 // do not depend on how the caller cuts the keys into runs.

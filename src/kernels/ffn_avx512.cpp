@@ -26,18 +26,13 @@ inline __m512 exp16(__m512 x) {
 }  // namespace
 
 void silu_mul_avx512(float* g, const float* u, int64_t n) {
-  const __m512 one = _mm512_set1_ps(1.f);
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    const __m512 x = _mm512_loadu_ps(g + j);
-    const __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-    _mm512_storeu_ps(g + j, _mm512_mul_ps(s, _mm512_loadu_ps(u + j)));
-  }
-  if (j < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - j)) - 1);
+  const auto silu16 = [](__m512 x) {
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+  };
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1);
     const __m512 x = _mm512_maskz_loadu_ps(m, g + j);
-    const __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-    _mm512_mask_storeu_ps(g + j, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + j)));
+    _mm512_mask_storeu_ps(g + j, m, _mm512_mul_ps(silu16(x), _mm512_maskz_loadu_ps(m, u + j)));
   }
 }
 

@@ -188,13 +188,13 @@ void matmul_same_input(const Product* products, int count, const float* X, int64
   const uint8_t* xq = reinterpret_cast<const uint8_t*>(X);
   uint8_t* buf = f == ActFormat::F32 ? nullptr : activation_scratch(x_stride * static_cast<size_t>(n));
   if (buf) xq = buf;
-  int nt = 1;
+  WeightView all = W0;  // threads for the work of all of them together
+  all.rows = 0;
   for (int i = 0; i < count; ++i) {
-    WeightView all = *products[i].W;
-    all.rows = 0;
-    for (int j = 0; j < count; ++j) all.rows += products[j].W->rows;  // the work of all of them
-    nt = std::max(nt, work_threads(all, n));
+    all.rows += products[i].W->rows;
+    all.row_stride = std::max(all.row_stride, products[i].W->row_stride);
   }
+  const int nt = work_threads(all, n);
   auto run = [&](int64_t i, int64_t m) {
     for (int p = 0; p < count; ++p) {
       const WeightView& W = *products[p].W;

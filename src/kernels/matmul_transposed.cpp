@@ -66,10 +66,6 @@ void matmul_column_scaled(const WeightView& W, const float* col_scale, const flo
   }
 }
 
-}  // namespace mlamoe::kernels
-
-namespace mlamoe::kernels {
-
 size_t column_scaled_transpose_bytes(const WeightView& W) {
   if (W.layout != Layout::Rows || (W.type != GgmlType::Q4_0 && W.type != GgmlType::Q8_0) || W.rows % 32 || W.cols % 32) return 0;
   return static_cast<size_t>(W.cols) * row_bytes(W.type, W.rows);

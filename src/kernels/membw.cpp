@@ -23,9 +23,9 @@ namespace mlamoe::kernels {
 double measure_read_bandwidth_gbps(size_t bytes, int reps) {
   if (reps < 1) reps = 1;
   bytes = std::max<size_t>(bytes, size_t(64) << 20) & ~size_t(4095);
-  // In transparent huge pages, like the repacked weights (Model::tile_weights): with 4 KB
-  // pages a virtual machine's nested page walks cut the measured rate by up to half
-  // and make it swing from run to run, which would understate the roofline.
+  // In transparent huge pages, like the repacked weights (Model::tile_weights), so the
+  // probe reads memory the way decode reads the weights (on this VM the two page sizes
+  // measured alike, within its run-to-run swings).
   AnonymousMemory buf(bytes);
   const int nt = threads();
   const auto stream = kernel_table(active_isa()).stream_sum;

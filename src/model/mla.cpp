@@ -18,14 +18,6 @@ namespace mlamoe {
 
 namespace {
 
-// Rows [r0, r0+n) of a matrix view.
-WeightView rows_of(const WeightView& w, int64_t r0, int64_t n) {
-  WeightView v = w;
-  v.data = w.row(r0);
-  v.rows = n;
-  return v;
-}
-
 struct Dims {
   int64_t H, d_nope, d_rope, d_qk, d_v, d_c;
   explicit Dims(const ModelConfig& c)
@@ -36,7 +28,7 @@ struct Dims {
 // q_lat[t] = W_UK[h]^T q_nope[t] for head h (T × d_c).
 void absorb_query(const LayerWeights& L, const Dims& D, int64_t h, const float* q_nope_h, int64_t T, float* q_lat) {
   if (L.w_uk.empty()) {
-    kernels::matmul_transposed(rows_of(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope), q_nope_h, T, q_lat);
+    kernels::matmul_transposed(kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope), q_nope_h, T, q_lat);
   } else if (!L.w_uk_scale.empty()) {  // built from a legacy attn_kv_b, the file's scales beside it
     const float* scale = L.w_uk_scale.data() + h * (D.d_c / 32) * D.d_nope;
     kernels::matmul_column_scaled(L.w_uk[static_cast<size_t>(h)], scale, q_nope_h, T, q_lat);
@@ -48,12 +40,12 @@ void absorb_query(const LayerWeights& L, const Dims& D, int64_t h, const float* 
 // v[t] = W_UV[h] x[t] (T × d_v), x in latent space.
 void up_project_value(const LayerWeights& L, const Dims& D, int64_t h, const float* x, int64_t T, float* v) {
   if (!L.w_uv.empty()) kernels::matmul(L.w_uv[static_cast<size_t>(h)], x, T, v);
-  else kernels::matmul(rows_of(L.wkv_b, h * (D.d_nope + D.d_v) + D.d_nope, D.d_v), x, T, v);
+  else kernels::matmul(kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v) + D.d_nope, D.d_v), x, T, v);
 }
 
 // k_nope[t] = W_UK[h] c_kv[t] (T × d_nope): the naive path's decompressed key.
 void up_project_key(const LayerWeights& L, const Dims& D, int64_t h, const float* c_kv, int64_t T, float* k_nope) {
-  if (!L.wkv_b.empty()) kernels::matmul(rows_of(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope), c_kv, T, k_nope);
+  if (!L.wkv_b.empty()) kernels::matmul(kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope), c_kv, T, k_nope);
   else kernels::matmul_transposed(L.w_uk[static_cast<size_t>(h)], c_kv, T, k_nope);
 }
 

@@ -201,12 +201,7 @@ void Model::transpose_legacy_w_uk() {
 bool Model::transpose_legacy_w_uk_quantized(LayerWeights& L) {
   const ModelConfig& c = config_;
   const int64_t H = c.n_heads, d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim, d_c = c.kv_lora_rank;
-  auto w_uk_of = [&](int64_t h) {
-    WeightView w = L.wkv_b;
-    w.data = L.wkv_b.row(h * (d_nope + d_v));
-    w.rows = d_nope;
-    return w;
-  };
+  auto w_uk_of = [&](int64_t h) { return kernels::row_slice(L.wkv_b, h * (d_nope + d_v), d_nope); };
   const size_t per_head = kernels::column_scaled_transpose_bytes(w_uk_of(0));
   if (!per_head || !kernels::tiled_bytes(L.wkv_b)) return false;
   std::vector<uint8_t>& blocks = legacy_w_uk_blocks_.emplace_back(static_cast<size_t>(H) * per_head);
@@ -215,10 +210,7 @@ bool Model::transpose_legacy_w_uk_quantized(LayerWeights& L) {
   for (int64_t h = 0; h < H; ++h) {
     L.w_uk.push_back(kernels::transpose_column_scaled(w_uk_of(h), blocks.data() + static_cast<size_t>(h) * per_head,
                                                       L.w_uk_scale.data() + h * scales_per_head));
-    WeightView uv = L.wkv_b;
-    uv.data = L.wkv_b.row(h * (d_nope + d_v) + d_nope);
-    uv.rows = d_v;
-    L.w_uv.push_back(uv);
+    L.w_uv.push_back(kernels::row_slice(L.wkv_b, h * (d_nope + d_v) + d_nope, d_v));
   }
   return true;
 }

@@ -128,14 +128,22 @@ std::map<int64_t, double> matmul_rates(GgmlType type, int64_t rows, int64_t cols
 }
 
 // GB/s of weights a one-token matmul consumes from a 256 MiB matrix (8× this machine's
-// last-level cache and more on most): each call streams it from memory once.
-double decode_stream_rate(GgmlType type, int64_t cols) {
-  const int64_t rows = int64_t((size_t(256) << 20) / row_bytes(type, cols)) / 16 * 16;
-  SyntheticMatrix w(type, rows, cols, /*distinct_rows=*/64);
-  std::vector<float> x(static_cast<size_t>(cols), 0.5f), y(static_cast<size_t>(rows));
-  const double s = seconds_per_call([&] { kernels::matmul(w.view, x.data(), 1, y.data()); });
-  return double(rows) * double(row_bytes(type, cols)) / s / 1e9;
-}
+// last-level cache and more on most): each call streams it from memory once. The matrix
+// is built once and timed on every pass.
+struct DecodeStreamProbe {
+  int64_t rows;
+  SyntheticMatrix w;
+  std::vector<float> x, y;
+  DecodeStreamProbe(GgmlType type, int64_t cols)
+      : rows(int64_t((size_t(256) << 20) / row_bytes(type, cols)) / 16 * 16),
+        w(type, rows, cols, /*distinct_rows=*/64),
+        x(static_cast<size_t>(cols), 0.5f),
+        y(static_cast<size_t>(rows)) {}
+  double gbps() {
+    const double s = seconds_per_call([&] { kernels::matmul(w.view, x.data(), 1, y.data()); });
+    return double(w.view.rows) * double(w.view.row_stride) / s / 1e9;
+  }
+};
 
 // GFLOP/s of the absorbed-attention kernel: `rows` query rows over `keys` cached
 // latents, on `threads` threads each with its own rows (as the engine shares items).
@@ -189,12 +197,13 @@ MeasuredKernels measure_engine_kernels(const ModelShape& m, GgmlType type) {
   if (rows <= 0 || cols <= 0 || cols % 256) fail("kernel probe: unsupported shape ", rows, " x ", cols);
   // Three passes over everything, keeping each figure's best: a burst of other work on a
   // shared machine spoils one pass of a figure, not all three.
+  DecodeStreamProbe decode_stream(type, cols);
   for (int pass = 0; pass < 3; ++pass) {
     for (GgmlType t : {type, GgmlType::Q4_0, GgmlType::Q8_0}) {
       auto& best = k.matmul_gmacs[std::string(type_name(t))];
       for (auto [n, gmacs] : matmul_rates(t, rows, cols)) best[n] = std::max(best[n], gmacs);
     }
-    k.decode_stream_gbps = std::max(k.decode_stream_gbps, decode_stream_rate(type, cols));
+    k.decode_stream_gbps = std::max(k.decode_stream_gbps, decode_stream.gbps());
     if (m.attention == AttentionKind::MLA) {
       constexpr int64_t kKeys = 512;  // one prompt's worth of cached latents (1 MiB of c_kv)
       k.attention_gflops_one_thread = std::max(k.attention_gflops_one_thread, attention_rate(m, m.n_heads, kKeys, 1));
