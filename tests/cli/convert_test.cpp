@@ -57,6 +57,27 @@ LogitError compare(const std::string& logits, const std::string& reference) {
   return e;
 }
 
+// The logits of `model` with its Q4_0/Q8_0 matrices tiled (the default) against the
+// file's rows (--no-repack), on `tokens`.
+LogitError tiles_vs_rows(const std::string& model, const std::string& tokens) {
+  const std::string rows = model + ".rows.f32", tiles = model + ".tiles.f32";
+  auto r = run_mlamoe({"logits", "-m", model, "--tokens", tokens, "--out", rows, "--no-repack"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = run_mlamoe({"logits", "-m", model, "--tokens", tokens, "--out", tiles});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return compare(tiles, rows);
+}
+
+// A fixture's config.json with some fields changed, written to the test directory as
+// `file`; returns its path.
+std::string reshaped_config(const std::string& name, const nlohmann::json& changes, const std::string& file) {
+  auto cfg = nlohmann::json::parse(read_file(fixture(name, "config.json")));
+  cfg.update(changes);
+  const std::string path = test::temp_dir() + "/" + file;
+  write_file_atomic(path, cfg.dump());
+  return path;
+}
+
 LogitError run_logits(const std::string& model, const std::string& tokens, const std::string& reference) {
   std::string out = model + ".logits.f32";
   auto r = run_mlamoe({"logits", "-m", model, "--tokens", tokens, "--out", out});
@@ -135,12 +156,7 @@ TEST(QuantizeCli, TiledWeightsGiveTheLogitsOfTheFileLayout) {
       SCOPED_TRACE(std::string(name) + " " + type);
       const std::string model = test::temp_dir() + "/cli_tiles_" + name + "_" + type + ".gguf";
       ASSERT_EQ(run_mlamoe({"quantize", fixture(name, "model.gguf"), model, type}).exit_code, 0);
-      const std::string rows = model + ".rows.f32", tiles = model + ".tiles.f32";
-      auto r = run_mlamoe({"logits", "-m", model, "--tokens", tokens_of(name), "--out", rows, "--no-repack"});
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-      r = run_mlamoe({"logits", "-m", model, "--tokens", tokens_of(name), "--out", tiles});
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-      const LogitError e = compare(tiles, rows);
+      const LogitError e = tiles_vs_rows(model, tokens_of(name));
       if (std::string(type) == "q8_0") EXPECT_LE(e.max_rel, 1e-5);
       EXPECT_LE(e.max_rel, 0.02);
       EXPECT_LE(e.rms_rel, 0.01);
@@ -156,26 +172,16 @@ TEST(QuantizeCli, TiledWeightsGiveTheLogitsOfTheFileLayout) {
 // AVX2 vs AVX-512 alone differs by 0.079 / 0.019 for q4_0); a wrong transpose gives
 // unrelated logits (rms ~1).
 TEST(QuantizeCli, LegacyKvbTiledWUKGivesTheLogitsOfTheFileLayout) {
-  auto cfg = nlohmann::json::parse(read_file(fixture("v2lite", "config.json")));
-  cfg["hidden_size"] = 128;
-  cfg["intermediate_size"] = 256;
-  cfg["moe_intermediate_size"] = 64;
-  cfg["kv_lora_rank"] = 64;
-  cfg["qk_nope_head_dim"] = 32;
-  cfg["v_head_dim"] = 32;
-  const std::string cfg_path = test::temp_dir() + "/legacy_kvb_config.json";
-  write_file_atomic(cfg_path, cfg.dump());
+  const std::string cfg_path = reshaped_config("v2lite",
+                                               {{"hidden_size", 128}, {"intermediate_size", 256}, {"moe_intermediate_size", 64},
+                                                {"kv_lora_rank", 64}, {"qk_nope_head_dim", 32}, {"v_head_dim", 32}},
+                                               "legacy_kvb_config.json");
   for (const char* type : {"q8_0", "q4_0"}) {
     SCOPED_TRACE(type);
     const std::string model = test::temp_dir() + "/legacy_kvb_" + type + ".gguf";
     auto r = run_mlamoe({"gen-random", "--config", cfg_path, "--out", model, "--type", type, "--legacy-kv-b", "--seed", "5"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    const std::string rows = model + ".rows.f32", tiles = model + ".tiles.f32";
-    r = run_mlamoe({"logits", "-m", model, "--tokens", tokens_of("v2lite"), "--out", rows, "--no-repack"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = run_mlamoe({"logits", "-m", model, "--tokens", tokens_of("v2lite"), "--out", tiles});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    const LogitError e = compare(tiles, rows);
+    const LogitError e = tiles_vs_rows(model, tokens_of("v2lite"));
     EXPECT_LE(e.max_rel, 0.2);
     EXPECT_LE(e.rms_rel, 0.06);
     std::printf("[ logits ] legacy attn_kv_b %s tiles vs rows: max %.3g rms %.3g\n", type, e.max_rel, e.rms_rel);
@@ -184,14 +190,10 @@ TEST(QuantizeCli, LegacyKvbTiledWUKGivesTheLogitsOfTheFileLayout) {
 
 TEST(QuantizeCli, KQuantsOfAWideRandomModelStayCloseToF32) {
   // The v3 fixture's shape with every row a multiple of 256.
-  auto cfg = nlohmann::json::parse(read_file(fixture("v3", "config.json")));
-  cfg["hidden_size"] = 256;
-  cfg["intermediate_size"] = 512;
-  cfg["moe_intermediate_size"] = 256;
-  cfg["q_lora_rank"] = 256;
-  cfg["kv_lora_rank"] = 256;
-  std::string cfg_path = test::temp_dir() + "/wide_config.json";
-  write_file_atomic(cfg_path, cfg.dump());
+  const std::string cfg_path = reshaped_config("v3",
+                                               {{"hidden_size", 256}, {"intermediate_size", 512}, {"moe_intermediate_size", 256},
+                                                {"q_lora_rank", 256}, {"kv_lora_rank", 256}},
+                                               "wide_config.json");
   std::string f32 = test::temp_dir() + "/wide_f32.gguf";
   auto r = run_mlamoe({"gen-random", "--config", cfg_path, "--out", f32, "--seed", "4"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
