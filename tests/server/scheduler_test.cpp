@@ -507,8 +507,11 @@ TEST(Scheduler, IdleHookRunsWhenIdleAfterPublishingAndIsNotCounted) {
   };
   EXPECT_EQ(wait_calls(1), 0) << "nothing published yet";
   auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
-  s.submit(request(prompt_of("a prompt that gets saved"), 6, a));
-  s.submit(request(prompt_of("the other prompt"), 6, b));  // shares no token with a, admitted with it or after
+  // a generates long enough that b (submitted right after) is admitted while a runs: with
+  // 6 tokens a loaded CI machine once descheduled this thread until a had finished and
+  // the hook had run, and b's sequence then earned a second call.
+  s.submit(request(prompt_of("a prompt that gets saved"), 48, a));
+  s.submit(request(prompt_of("the other prompt"), 6, b));  // shares no token with a, admitted while a runs
   wait(*a);
   wait(*b);
   EXPECT_EQ(wait_calls(1), 1);
