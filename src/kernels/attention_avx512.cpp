@@ -1,7 +1,9 @@
-// Absorbed MLA attention, AVX-512 (per-file ISA flags; only called after the dispatch
-// point has checked the CPU): twice the AVX2 path's width. The kernel is attention_simd.h.
+// MLA attention kernels, AVX-512 (per-file ISA flags; only called after the dispatch
+// point has checked the CPU): twice the AVX2 path's width. The kernels are
+// attention_simd.h (absorbed) and attention_dense_simd.h (naive path).
 #include <immintrin.h>
 
+#include "kernels/attention_dense_simd.h"
 #include "kernels/attention_simd.h"
 
 namespace {
@@ -16,6 +18,12 @@ struct Avx512 {
   static Vec set1(float x) { return _mm512_set1_ps(x); }
   static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+  static Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+  static Vec max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+  static Vec round(Vec a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static Vec scale2(Vec p, Vec n) { return _mm512_scalef_ps(p, n); }
+  static Vec blend_lt(Vec a, Vec b, Vec x, Vec y) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x); }
   static float hsum(Vec v) { return _mm512_reduce_add_ps(v); }
 };
 
@@ -26,6 +34,11 @@ namespace mlamoe::kernels {
 void latent_attention_accumulate_avx512(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
                                         const float* k_rope, LatentAttentionState& s) {
   accumulate_runs<Avx512>(q, j0, count, c_kv, k_rope, s);
+}
+
+void dense_attention_accumulate_avx512(const DenseQueries& q, const DenseKeys& k, DenseAttentionState& s,
+                                       float* scratch) {
+  dense_accumulate<Avx512>(q, k, s, scratch);
 }
 
 }  // namespace mlamoe::kernels
