@@ -24,7 +24,9 @@ namespace {
 
 const GgmlType kTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K,
                            GgmlType::Q6_K, GgmlType::F16,  GgmlType::BF16, GgmlType::F32};
-const int64_t kTokens[] = {1, 2, 3, 5, 6, 7, 16, 33};  // every tile width of both ISAs (4 and 8 tokens)
+// Every tile width of both ISAs (4 and 8 tokens), and 75: past the tiled kernel's
+// 64-token chunk, with a short last group.
+const int64_t kTokens[] = {1, 2, 3, 5, 6, 7, 16, 33, 75};
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> v;
