@@ -71,6 +71,41 @@ double run_tg(Engine& engine, const std::vector<int32_t>& tokens, int64_t n, int
   return static_cast<double>(n) / seconds_since(t0);
 }
 
+// One tg repetition against the roofline of the bandwidth measured alongside it. This
+// VM's read bandwidth drifts 2-3x within a minute, so one probe at the end can belong
+// to another regime than the decode it judges. The steps run in segments of
+// kProbeEvery tokens with a (untimed) probe between segments; each segment's roofline
+// time is its bytes over the mean of the probes on either side of it.
+struct TgRun {
+  double tok_s = 0, roofline_fraction = 0;
+  std::vector<double> gbps;
+};
+constexpr int64_t kProbeEvery = 16;
+
+TgRun run_tg_against_roofline(Engine& engine, const std::vector<int32_t>& tokens, int64_t n, int64_t depth,
+                              kernels::ReadBandwidthProbe& probe, double bytes_per_token) {
+  reset_to_depth(engine, depth);
+  TgRun run;
+  run.gbps.push_back(probe.gbps(3));
+  double spent = 0, roofline_s = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += kProbeEvery) {
+    const int64_t i1 = std::min(n, i0 + kProbeEvery);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = i0; i < i1; ++i) {
+      Batch b;
+      b.add(tokens[static_cast<size_t>(i)], static_cast<int32_t>(depth + i), 0);
+      engine.forward(b);
+    }
+    spent += seconds_since(t0);
+    run.gbps.push_back(probe.gbps(3));
+    const double gbps = 0.5 * (run.gbps[run.gbps.size() - 2] + run.gbps.back());
+    roofline_s += static_cast<double>(i1 - i0) * bytes_per_token / (gbps * 1e9);
+  }
+  run.tok_s = static_cast<double>(n) / spent;
+  run.roofline_fraction = roofline_s / spent;
+  return run;
+}
+
 // getrusage's high-water mark of resident memory (weights, KV, scratch).
 double peak_rss_bytes() {
   struct rusage ru {};
@@ -149,8 +184,8 @@ int run_bench(int argc, char** argv) {
     if (n_prompt > 0) run_pp(engine, tokens, n_prompt, depth);
     if (n_gen > 0) run_tg(engine, tokens, std::min<int64_t>(n_gen, 4), depth);
 
-    std::optional<Stats> pp, tg;
-    std::vector<double> v;
+    std::optional<Stats> pp, tg, tg_share;
+    std::vector<double> v, shares, probes;
     if (n_prompt > 0) {
       for (int r = 0; r < reps; ++r) {
         v.push_back(run_pp(engine, tokens, n_prompt, depth));
@@ -159,20 +194,30 @@ int run_bench(int argc, char** argv) {
       pp = summarize(v);
     }
     v.clear();
+    // Before the bandwidth probe, whose buffer is not the model's.
+    const double peak_rss = peak_rss_bytes(), file_bytes = static_cast<double>(std::filesystem::file_size(model->path()));
+    const uint64_t bpt = model->bytes_per_token();
+    kernels::ReadBandwidthProbe probe(size_t(512) << 20);
     if (n_gen > 0) {
       for (int r = 0; r < reps; ++r) {
-        v.push_back(run_tg(engine, tokens, n_gen, depth));
-        std::fprintf(stderr, "tg%lld %d/%d: %.2f tok/s\n", static_cast<long long>(n_gen), r + 1, reps, v.back());
+        const TgRun run = run_tg_against_roofline(engine, tokens, n_gen, depth, probe, static_cast<double>(bpt));
+        v.push_back(run.tok_s);
+        shares.push_back(run.roofline_fraction);
+        probes.insert(probes.end(), run.gbps.begin(), run.gbps.end());
+        std::fprintf(stderr, "tg%lld %d/%d: %.2f tok/s, %.1f%% of the roofline at %.1f-%.1f GB/s\n", static_cast<long long>(n_gen),
+                     r + 1, reps, v.back(), 100.0 * shares.back(), *std::min_element(run.gbps.begin(), run.gbps.end()),
+                     *std::max_element(run.gbps.begin(), run.gbps.end()));
       }
       tg = summarize(v);
+      tg_share = summarize(shares);
+    } else {
+      probes.push_back(probe.gbps(5));
     }
+    const Stats bw_stats = summarize(probes);
     const KvStats kv_stats = kv->stats();
     engine.kv().clear(0);
 
-    // Before the bandwidth probe, whose 1 GiB buffer is not the model's.
-    const double peak_rss = peak_rss_bytes(), file_bytes = static_cast<double>(std::filesystem::file_size(model->path()));
-    const double bw = kernels::measure_read_bandwidth_gbps();
-    const uint64_t bpt = model->bytes_per_token();
+    const double bw = bw_stats.median;
     const double roofline = bw * 1e9 / static_cast<double>(bpt);
     std::printf("model: %s (%s of weights, %s streamed per token)\n", model->path().c_str(),
                 human_bytes(static_cast<double>(model->weight_bytes())).c_str(), human_bytes(static_cast<double>(bpt)).c_str());
@@ -186,9 +231,11 @@ int run_bench(int argc, char** argv) {
     if (tg)
       std::printf("tg%lld: %8.2f tok/s (median of %d, min %.2f, max %.2f)\n", static_cast<long long>(n_gen), tg->median, reps,
                   tg->min, tg->max);
-    std::printf("membw: %.2f GB/s -> roofline tg %.2f tok/s", bw, roofline);
-    if (tg) std::printf(", tg at %.1f%% of roofline", 100.0 * tg->median / roofline);
-    std::printf("\n");
+    std::printf("membw: %.2f GB/s (median of %zu probes, min %.2f, max %.2f) -> roofline tg %.2f tok/s\n", bw, probes.size(),
+                bw_stats.min, bw_stats.max, roofline);
+    if (tg_share)
+      std::printf("tg at %.1f%% of roofline (median of %d repetitions, min %.1f%%, max %.1f%%; each against the bandwidth probed every %lld tokens)\n",
+                  100.0 * tg_share->median, reps, 100.0 * tg_share->min, 100.0 * tg_share->max, static_cast<long long>(kProbeEvery));
     const KvBytesPerToken kvb = kv_bytes_per_token(model->config(), parse_kv_type(kf.type));
     std::printf("%s\n", describe_kv_bytes(kvb, kf.type).c_str());
     if (depth > 0) std::printf("depth: %lld tokens of context before each test\n", static_cast<long long>(depth));
@@ -196,6 +243,7 @@ int run_bench(int argc, char** argv) {
     if (json) {
       nlohmann::json j{{"pp", stats_json(pp)},        {"tg", stats_json(tg)},       {"membw_gbps", bw},
                        {"bytes_per_token", bpt},      {"roofline_tg", roofline},    {"threads", kernels::threads()},
+                       {"tg_roofline_fraction", stats_json(tg_share)},
                        {"isa", isa},                  {"model", model->path()},     {"n_prompt", n_prompt},
                        {"n_gen", n_gen},              {"repetitions", reps},
                        {"depth", depth},              {"load_s", load_s},           {"peak_rss_bytes", peak_rss},

@@ -20,18 +20,19 @@
 
 namespace mlamoe::kernels {
 
-double measure_read_bandwidth_gbps(size_t bytes, int reps) {
-  if (reps < 1) reps = 1;
-  bytes = std::max<size_t>(bytes, size_t(64) << 20) & ~size_t(4095);
+struct ReadBandwidthProbe::Buffer {
   // In transparent huge pages, like the repacked weights (Model::tile_weights), so the
   // probe reads memory the way decode reads the weights (on this VM the two page sizes
   // measured alike, within its run-to-run swings).
-  AnonymousMemory buf(bytes);
-  const int nt = threads();
-  const auto stream = kernel_table(active_isa()).stream_sum;
+  explicit Buffer(size_t n) : bytes(n), memory(n) {}
+  size_t bytes;
+  AnonymousMemory memory;
   std::atomic<uint64_t> sink{0};
-  auto pass = [&](bool first_touch) {
-#pragma omp parallel num_threads(nt)
+
+  void pass(bool first_touch) {
+    uint8_t* data = memory.data();
+    const auto stream = kernel_table(active_isa()).stream_sum;
+#pragma omp parallel num_threads(std::max(1, threads()))
     {
       const size_t i = static_cast<size_t>(omp_get_thread_num()), m = static_cast<size_t>(omp_get_num_threads());
       const size_t lo = (bytes / m * i) & ~size_t(127), hi = i + 1 == m ? bytes : (bytes / m * (i + 1)) & ~size_t(127);
@@ -41,23 +42,35 @@ double measure_read_bandwidth_gbps(size_t bytes, int reps) {
       if (first_touch)
         for (size_t o = lo; o + 8 <= hi; o += 8) {
           const uint64_t v = (o >> 3) * 0x9E3779B97F4A7C15ull;
-          std::memcpy(buf.data() + o, &v, 8);
+          std::memcpy(data + o, &v, 8);
         }
-      else sink.fetch_add(stream(buf.data() + lo, hi - lo), std::memory_order_relaxed);
+      else sink.fetch_add(stream(data + lo, hi - lo), std::memory_order_relaxed);
     }
-  };
-  pass(true);
-  pass(false);
-  std::vector<double> gbps;
+  }
+};
+
+ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes)
+    : buffer_(std::make_unique<Buffer>(std::max<size_t>(bytes, size_t(64) << 20) & ~size_t(4095))) {
+  buffer_->pass(true);
+  buffer_->pass(false);  // warm-up: TLB, page tables, the threads' first wake-up
+}
+
+ReadBandwidthProbe::~ReadBandwidthProbe() = default;
+
+double ReadBandwidthProbe::gbps(int reps) {
+  if (reps < 1) reps = 1;
+  std::vector<double> rates;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    pass(false);
+    buffer_->pass(false);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    gbps.push_back(static_cast<double>(bytes) / s / 1e9);
+    rates.push_back(static_cast<double>(buffer_->bytes) / s / 1e9);
   }
-  std::sort(gbps.begin(), gbps.end());
-  if (sink.load() == 0x5eed) gbps[0] += 0;  // keeps the sums observable
-  return gbps[gbps.size() / 2];
+  std::sort(rates.begin(), rates.end());
+  if (buffer_->sink.load() == 0x5eed) rates[0] += 0;  // keeps the sums observable
+  return rates[rates.size() / 2];
 }
+
+double measure_read_bandwidth_gbps(size_t bytes, int reps) { return ReadBandwidthProbe(bytes).gbps(reps); }
 
 }  // namespace mlamoe::kernels

@@ -21,7 +21,8 @@ nlohmann::json last_line_json(const std::string& out) {
 }  // namespace
 
 TEST(CliBench, JsonLastLineHasTheContractKeys) {
-  auto r = run_mlamoe({"bench", "-m", fixture(), "-p", "8", "-n", "4", "-r", "3", "-t", "2", "--json"});
+  // 20 generated tokens: two segments of the roofline's bandwidth probes (every 16).
+  auto r = run_mlamoe({"bench", "-m", fixture(), "-p", "8", "-n", "20", "-r", "3", "-t", "2", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = last_line_json(r.out);
   for (const char* test : {"pp", "tg"}) {
@@ -35,6 +36,12 @@ TEST(CliBench, JsonLastLineHasTheContractKeys) {
   EXPECT_GT(j["bytes_per_token"].get<uint64_t>(), 0u);
   EXPECT_NEAR(j["roofline_tg"].get<double>(), j["membw_gbps"].get<double>() * 1e9 / j["bytes_per_token"].get<double>(),
               1e-6 * j["roofline_tg"].get<double>());
+  // tg against the bandwidth probed alongside it, per repetition: a fraction, ordered.
+  const double f_lo = j["tg_roofline_fraction"]["min"], f_mid = j["tg_roofline_fraction"]["median"],
+               f_hi = j["tg_roofline_fraction"]["max"];
+  EXPECT_GT(f_lo, 0.0);
+  EXPECT_LE(f_lo, f_mid);
+  EXPECT_LE(f_mid, f_hi);
   EXPECT_EQ(j["threads"], 2);
   const std::string isa = j["isa"];
   EXPECT_TRUE(isa == "avx512" || isa == "avx2" || isa == "scalar") << isa;
@@ -48,6 +55,14 @@ TEST(CliBench, SkippedTestIsNull) {
   auto j = last_line_json(r.out);
   EXPECT_TRUE(j["pp"].is_null());
   EXPECT_GT(j["tg"]["median"].get<double>(), 0.0);
+  EXPECT_GT(j["tg_roofline_fraction"]["median"].get<double>(), 0.0);
+
+  auto pp_only = run_mlamoe({"bench", "-m", fixture(), "-p", "4", "-n", "0", "-r", "1", "--json"});
+  ASSERT_EQ(pp_only.exit_code, 0) << pp_only.err;
+  auto k = last_line_json(pp_only.out);
+  EXPECT_TRUE(k["tg"].is_null());
+  EXPECT_TRUE(k["tg_roofline_fraction"].is_null());
+  EXPECT_GT(k["membw_gbps"].get<double>(), 0.0);
 }
 
 TEST(CliBench, MembwAlone) {
