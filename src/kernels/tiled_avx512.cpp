@@ -51,10 +51,14 @@ inline __m512i broadcast4(const int8_t* p) {
 template <int NT>
 constexpr int kChains = NT == 1 ? 4 : NT <= 3 ? 2 : 1;
 
-// How far ahead decode prefetches (2 KB ≈ 7 Q4_0 tile-blocks). A/B on the 27-layer
-// Q4_0 file, tg128 medians: no prefetch 20.97 / 19.46 / 20.98, 2 KB 23.25 / 23.04 /
-// 20.53 tok/s, back to back; this VM's bandwidth swings make single runs unreliable.
-constexpr size_t kPrefetchBytes = 2048;
+// How far ahead decode prefetches: 2 KB (≈7 Q4_0 tile-blocks) into L1, and 8 KB into
+// L2. A/B on the 27-layer Q4_0 file, tg128 medians: no prefetch 20.97 / 19.46 / 20.98,
+// 2 KB 23.25 / 23.04 / 20.53 tok/s. The L1 prefetches alone keep only ~32 lines in
+// flight per core, which caps a core near 17 GB/s at this VM's latency; when the host
+// gives 50+ GB/s the far L2 prefetches let more misses queue: kernels_bench
+// q4_0/avx512-tiled/n1/t2 weight GB/s, 8 alternating runs, median (min-max): 2 KB
+// 44.7 (34.1-47.0), 2 KB + 8 KB 51.1 (34.8-54.9); at 40 GB/s they measured alike.
+constexpr size_t kPrefetchBytes = 2048, kPrefetchFarBytes = 8192;
 
 // One tile (16 rows, nb blocks) against NT tokens.
 template <class U, int NT>
@@ -67,7 +71,10 @@ void tile_dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* co
     if constexpr (NT == 1) {
       // Decode reads each weight once: ask for the lines a few blocks ahead so the core
       // keeps misses in flight while it computes, instead of alternating the two.
-      for (size_t o = 0; o < U::kBlockBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchBytes + o), _MM_HINT_T0);
+      for (size_t o = 0; o < U::kBlockBytes; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchBytes + o), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchFarBytes + o), _MM_HINT_T1);
+      }
     }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb)));
     __m512i w[8];
