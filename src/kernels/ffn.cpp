@@ -16,7 +16,7 @@ namespace {
 // A slice of one matrix of one selected expert: rows [r0, r1) against its tokens.
 struct WorkItem {
   int32_t expert;
-  int32_t matrix;  // 0 gate, 1 up, 2 down
+  int32_t matrix;  // 0 gate, 1 up, 2 down, 3 gate and up then silu·up (fused)
   int64_t r0, r1;
 };
 
@@ -55,6 +55,13 @@ void silu_mul(float* g, const float* u, int64_t n) {
 }
 
 namespace {
+
+// Columns [c0, c1) of one token's h = silu(g) ⊙ u (in place in g), quantized into its
+// activation row h_q (c0 on a block boundary of `f`, or the whole row).
+void silu_and_quantize(ActFormat f, float* g, const float* u, int64_t c0, int64_t c1, uint8_t* h_q) {
+  silu_mul(g + c0, u + c0, c1 - c0);
+  quantize_activation_row(f, g + c0, h_q + activation_row_bytes(f, c0), c1 - c0);
+}
 
 void add_items(std::vector<WorkItem>& items, int32_t e, int32_t matrix, int64_t rows) {
   for (int64_t r = 0; r < rows; r += kRowsPerItem) items.push_back({e, matrix, r, std::min(rows, r + kRowsPerItem)});
@@ -108,16 +115,24 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
   for (int64_t e = 0; e < n_experts; ++e)
     if (count[e]) busiest.push_back(static_cast<int32_t>(e));
   std::stable_sort(busiest.begin(), busiest.end(), [&](int32_t a, int32_t b) { return count[a] > count[b]; });
+  const ActFormat fg = kernel_activation_format(e0.gate), fu = kernel_activation_format(e0.up),
+                  fd = kernel_activation_format(e0.down);
+  // When the down projection's activations are quantized in 32-value blocks (or not at
+  // all), an item can finish its rows of h = silu(gate) ⊙ up and quantize them while
+  // they are hot: item rows start at multiples of 256, so they cut no block.
+  const bool fused = fd == ActFormat::Q8 || fd == ActFormat::F32;
   s.items.clear();
   for (int32_t e : busiest) {
-    add_items(s.items, e, 0, ff);
-    add_items(s.items, e, 1, ff);
+    if (fused) {
+      add_items(s.items, e, 3, ff);
+    } else {
+      add_items(s.items, e, 0, ff);
+      add_items(s.items, e, 1, ff);
+    }
   }
   const size_t n_gate_up = s.items.size();
   for (int32_t e : busiest) add_items(s.items, e, 2, d);
 
-  const ActFormat fg = kernel_activation_format(e0.gate), fu = kernel_activation_format(e0.up),
-                  fd = kernel_activation_format(e0.down);
   const size_t sg = activation_row_bytes(fg, d), su = activation_row_bytes(fu, d), sd = activation_row_bytes(fd, ff);
   const bool shared_x = fg == fu;
   uint8_t* xg = MoeScratch::grow(s.x_gate, sg * static_cast<size_t>(n));
@@ -152,16 +167,15 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
       const WorkItem& it = items[i];
       const FfnWeights& w = experts[it.expert];
       const int64_t r = start[it.expert], m = count[it.expert];
-      if (it.matrix == 0) matmul_rows(w.gate, it.r0, it.r1, gg + sg * static_cast<size_t>(r), sg, m, G + r * ff, static_cast<size_t>(ff));
-      else matmul_rows(w.up, it.r0, it.r1, gu + su * static_cast<size_t>(r), su, m, U + r * ff, static_cast<size_t>(ff));
+      if (it.matrix != 1) matmul_rows(w.gate, it.r0, it.r1, gg + sg * static_cast<size_t>(r), sg, m, G + r * ff, static_cast<size_t>(ff));
+      if (it.matrix != 0) matmul_rows(w.up, it.r0, it.r1, gu + su * static_cast<size_t>(r), su, m, U + r * ff, static_cast<size_t>(ff));
+      if (it.matrix == 3)
+        for (int64_t row = r; row < r + m; ++row) silu_and_quantize(fd, G + row * ff, U + row * ff, it.r0, it.r1, hq + sd * static_cast<size_t>(row));
     }
     // 4. h = silu(gate) ⊙ up, quantized for the down projection (in place in G)
+    if (!fused) {
 #pragma omp for schedule(static)
-    for (int64_t row = 0; row < slots; ++row) {
-      float* g = G + row * ff;
-      const float* u = U + row * ff;
-      silu_mul(g, u, ff);
-      quantize_activation_row(fd, g, hq + sd * static_cast<size_t>(row), ff);
+      for (int64_t row = 0; row < slots; ++row) silu_and_quantize(fd, G + row * ff, U + row * ff, 0, ff, hq + sd * static_cast<size_t>(row));
     }
     // 5. down rows of every selected expert
 #pragma omp for schedule(dynamic, 1)

@@ -54,8 +54,8 @@ std::vector<float> ffn_one_token(const FfnWeights& w, const float* x, MatmulFn m
   return y;
 }
 
-void check_moe(GgmlType gu, GgmlType down, int64_t n, int k, int threads) {
-  const int64_t d = 256, ff = 512;
+void check_moe(GgmlType gu, GgmlType down, int64_t n, int k, int threads, int64_t ff = 512) {
+  const int64_t d = 256;
   const int n_exp = 8;
   std::mt19937 rng(static_cast<unsigned>(n * 31 + k));
   auto ex = make_experts(n_exp, gu, down, d, ff, rng);
@@ -96,6 +96,15 @@ void check_moe(GgmlType gu, GgmlType down, int64_t n, int k, int threads) {
 TEST(MoeFfn, MatchesPerTokenExpertsQ4_0) {
   for (int64_t n : {1, 3, 9})
     for (int th : {1, 2}) check_moe(GgmlType::Q4_0, GgmlType::Q8_0, n, 3, th);
+}
+
+// An FFN width that is not a multiple of the 256-row work items: the last item of each
+// expert is short, and it still finishes (silu, quantize) its own blocks of h.
+TEST(MoeFfn, MatchesPerTokenExpertsWithAShortLastItem) {
+  for (int th : {1, 2}) {
+    check_moe(GgmlType::Q4_0, GgmlType::Q8_0, 7, 2, th, 352);
+    check_moe(GgmlType::F16, GgmlType::F32, 3, 2, th, 352);
+  }
 }
 
 TEST(MoeFfn, MatchesPerTokenExpertsKQuantsAndFloat) {
