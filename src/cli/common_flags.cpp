@@ -19,8 +19,9 @@ void ModelFlags::add_to(CLI::App& app, bool model_required) {
   if (model_required) m->required();
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
   app.add_option("-c,--ctx-size", ctx, "context size in tokens (default: the model's)");
-  app.add_option("--attn", attn, "attention path: absorbed (attend over latents) or naive (decompress K/V)")
-      ->check(CLI::IsMember({"absorbed", "naive"}));
+  app.add_option("--attn", attn,
+                 "attention path: absorbed (attend over latents), naive (decompress K/V) or auto (per sequence, the cheaper)")
+      ->check(CLI::IsMember({"absorbed", "naive", "auto"}));
   app.add_flag("--verbose", verbose, "print load details");
   app.add_flag("--no-repack", no_repack, "use Q4_0/Q8_0 weights in place instead of re-laying them out for the int8 kernels");
 }
@@ -44,7 +45,8 @@ SamplerParams SamplingFlags::resolve() const {
 AttentionMode parse_attention(const std::string& s) {
   if (s == "absorbed") return AttentionMode::Absorbed;
   if (s == "naive") return AttentionMode::Naive;
-  fail("--attn: expected absorbed or naive, got '", s, "'");
+  if (s == "auto") return AttentionMode::Auto;
+  fail("--attn: expected absorbed, naive or auto, got '", s, "'");
 }
 
 std::unique_ptr<Model> ModelFlags::load() const {

@@ -14,6 +14,7 @@ namespace mlamoe {
 enum class AttentionMode {
   Absorbed,  // fold W_UK into the query and W_UV into the output; attend over latents
   Naive,     // decompress per-head K and V from the latents, then standard attention
+  Auto,      // per sequence, whichever of the two costs less for its queries (mla.cpp)
 };
 
 struct Batch {

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "kernels/attention.h"
+#include "kernels/attention_dense.h"
 #include "kernels/kernels.h"
 #include "model/layers.h"
 #include "model/ops.h"
@@ -41,18 +42,6 @@ void absorb_query(const LayerWeights& L, const Dims& D, int64_t h, const float* 
 void up_project_value(const LayerWeights& L, const Dims& D, int64_t h, const float* x, int64_t T, float* v) {
   if (!L.w_uv.empty()) kernels::matmul(L.w_uv[static_cast<size_t>(h)], x, T, v);
   else kernels::matmul(kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v) + D.d_nope, D.d_v), x, T, v);
-}
-
-// k_nope[t] = W_UK[h] c_kv[t] (T × d_nope): the naive path's decompressed key.
-void up_project_key(const LayerWeights& L, const Dims& D, int64_t h, const float* c_kv, int64_t T, float* k_nope) {
-  if (!L.wkv_b.empty()) kernels::matmul(kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope), c_kv, T, k_nope);
-  else kernels::matmul_transposed(L.w_uk[static_cast<size_t>(h)], c_kv, T, k_nope);
-}
-
-float dot(const float* a, const float* b, int64_t n) {
-  float s = 0.f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
 }
 
 // Absorbed attention: queries folded into latent space (W_UK^T q_nope), scores and the
@@ -175,47 +164,197 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   }
 }
 
-// Naive attention: decompress per-head keys and values of every cached position of
-// each sequence in the batch, then standard scaled dot-product attention.
+// The per-head W_UV views as one matrix (H·d_v rows × d_c) when they lie back to back
+// in memory, as attn_v_b's heads do (and their tiled copies, made one after another);
+// empty otherwise.
+WeightView stacked_heads(const std::vector<WeightView>& w) {
+  const WeightView& w0 = w.front();
+  const size_t head_bytes = w0.layout == kernels::Layout::Tiles16 ? static_cast<size_t>(w0.rows / 16) * w0.tile_stride
+                                                                   : static_cast<size_t>(w0.rows) * w0.row_stride;
+  if (w0.layout == kernels::Layout::Tiles16 && w0.rows % 16) return {};
+  for (size_t h = 1; h < w.size(); ++h)
+    if (w[h].data != w0.data + h * head_bytes || w[h].type != w0.type || w[h].layout != w0.layout ||
+        w[h].rows != w0.rows || w[h].cols != w0.cols || w[h].row_stride != w0.row_stride || w[h].tile_stride != w0.tile_stride)
+      return {};
+  WeightView all = w0;
+  all.rows = w0.rows * static_cast<int64_t>(w.size());
+  return all;
+}
+
+// Decompressed keys and values of cnt cached positions for every head: k_nope = W_UK c_kv
+// and v = W_UV c_kv. A legacy attn_kv_b is [H·(d_nope + d_v)] × d_c, so one product
+// gives both for all heads; attn_k_b stores W_UK transposed per head (one transposed
+// product each), attn_v_b's heads are one matrix when back to back.
+struct DecompressedKv {
+  std::vector<float> k_buf, v_buf;
+  const float* k_nope0 = nullptr;
+  const float* v0 = nullptr;
+  int64_t k_head = 0, k_stride = 0, v_head = 0, v_stride = 0;  // head h, row j: base + h·head + j·stride
+  const float* k_nope(int64_t h) const { return k_nope0 + h * k_head; }
+  const float* v(int64_t h) const { return v0 + h * v_head; }
+
+  void decompress(const LayerWeights& L, const Dims& D, const float* c_kv, int64_t cnt) {
+    if (!L.wkv_b.empty()) {
+      k_buf.resize(static_cast<size_t>(cnt * D.H * (D.d_nope + D.d_v)));
+      kernels::matmul(L.wkv_b, c_kv, cnt, k_buf.data());
+      k_nope0 = k_buf.data();
+      v0 = k_buf.data() + D.d_nope;
+      k_head = v_head = D.d_nope + D.d_v;
+      k_stride = v_stride = D.H * (D.d_nope + D.d_v);
+      return;
+    }
+    k_buf.resize(static_cast<size_t>(D.H * cnt * D.d_nope));
+    v_buf.resize(static_cast<size_t>(D.H * cnt * D.d_v));
+    for (int64_t h = 0; h < D.H; ++h)
+      kernels::matmul_transposed(L.w_uk[static_cast<size_t>(h)], c_kv, cnt, k_buf.data() + h * cnt * D.d_nope);
+    k_nope0 = k_buf.data();
+    k_head = cnt * D.d_nope;
+    k_stride = D.d_nope;
+    v0 = v_buf.data();
+    if (const WeightView all = stacked_heads(L.w_uv); !all.empty()) {
+      kernels::matmul(all, c_kv, cnt, v_buf.data());
+      v_head = D.d_v;
+      v_stride = D.H * D.d_v;
+    } else {
+      for (int64_t h = 0; h < D.H; ++h) up_project_value(L, D, h, c_kv, cnt, v_buf.data() + h * cnt * D.d_v);
+      v_head = cnt * D.d_v;
+      v_stride = D.d_v;
+    }
+  }
+};
+
+// Naive attention: decompress per-head keys and values of the cached positions, then
+// standard scaled dot-product attention (kernels::dense_attention_*). Per sequence,
+// keys go in chunks of kKeyChunk positions (bounded memory: ~16 MB of K/V for
+// V2-Lite), each chunk decompressed for all heads at once; threads share (head,
+// query tile) items, each folding the chunk into its rows' online-softmax state.
 void attend_naive(const AttentionContext& ctx, const LayerWeights& L, int64_t layer, const Dims& D,
                   const std::vector<float>& q, int64_t T, float* attn) {
-  const float scale = static_cast<float>(ctx.config.softmax_scale());
-  std::vector<int32_t> seqs(ctx.batch.seq_ids.begin(), ctx.batch.seq_ids.end());
+  constexpr int64_t kKeyChunk = 1024, kQueryTile = 32;
+  const auto& seq_ids = ctx.batch.seq_ids;
+  const auto& positions = ctx.batch.positions;
+  std::vector<int32_t> seqs(seq_ids.begin(), seq_ids.end());
   std::sort(seqs.begin(), seqs.end());
   seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+  DecompressedKv kv;
   for (int32_t seq : seqs) {
-    int64_t n = 0;
+    // This sequence's tokens (in batch order, so positions ascend) and their queries.
+    std::vector<int64_t> tokens, last_pos;
     for (int64_t t = 0; t < T; ++t)
-      if (ctx.batch.seq_ids[static_cast<size_t>(t)] == seq) n = std::max<int64_t>(n, ctx.batch.positions[static_cast<size_t>(t)] + 1);
-    std::vector<float> c_kv(static_cast<size_t>(n * D.d_c)), k_rope(static_cast<size_t>(n * D.d_rope));
-    ctx.kv.for_each_run(seq, layer, n, [&](int64_t j0, int64_t cnt, const float* c, const float* r) {
-      std::copy_n(c, cnt * D.d_c, c_kv.data() + j0 * D.d_c);
-      std::copy_n(r, cnt * D.d_rope, k_rope.data() + j0 * D.d_rope);
-    });
-    std::vector<float> k_nope(static_cast<size_t>(D.H * n * D.d_nope)), v(static_cast<size_t>(D.H * n * D.d_v));
-    for (int64_t h = 0; h < D.H; ++h) {
-      up_project_key(L, D, h, c_kv.data(), n, k_nope.data() + h * n * D.d_nope);
-      up_project_value(L, D, h, c_kv.data(), n, v.data() + h * n * D.d_v);
-    }
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(kernels::threads())
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t h = 0; h < D.H; ++h) {
-        if (ctx.batch.seq_ids[static_cast<size_t>(t)] != seq) continue;
-        const int64_t m = ctx.batch.positions[static_cast<size_t>(t)] + 1;
-        const float* qh = q.data() + (t * D.H + h) * D.d_qk;
-        std::vector<float> p(static_cast<size_t>(m));
-        for (int64_t j = 0; j < m; ++j)
-          p[static_cast<size_t>(j)] = (dot(qh, k_nope.data() + (h * n + j) * D.d_nope, D.d_nope) +
-                                       dot(qh + D.d_nope, k_rope.data() + j * D.d_rope, D.d_rope)) * scale;
-        softmax(p.data(), m);
-        float* o = attn + (t * D.H + h) * D.d_v;
-        std::fill(o, o + D.d_v, 0.f);
-        for (int64_t j = 0; j < m; ++j) {
-          const float* vj = v.data() + (h * n + j) * D.d_v;
-          for (int64_t i = 0; i < D.d_v; ++i) o[i] += p[static_cast<size_t>(j)] * vj[i];
-        }
+      if (seq_ids[static_cast<size_t>(t)] == seq) {
+        tokens.push_back(t);
+        last_pos.push_back(positions[static_cast<size_t>(t)]);
+      }
+    const int64_t rows = static_cast<int64_t>(tokens.size()), n = *std::max_element(last_pos.begin(), last_pos.end()) + 1;
+    const int64_t row_width = D.H * D.d_qk;
+    std::vector<float> qs(static_cast<size_t>(rows * row_width));
+    for (int64_t i = 0; i < rows; ++i)
+      std::copy_n(q.data() + tokens[static_cast<size_t>(i)] * row_width, row_width, qs.data() + i * row_width);
+
+    // Items: (query tile, head), the latest tiles (most keys) first.
+    const int64_t tiles = (rows + kQueryTile - 1) / kQueryTile;
+    std::vector<kernels::DenseAttentionState> states(static_cast<size_t>(tiles * D.H));
+    auto queries = [&](int64_t item) {
+      const int64_t tile = tiles - 1 - item / D.H, h = item % D.H, r0 = tile * kQueryTile;
+      kernels::DenseQueries dq;
+      dq.q = qs.data() + r0 * row_width + h * D.d_qk;
+      dq.last_pos = last_pos.data() + r0;
+      dq.rows = std::min(kQueryTile, rows - r0);
+      dq.q_stride = row_width;
+      dq.d_nope = D.d_nope;
+      dq.d_rope = D.d_rope;
+      dq.d_v = D.d_v;
+      dq.scale = static_cast<float>(ctx.config.softmax_scale());
+      return dq;
+    };
+    for (int64_t i = 0; i < tiles * D.H; ++i) states[static_cast<size_t>(i)].reset(queries(i).rows, D.d_v);
+
+    ctx.kv.will_read(seq, layer, n, /*single_pass=*/true);
+    std::vector<float> c_kv, k_rope;
+    for (int64_t j0 = 0; j0 < n; j0 += kKeyChunk) {
+      const int64_t cnt = std::min(kKeyChunk, n - j0);
+      c_kv.resize(static_cast<size_t>(cnt * D.d_c));
+      k_rope.resize(static_cast<size_t>(cnt * D.d_rope));
+      ctx.kv.for_each_run_in(seq, layer, j0, j0 + cnt, [&](int64_t p, int64_t m, const float* c, const float* r) {
+        std::copy_n(c, m * D.d_c, c_kv.data() + (p - j0) * D.d_c);
+        std::copy_n(r, m * D.d_rope, k_rope.data() + (p - j0) * D.d_rope);
+      });
+      kv.decompress(L, D, c_kv.data(), cnt);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(kernels::threads())
+      for (int64_t i = 0; i < tiles * D.H; ++i) {
+        const int64_t h = i % D.H;
+        kernels::DenseKeys dk;
+        dk.k_nope = kv.k_nope(h);
+        dk.k_rope = k_rope.data();
+        dk.v = kv.v(h);
+        dk.k_stride = kv.k_stride;
+        dk.r_stride = D.d_rope;
+        dk.v_stride = kv.v_stride;
+        dk.pos0 = j0;
+        dk.count = cnt;
+        kernels::dense_attention_accumulate(queries(i), dk, states[static_cast<size_t>(i)]);
       }
     }
+
+    // Outputs: head h of row i at (i·H + h)·d_v, then back to the tokens' batch rows.
+    std::vector<float> out(static_cast<size_t>(rows * D.H * D.d_v));
+    for (int64_t i = 0; i < tiles * D.H; ++i) {
+      const int64_t tile = tiles - 1 - i / D.H, h = i % D.H;
+      kernels::dense_attention_finish(states[static_cast<size_t>(i)], D.d_v, out.data() + (tile * kQueryTile * D.H + h) * D.d_v,
+                                      D.H * D.d_v);
+    }
+    for (int64_t i = 0; i < rows; ++i)
+      std::copy_n(out.data() + i * D.H * D.d_v, D.H * D.d_v, attn + tokens[static_cast<size_t>(i)] * D.H * D.d_v);
+  }
+}
+
+// Whether the naive path is the cheaper one for a sequence with `rows` queries in the
+// batch. Per (query, key) it does d_nope + d_rope + d_v MACs against the absorbed
+// path's 2·d_c + d_rope, and it skips absorbing each query (W_UK^T q_nope) and
+// up-projecting each output (W_UV), but it decompresses every cached key for every
+// head (H·(d_nope + d_v)·d_c MACs, on the int8 kernels) once per batch. So it pays
+// when many queries share the keys: a prefill or a prefill chunk, never decode.
+// Measured on the 27-layer V2-Lite shape, Q4_0, 2 threads (BENCHMARKS.md, "Prefill
+// attention: naive vs absorbed"): see kNaiveMinRows. A layer whose W_UK can only be
+// applied transposed (attn_k_b) decompresses keys with the scalar transposed product,
+// which loses at every batch size measured, so it stays absorbed.
+bool naive_is_cheaper(const LayerWeights& L, int64_t rows) {
+  constexpr int64_t kNaiveMinRows = 64;
+  return !L.wkv_b.empty() && rows >= kNaiveMinRows;
+}
+
+// AttentionMode::Auto: each sequence of the batch takes the path naive_is_cheaper picks
+// for its number of queries (a server batch may hold one prompt chunk and many decodes).
+void attend_by_cost(const AttentionContext& ctx, const LayerWeights& L, int64_t layer, const Dims& D,
+                    const std::vector<float>& q, int64_t T, float* attn) {
+  const auto& seq_ids = ctx.batch.seq_ids;
+  std::vector<int32_t> seqs(seq_ids.begin(), seq_ids.end());
+  std::sort(seqs.begin(), seqs.end());
+  std::vector<uint8_t> naive(static_cast<size_t>(T));
+  int64_t n_naive = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    const auto [lo, hi] = std::equal_range(seqs.begin(), seqs.end(), seq_ids[static_cast<size_t>(t)]);
+    naive[static_cast<size_t>(t)] = naive_is_cheaper(L, hi - lo);
+    n_naive += naive[static_cast<size_t>(t)];
+  }
+  if (n_naive == 0) return attend_absorbed(ctx, L, layer, D, q, T, attn);
+  if (n_naive == T) return attend_naive(ctx, L, layer, D, q, T, attn);
+  // Mixed: each path gets its own sub-batch (queries gathered, outputs scattered back).
+  for (uint8_t path : {uint8_t{0}, uint8_t{1}}) {
+    Batch sub;
+    std::vector<int64_t> tokens;
+    for (int64_t t = 0; t < T; ++t)
+      if (naive[static_cast<size_t>(t)] == path) {
+        tokens.push_back(t);
+        sub.add(ctx.batch.tokens[static_cast<size_t>(t)], ctx.batch.positions[static_cast<size_t>(t)], seq_ids[static_cast<size_t>(t)]);
+      }
+    const int64_t n = static_cast<int64_t>(tokens.size()), q_row = D.H * D.d_qk, out_row = D.H * D.d_v;
+    std::vector<float> q_sub(static_cast<size_t>(n * q_row)), out(static_cast<size_t>(n * out_row));
+    for (int64_t i = 0; i < n; ++i) std::copy_n(q.data() + tokens[static_cast<size_t>(i)] * q_row, q_row, q_sub.data() + i * q_row);
+    const AttentionContext sub_ctx{ctx.config, sub, ctx.kv, ctx.rope_inv_freq, ctx.mode};
+    if (path) attend_naive(sub_ctx, L, layer, D, q_sub, n, out.data());
+    else attend_absorbed(sub_ctx, L, layer, D, q_sub, n, out.data());
+    for (int64_t i = 0; i < n; ++i) std::copy_n(out.data() + i * out_row, out_row, attn + tokens[static_cast<size_t>(i)] * out_row);
   }
 }
 
@@ -256,7 +395,8 @@ void mla_attention(const AttentionContext& ctx, const LayerWeights& L, int64_t l
 
   std::vector<float> attn(static_cast<size_t>(T * D.H * D.d_v));
   if (ctx.mode == AttentionMode::Absorbed) attend_absorbed(ctx, L, layer, D, q, T, attn.data());
-  else attend_naive(ctx, L, layer, D, q, T, attn.data());
+  else if (ctx.mode == AttentionMode::Naive) attend_naive(ctx, L, layer, D, q, T, attn.data());
+  else attend_by_cost(ctx, L, layer, D, q, T, attn.data());
   kernels::matmul(L.wo, attn.data(), T, out);
 }
 
