@@ -149,6 +149,12 @@ void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int6
     const int64_t left = valid_rows - i * kTileRows;
     const __mmask16 rows = left >= kTileRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
     const uint8_t* tile = tiles + static_cast<size_t>(i) * tile_stride;
+    if (c0 == 0 && c1 > 1 && i + 1 < n_tiles)
+      // The next tile comes from memory while this one is swept by every token group
+      // (decode prefetches inside its kernel; later chunks find the tiles in L2). MoE
+      // phase of pp512 on the 27-layer Q4_0 file, 6 alternating runs each, medians:
+      // 2.37 s without, 2.21 s with (pp512 125 -> 135 tok/s).
+      for (size_t o = 0; o < tile_stride; o += 64) _mm_prefetch(reinterpret_cast<const char*>(tile + tile_stride + o), _MM_HINT_T1);
     for (int64_t t0 = c0; t0 < c1; t0 += kTokenGroup) {
       const int nt = c1 - t0 < kTokenGroup ? static_cast<int>(c1 - t0) : kTokenGroup;
       const ActQ8* xs[kTokenGroup];
