@@ -194,6 +194,29 @@ struct DecompressedKv {
   const float* v(int64_t h) const { return v0 + h * v_head; }
 
   void decompress(const LayerWeights& L, const Dims& D, const float* c_kv, int64_t cnt) {
+    const WeightView v_all = L.w_uv.empty() ? WeightView{} : stacked_heads(L.w_uv);
+    if (!L.wkv_b.empty() && !v_all.empty()) {
+      // Legacy attn_kv_b whose W_UV rows were re-laid out for the int8 kernels (its W_UK
+      // rows were not: those are kept transposed for the absorbed path): W_UV from the
+      // faster tiled copy, W_UK from the file's rows, one quantization of c_kv for all.
+      k_buf.resize(static_cast<size_t>(D.H * cnt * D.d_nope));
+      v_buf.resize(static_cast<size_t>(cnt * D.H * D.d_v));
+      std::vector<WeightView> w_uk(static_cast<size_t>(D.H));
+      std::vector<kernels::Product> products;
+      for (int64_t h = 0; h < D.H; ++h) {
+        w_uk[static_cast<size_t>(h)] = kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope);
+        products.push_back({&w_uk[static_cast<size_t>(h)], k_buf.data() + h * cnt * D.d_nope});
+      }
+      products.push_back({&v_all, v_buf.data()});
+      kernels::matmul_same_input(products.data(), static_cast<int>(products.size()), c_kv, cnt);
+      k_nope0 = k_buf.data();
+      k_head = cnt * D.d_nope;
+      k_stride = D.d_nope;
+      v0 = v_buf.data();
+      v_head = D.d_v;
+      v_stride = D.H * D.d_v;
+      return;
+    }
     if (!L.wkv_b.empty()) {
       k_buf.resize(static_cast<size_t>(cnt * D.H * (D.d_nope + D.d_v)));
       kernels::matmul(L.wkv_b, c_kv, cnt, k_buf.data());
@@ -211,8 +234,8 @@ struct DecompressedKv {
     k_head = cnt * D.d_nope;
     k_stride = D.d_nope;
     v0 = v_buf.data();
-    if (const WeightView all = stacked_heads(L.w_uv); !all.empty()) {
-      kernels::matmul(all, c_kv, cnt, v_buf.data());
+    if (!v_all.empty()) {
+      kernels::matmul(v_all, c_kv, cnt, v_buf.data());
       v_head = D.d_v;
       v_stride = D.H * D.d_v;
     } else {
