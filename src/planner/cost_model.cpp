@@ -139,7 +139,9 @@ PhaseCost step(const Ctx& c, double tokens, double moe_tokens, double attn_ctx, 
     // short-context decode step runs on one thread.
     const double groups = std::ceil(tokens / 4), threads = double(k.threads);
     const double items = groups < 4 * threads ? groups * std::ceil(attn_ctx / 1024) : groups;
-    const double attention_rate = items >= threads ? k.attention_gflops_all_threads : k.attention_gflops_one_thread;
+    double attention_rate = items >= threads ? k.attention_gflops_all_threads : k.attention_gflops_one_thread;
+    // The naive path (long prompts): threads over (head, 32-query tile) items.
+    if (!absorbed && k.dense_attention_gflops_all_threads > 0) attention_rate = k.dense_attention_gflops_all_threads;
     s.t_attention = s.attention_flops > 0 && attention_rate > 0 ? s.attention_flops / (attention_rate * 1e9 * eff) : 0;
   } else {
     const double linear_peak = a.peak_tflops(c.wp.compute) * 1e12 * d.compute_efficiency;
@@ -268,8 +270,12 @@ Plan make_plan(const ModelShape& m, const HardwareChoice& hw, Deployment d) {
   const double causal_ctx = (in + 1) / 2;                        // mean keys per prompt query
   // Prefill: the whole batch of prompts in one step; K/V written once and read once; logits
   // for each prompt's last token. It runs decompressed on accelerators; mlamoe itself
-  // (--hw local) runs absorbed attention in both phases.
-  const bool prefill_absorbed = a.kernels.has_value();
+  // (--hw local) decompresses for prompts as long as its default attention mode does on
+  // this file, and runs absorbed otherwise. Decompressing the prompt's own keys costs
+  // the MACs absorbing its queries and up-projecting its outputs would (W_UK and W_UV
+  // once per token either way), so the matmul count is the same on both paths.
+  const bool prefill_absorbed =
+      a.kernels.has_value() && !(a.kernels->naive_prefill_from_tokens > 0 && in >= double(a.kernels->naive_prefill_from_tokens));
   p.prefill = step(c, B * in, B * in * spread, causal_ctx, prefill_absorbed, 2 * B * in, B);
   // Time to first token: one prompt alone on an idle deployment.
   p.first_token = step(c, in, in, causal_ctx, prefill_absorbed, 2 * in, 1);
@@ -363,6 +369,8 @@ nlohmann::json plan_to_json(const Plan& p) {
                           {"matmul_gmacs_by_tokens", rates},
                           {"attention_gflops_one_thread", k->attention_gflops_one_thread},
                           {"attention_gflops_all_threads", k->attention_gflops_all_threads},
+                          {"dense_attention_gflops_all_threads", k->dense_attention_gflops_all_threads},
+                          {"naive_prefill_from_tokens", k->naive_prefill_from_tokens},
                           {"decode_stream_gbps", k->decode_stream_gbps},
                           {"fp32_fma_gflops", p.hw.device.peak_tflops("fp32") * 1e3}};
   }

@@ -38,6 +38,13 @@ struct MeasuredKernels {
   std::map<std::string, std::map<int64_t, double>> matmul_gmacs;
   double attention_gflops_one_thread = 0;   // one token's heads on one thread (decode)
   double attention_gflops_all_threads = 0;  // 4-token groups on every thread (prefill)
+  // The naive path (K/V decompressed per head, kernels::dense_attention_accumulate): one
+  // head's tile of 32 queries per item on every thread, GFLOP/s counting
+  // 2·(d_nope + d_rope + d_v) per query and key (0: not measured).
+  double dense_attention_gflops_all_threads = 0;
+  // Prompts of at least this many tokens take the naive path in the engine's default
+  // attention mode for this file (0: never, e.g. W_UK stored as attn_k_b).
+  int64_t naive_prefill_from_tokens = 0;
   // GB/s of weights kernels::matmul consumes for one token from a matrix far larger than
   // the caches: a decode step's rate, with whatever overlap of arithmetic and memory
   // traffic the kernel achieves on this machine (0: not measured).

@@ -15,6 +15,7 @@
 #include "format/gguf.h"
 #include "format/quant.h"
 #include "kernels/attention.h"
+#include "kernels/attention_dense.h"
 #include "kernels/kernels.h"
 
 namespace mlamoe::planner {
@@ -200,6 +201,43 @@ double attention_rate(const ModelShape& m, int64_t rows, int64_t keys, int threa
   return double(threads) * double(rows) * double(keys) * 2.0 * double(2 * d_c + d_r) / s / 1e9;
 }
 
+// GFLOP/s of the naive path's attention kernel as the engine shares it out: every
+// thread folds `keys` decompressed keys into its own tile of `rows` queries of one head.
+double dense_attention_rate(const ModelShape& m, int64_t rows, int64_t keys, int threads) {
+  const int64_t d_nope = m.qk_nope_head_dim, d_rope = m.qk_rope_head_dim, d_v = m.v_head_dim, d_qk = d_nope + d_rope;
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  auto randoms = [&](int64_t n) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = normal(rng);
+    return v;
+  };
+  const std::vector<float> k_nope = randoms(keys * d_nope), k_rope = randoms(keys * d_rope), v = randoms(keys * d_v);
+  std::vector<std::vector<float>> q;
+  for (int t = 0; t < threads; ++t) q.push_back(randoms(rows * d_qk));
+  const std::vector<int64_t> last_pos(static_cast<size_t>(rows), keys - 1);
+  std::vector<kernels::DenseAttentionState> states(static_cast<size_t>(threads));
+  kernels::DenseKeys k;
+  k.k_nope = k_nope.data(), k.k_rope = k_rope.data(), k.v = v.data();
+  k.k_stride = d_nope, k.r_stride = d_rope, k.v_stride = d_v;
+  k.pos0 = 0, k.count = keys;
+  auto sweep = [&](int t) {
+    kernels::DenseQueries dq;
+    dq.q = q[size_t(t)].data();
+    dq.last_pos = last_pos.data();
+    dq.rows = rows, dq.q_stride = d_qk;
+    dq.d_nope = d_nope, dq.d_rope = d_rope, dq.d_v = d_v;
+    dq.scale = 1.0f / std::sqrt(float(d_qk));
+    states[size_t(t)].reset(rows, d_v);
+    kernels::dense_attention_accumulate(dq, k, states[size_t(t)]);
+  };
+  const double s = seconds_per_call([&] {
+#pragma omp parallel num_threads(threads)
+    sweep(omp_get_thread_num());
+  });
+  return double(threads) * double(rows) * double(keys) * 2.0 * double(d_qk + d_v) / s / 1e9;
+}
+
 }  // namespace
 
 MeasuredKernels measure_engine_kernels(const ModelShape& m, GgmlType type) {
@@ -224,6 +262,8 @@ MeasuredKernels measure_engine_kernels(const ModelShape& m, GgmlType type) {
       k.attention_gflops_one_thread = std::max(k.attention_gflops_one_thread, attention_rate(m, m.n_heads, kKeys, 1));
       k.attention_gflops_all_threads =
           std::max(k.attention_gflops_all_threads, attention_rate(m, 4 * m.n_heads, kKeys, kernels::threads()));
+      k.dense_attention_gflops_all_threads =
+          std::max(k.dense_attention_gflops_all_threads, dense_attention_rate(m, 32, kKeys, kernels::threads()));
     }
   }
   return k;

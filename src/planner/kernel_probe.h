@@ -12,6 +12,9 @@
 //              step) and on all threads for groups of 4 tokens' heads (prefill).
 //              Reported as GFLOP/s counting 2·(2·d_c + d_R) FLOPs per query row and key,
 //              the planner's own attention count.
+//   naive      kernels::dense_attention_accumulate (decompressed K/V, the engine's path
+//              for long prompts on legacy attn_kv_b files): a 32-query tile of one head
+//              per thread, 2·(d_nope + d_R + d_v) FLOPs per query and key.
 //
 // The planner divides its FLOP counts by these rates; nothing is fitted to `mlamoe bench`.
 #pragma once
