@@ -186,7 +186,7 @@ WeightView stacked_heads(const std::vector<WeightView>& w) {
 // gives both for all heads; attn_k_b stores W_UK transposed per head (one transposed
 // product each), attn_v_b's heads are one matrix when back to back.
 struct DecompressedKv {
-  std::vector<float> k_buf, v_buf;
+  std::vector<float> k_buf, v_buf, w_uk_rows;
   const float* k_nope0 = nullptr;
   const float* v0 = nullptr;
   int64_t k_head = 0, k_stride = 0, v_head = 0, v_stride = 0;  // head h, row j: base + h·head + j·stride
@@ -226,13 +226,28 @@ struct DecompressedKv {
       k_stride = v_stride = D.H * (D.d_nope + D.d_v);
       return;
     }
-    k_buf.resize(static_cast<size_t>(D.H * cnt * D.d_nope));
+    // attn_k_b holds W_UK^T per head: turned back into W_UK rows of all heads (float32,
+    // exact) so one product gives every head's keys; the scalar transposed product per
+    // head cost 5x the attention itself (perf, pp512).
+    w_uk_rows.resize(static_cast<size_t>(D.H * D.d_nope * D.d_c));
+#pragma omp parallel num_threads(kernels::threads())
+    {
+      std::vector<float> row(static_cast<size_t>(D.d_nope));
+#pragma omp for schedule(static)
+      for (int64_t h = 0; h < D.H; ++h)
+        for (int64_t c = 0; c < D.d_c; ++c) {
+          kernels::get_row(L.w_uk[static_cast<size_t>(h)], c, row.data());
+          for (int64_t d = 0; d < D.d_nope; ++d) w_uk_rows[static_cast<size_t>((h * D.d_nope + d) * D.d_c + c)] = row[static_cast<size_t>(d)];
+        }
+    }
+    const WeightView w_uk_all{GgmlType::F32, reinterpret_cast<const uint8_t*>(w_uk_rows.data()), D.H * D.d_nope, D.d_c,
+                              static_cast<size_t>(D.d_c) * sizeof(float)};
+    k_buf.resize(static_cast<size_t>(cnt * D.H * D.d_nope));
     v_buf.resize(static_cast<size_t>(D.H * cnt * D.d_v));
-    for (int64_t h = 0; h < D.H; ++h)
-      kernels::matmul_transposed(L.w_uk[static_cast<size_t>(h)], c_kv, cnt, k_buf.data() + h * cnt * D.d_nope);
+    kernels::matmul(w_uk_all, c_kv, cnt, k_buf.data());
     k_nope0 = k_buf.data();
-    k_head = cnt * D.d_nope;
-    k_stride = D.d_nope;
+    k_head = D.d_nope;
+    k_stride = D.H * D.d_nope;
     v0 = v_buf.data();
     if (!v_all.empty()) {
       kernels::matmul(v_all, c_kv, cnt, v_buf.data());
@@ -259,7 +274,10 @@ void attend_naive(const AttentionContext& ctx, const LayerWeights& L, int64_t la
   std::vector<int32_t> seqs(seq_ids.begin(), seq_ids.end());
   std::sort(seqs.begin(), seqs.end());
   seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
-  DecompressedKv kv;
+  // Grown once per calling thread, not per layer. A reference: inside the parallel
+  // regions below the name must mean this thread's buffers, not each worker's own.
+  static thread_local DecompressedKv kv_buffers;
+  DecompressedKv& kv = kv_buffers;
   for (int32_t seq : seqs) {
     // This sequence's tokens (in batch order, so positions ascend) and their queries.
     std::vector<int64_t> tokens, last_pos;
