@@ -15,7 +15,7 @@ struct ModelFlags {
   std::string model;
   int threads = 0;
   int64_t ctx = 0;
-  std::string attn = "absorbed";
+  std::string attn = "auto";  // per sequence, the cheaper path (model/mla.cpp naive_is_cheaper)
   bool verbose = false;
   bool no_repack = false;
 

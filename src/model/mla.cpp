@@ -7,6 +7,7 @@
 //           against the cached latents, and W_UV is applied once after the weighted sum.
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "kernels/attention.h"
 #include "kernels/attention_dense.h"
@@ -350,18 +351,28 @@ void attend_naive(const AttentionContext& ctx, const LayerWeights& L, int64_t la
 }
 
 // Whether the naive path is the cheaper one for a sequence with `rows` queries in the
-// batch. Per (query, key) it does d_nope + d_rope + d_v MACs against the absorbed
-// path's 2·d_c + d_rope, and it skips absorbing each query (W_UK^T q_nope) and
-// up-projecting each output (W_UV), but it decompresses every cached key for every
-// head (H·(d_nope + d_v)·d_c MACs, on the int8 kernels) once per batch. So it pays
-// when many queries share the keys: a prefill or a prefill chunk, never decode.
-// Measured on the 27-layer V2-Lite shape, Q4_0, 2 threads (BENCHMARKS.md, "Prefill
-// attention: naive vs absorbed"): see kNaiveMinRows. A layer whose W_UK can only be
-// applied transposed (attn_k_b) decompresses keys with the scalar transposed product,
-// which loses at every batch size measured, so it stays absorbed.
-bool naive_is_cheaper(const LayerWeights& L, int64_t rows) {
-  constexpr int64_t kNaiveMinRows = 64;
-  return !L.wkv_b.empty() && rows >= kNaiveMinRows;
+// batch and `keys` cached positions to attend over. Per (query, key) it does
+// d_nope + d_rope + d_v MACs against the absorbed path's 2·d_c + d_rope (320 vs 1088
+// on V2-Lite), and it skips absorbing each query (W_UK^T q_nope) and up-projecting each
+// output (W_UV): H·(d_nope + d_v)·d_c MACs per query, exactly what it pays per key to
+// decompress K and V. So when the batch brings about as many queries as there are
+// keys (a prompt, or its first chunks) decompression is paid for and the attention is
+// ~3x cheaper; decode (one query over many keys) is the absorbed path's case.
+// Measured (BENCHMARKS.md, "Prefill attention: naive vs absorbed"; 27-layer V2-Lite
+// shape, Q4_0, 2 threads, a prompt from an empty cache, pp tok/s naive vs absorbed):
+//   attn_kv_b (legacy): pp16 76.9 vs 67.5, pp32 100.8 vs 87.5, pp64 102.7 vs 105.6,
+//                       pp128 132.1 vs 109.4, pp512 159.7 vs 129.1
+//   attn_k_b:           pp16 57.3 vs 52.1, pp32 79.1 vs 89.9, pp64 105.5 vs 108.9,
+//                       pp128 124.1 vs 123.4, pp512 160.6 vs 142.8
+// attn_k_b pays more per key (W_UK rebuilt as float32 rows each layer, keys from the
+// float32 product): behind at 32 and 64, even at 128 (its pp16 lead is inside the
+// absorbed runs' spread, max 61.5); a legacy attn_kv_b is ahead from 16 (pp64 inside
+// the spread). Below 16 queries was not measured, nor a chunk over a
+// longer cache: there each extra cached key costs a decompression that only `rows`
+// queries share, so the rule keeps to one cache as long again (keys <= 2·rows).
+bool naive_is_cheaper(const LayerWeights& L, int64_t rows, int64_t keys) {
+  constexpr int64_t kMinRowsKvB = 16, kMinRowsKB = 128, kMaxKeysPerRow = 2;
+  return rows >= (L.wkv_b.empty() ? kMinRowsKB : kMinRowsKvB) && keys <= kMaxKeysPerRow * rows;
 }
 
 // AttentionMode::Auto: each sequence of the batch takes the path naive_is_cheaper picks
@@ -369,13 +380,17 @@ bool naive_is_cheaper(const LayerWeights& L, int64_t rows) {
 void attend_by_cost(const AttentionContext& ctx, const LayerWeights& L, int64_t layer, const Dims& D,
                     const std::vector<float>& q, int64_t T, float* attn) {
   const auto& seq_ids = ctx.batch.seq_ids;
-  std::vector<int32_t> seqs(seq_ids.begin(), seq_ids.end());
-  std::sort(seqs.begin(), seqs.end());
+  std::map<int32_t, std::pair<int64_t, int64_t>> rows_keys;  // per sequence: queries, keys (last position + 1)
+  for (int64_t t = 0; t < T; ++t) {
+    auto& [rows, keys] = rows_keys[seq_ids[static_cast<size_t>(t)]];
+    rows += 1;
+    keys = std::max<int64_t>(keys, ctx.batch.positions[static_cast<size_t>(t)] + 1);
+  }
   std::vector<uint8_t> naive(static_cast<size_t>(T));
   int64_t n_naive = 0;
   for (int64_t t = 0; t < T; ++t) {
-    const auto [lo, hi] = std::equal_range(seqs.begin(), seqs.end(), seq_ids[static_cast<size_t>(t)]);
-    naive[static_cast<size_t>(t)] = naive_is_cheaper(L, hi - lo);
+    const auto& [rows, keys] = rows_keys[seq_ids[static_cast<size_t>(t)]];
+    naive[static_cast<size_t>(t)] = naive_is_cheaper(L, rows, keys);
     n_naive += naive[static_cast<size_t>(t)];
   }
   if (n_naive == 0) return attend_absorbed(ctx, L, layer, D, q, T, attn);

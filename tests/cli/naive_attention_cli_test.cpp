@@ -1,5 +1,5 @@
-// The naive attention path on quantized legacy attn_kv_b models (the layout
-// --attn auto takes it for): with the int8 kernels' tiled W_UV it decompresses V from
+// The naive attention path on quantized legacy attn_kv_b models (--attn auto takes
+// it there for prompts of 16 tokens or more): with the int8 kernels' tiled W_UV it decompresses V from
 // the tiled copy and K from the file's rows; with --no-repack both from the file's
 // rows in one product. Same quantized c_kv, same weights: the two must agree to
 // float32 summation order (up to a flipped near-tie in the random network's routing),

@@ -77,7 +77,7 @@ TEST_F(EveryIsa, NaivePathMatchesReferenceLogits) {
 }
 
 // Seq 1 has 5 cached tokens and decodes one; seq 0 prefills 90 tokens in the same
-// batch. On the legacy attn_kv_b fixture (the layout Auto takes naive for) seq 0's
+// batch. On the legacy attn_kv_b fixture (where Auto takes naive from 16 queries) seq 0's
 // rows must be the naive engine's bits and seq 1's close to the absorbed engine's
 // (its key ranges may be cut differently there), and not the other way round.
 TEST_F(EveryIsa, AutoTakesNaiveForTheLongPromptAndAbsorbedForTheDecode) {
