@@ -1,10 +1,11 @@
-// The naive attention path on quantized legacy attn_kv_b models (--attn auto takes
-// it there for prompts of 16 tokens or more): with the int8 kernels' tiled W_UV it decompresses V from
-// the tiled copy and K from the file's rows; with --no-repack both from the file's
-// rows in one product. Same quantized c_kv, same weights: the two must agree to
-// float32 summation order (up to a flipped near-tie in the random network's routing),
-// and both must stay near the absorbed path (which quantizes the absorbed query
-// instead of c_kv: a few % on this random network, unrelated logits are ~1).
+// The naive attention path on quantized models, both layouts. Legacy attn_kv_b: with
+// the int8 kernels' tiled W_UV it decompresses V from the tiled copy and K from the
+// file's rows, with --no-repack both from the file's rows in one product. attn_k_b: K
+// from W_UK rebuilt as float32 rows, V from attn_v_b's heads as one matrix (tiled or
+// not). Same quantized c_kv, same weights: tiled and row layouts must agree to float32
+// summation order (up to a flipped near-tie in the random network's routing), and both
+// must stay near the absorbed path (which quantizes the absorbed query instead of
+// c_kv: a few % on this random network; unrelated logits are ~1).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -54,7 +55,7 @@ Diff compare(const std::string& a_path, const std::string& b_path) {
 
 }  // namespace
 
-TEST(NaiveAttentionCli, QuantizedLegacyKvbAgreesAcrossLayoutsAndWithAbsorbed) {
+TEST(NaiveAttentionCli, QuantizedModelsAgreeAcrossLayoutsAndWithAbsorbed) {
   // The v2lite fixture's shape with 32-multiple head sizes (so W_UV can be tiled).
   auto cfg = nlohmann::json::parse(slurp(fixture("v2lite", "config.json")));
   cfg.update({{"hidden_size", 128}, {"intermediate_size", 256}, {"moe_intermediate_size", 64},
@@ -63,10 +64,14 @@ TEST(NaiveAttentionCli, QuantizedLegacyKvbAgreesAcrossLayoutsAndWithAbsorbed) {
   mlamoe::write_file_atomic(cfg_path, cfg.dump());
   std::string tokens = slurp(fixture("v2lite", "tokens.txt"));
   while (!tokens.empty() && (tokens.back() == '\n' || tokens.back() == ' ')) tokens.pop_back();
-  for (const char* type : {"q8_0", "q4_0"}) {
-    SCOPED_TRACE(type);
-    const std::string model = dir + "/naive_legacy_" + type + ".gguf";
-    auto r = run_mlamoe({"gen-random", "--config", cfg_path, "--out", model, "--type", type, "--legacy-kv-b", "--seed", "7"});
+  const std::pair<bool, const char*> cases[] = {{true, "q8_0"}, {true, "q4_0"}, {false, "q8_0"}, {false, "q4_0"}};
+  for (const auto& [legacy, type] : cases) {
+    const std::string tag = std::string(legacy ? "legacy attn_kv_b " : "attn_k_b ") + type;
+    SCOPED_TRACE(tag);
+    const std::string model = dir + "/naive_" + (legacy ? "legacy_" : "kb_") + type + ".gguf";
+    std::vector<std::string> gen = {"gen-random", "--config", cfg_path, "--out", model, "--type", type, "--seed", "7"};
+    if (legacy) gen.push_back("--legacy-kv-b");
+    auto r = run_mlamoe(gen);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto logits = [&](const std::string& tag, std::vector<std::string> extra) {
       const std::string out = model + "." + tag + ".f32";
@@ -83,7 +88,7 @@ TEST(NaiveAttentionCli, QuantizedLegacyKvbAgreesAcrossLayoutsAndWithAbsorbed) {
     EXPECT_LE(layouts.max_rel, 0.05);
     EXPECT_LE(paths.rms_rel, 0.06);
     EXPECT_LE(paths.max_rel, 0.2);
-    std::printf("[ logits ] legacy %s naive: tiles vs rows max %.3g rms %.3g; vs absorbed max %.3g rms %.3g\n", type,
+    std::printf("[ logits ] %s naive: tiles vs rows max %.3g rms %.3g; vs absorbed max %.3g rms %.3g\n", tag.c_str(),
                 layouts.max_rel, layouts.rms_rel, paths.max_rel, paths.rms_rel);
   }
 }
