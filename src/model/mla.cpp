@@ -184,10 +184,13 @@ WeightView stacked_heads(const std::vector<WeightView>& w) {
 
 // Decompressed keys and values of cnt cached positions for every head: k_nope = W_UK c_kv
 // and v = W_UV c_kv. A legacy attn_kv_b is [H·(d_nope + d_v)] × d_c, so one product
-// gives both for all heads; attn_k_b stores W_UK transposed per head (one transposed
-// product each), attn_v_b's heads are one matrix when back to back.
+// gives both for all heads; attn_k_b stores W_UK transposed per head, rebuilt once per
+// layer call (start_layer) as float32 rows of all heads; attn_v_b's heads are one
+// matrix when back to back.
 struct DecompressedKv {
   std::vector<float> k_buf, v_buf, w_uk_rows;
+  bool w_uk_rows_ready = false;
+  void start_layer() { w_uk_rows_ready = false; }
   const float* k_nope0 = nullptr;
   const float* v0 = nullptr;
   int64_t k_head = 0, k_stride = 0, v_head = 0, v_stride = 0;  // head h, row j: base + h·head + j·stride
@@ -230,16 +233,20 @@ struct DecompressedKv {
     // attn_k_b holds W_UK^T per head: turned back into W_UK rows of all heads (float32,
     // exact) so one product gives every head's keys; the scalar transposed product per
     // head cost 5x the attention itself (perf, pp512).
-    w_uk_rows.resize(static_cast<size_t>(D.H * D.d_nope * D.d_c));
+    if (!w_uk_rows_ready) {
+      w_uk_rows.resize(static_cast<size_t>(D.H * D.d_nope * D.d_c));
 #pragma omp parallel num_threads(kernels::threads())
-    {
-      std::vector<float> row(static_cast<size_t>(D.d_nope));
+      {
+        std::vector<float> row(static_cast<size_t>(D.d_nope));
 #pragma omp for schedule(static)
-      for (int64_t h = 0; h < D.H; ++h)
-        for (int64_t c = 0; c < D.d_c; ++c) {
-          kernels::get_row(L.w_uk[static_cast<size_t>(h)], c, row.data());
-          for (int64_t d = 0; d < D.d_nope; ++d) w_uk_rows[static_cast<size_t>((h * D.d_nope + d) * D.d_c + c)] = row[static_cast<size_t>(d)];
-        }
+        for (int64_t h = 0; h < D.H; ++h)
+          for (int64_t c = 0; c < D.d_c; ++c) {
+            kernels::get_row(L.w_uk[static_cast<size_t>(h)], c, row.data());
+            for (int64_t d = 0; d < D.d_nope; ++d)
+              w_uk_rows[static_cast<size_t>((h * D.d_nope + d) * D.d_c + c)] = row[static_cast<size_t>(d)];
+          }
+      }
+      w_uk_rows_ready = true;
     }
     const WeightView w_uk_all{GgmlType::F32, reinterpret_cast<const uint8_t*>(w_uk_rows.data()), D.H * D.d_nope, D.d_c,
                               static_cast<size_t>(D.d_c) * sizeof(float)};
@@ -279,6 +286,7 @@ void attend_naive(const AttentionContext& ctx, const LayerWeights& L, int64_t la
   // regions below the name must mean this thread's buffers, not each worker's own.
   static thread_local DecompressedKv kv_buffers;
   DecompressedKv& kv = kv_buffers;
+  kv.start_layer();
   for (int32_t seq : seqs) {
     // This sequence's tokens (in batch order, so positions ascend) and their queries.
     std::vector<int64_t> tokens, last_pos;
