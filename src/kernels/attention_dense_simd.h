@@ -122,7 +122,8 @@ void dense_row_group(const DenseQueries& q, int64_t r0, const DenseKeys& k, Dens
     int64_t j = 0;
     for (; j + 8 <= nk; j += 8) dense_scores<V, 8>(Qt, k, t0 + j, q.d_nope, q.d_rope, P + j * W);
     for (; j < nk; ++j) dense_scores<V, 1>(Qt, k, t0 + j, q.d_nope, q.d_rope, P + j * W);
-    // Causal edge: a row whose last position is before a key gets -inf there.
+    // Causal edge: a row whose last position is before a key gets -inf there (positions
+    // compared as floats: exact below 2^24).
     if (k.pos0 + t0 + nk - 1 > last_min)
       for (j = 0; j < nk; ++j)
         V::store(P + j * W, V::blend_lt(last_v, V::set1(static_cast<float>(k.pos0 + t0 + j)), minus_inf, V::load(P + j * W)));
