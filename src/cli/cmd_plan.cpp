@@ -10,7 +10,9 @@
 #include "cli/command.h"
 #include "common/error.h"
 #include "common/files.h"
+#include "format/gguf.h"
 #include "kernels/kernels.h"
+#include "model/engine.h"
 #include "planner/cost_model.h"
 #include "planner/hardware.h"
 #include "planner/kernel_probe.h"
@@ -68,6 +70,22 @@ std::vector<int64_t> parse_sweep(const std::string& s) {
   return out;
 }
 
+// The shortest prompt (from an empty cache) that the engine's default attention mode
+// (--attn auto) decompresses: it depends on how the file stores W_UK and W_UV (one
+// legacy attn_kv_b, as Hugging Face checkpoints do, or attn_k_b/attn_v_b).
+int64_t naive_prefill_from_tokens(const std::string& model) {
+  bool legacy_kv_b = true;
+  if (std::filesystem::path(model).extension() == ".gguf") {
+    legacy_kv_b = false;
+    const auto file = GgufFile::open(model);
+    for (const GgufTensor& t : file->tensors())
+      if (t.name.find("attn_kv_b") != std::string::npos) legacy_kv_b = true;
+  }
+  for (int64_t n = 1; n <= (int64_t(1) << 20); ++n)
+    if (naive_attention_pays(legacy_kv_b, n, n)) return n;
+  return 0;
+}
+
 // --hw local: time the engine's own kernels for this model's shapes and weight type, and
 // take the measured figures as they are (efficiency 1, the engine's f32 KV cache) unless
 // the flags say otherwise.
@@ -89,6 +107,7 @@ void measure_local_kernels(const std::string& model, const ModelShape& shape, Ha
     fail("--hw local with ", model, ": pass --weights (q4, q8, bf16 ...) to say which kernels to time");
   }
   hw.device.kernels = measure_engine_kernels(shape, type);
+  hw.device.kernels->naive_prefill_from_tokens = naive_prefill_from_tokens(model);
   if (!app.count("--compute-eff")) d.compute_efficiency = 1.0;
   if (!app.count("--bw-eff")) d.bandwidth_efficiency = 1.0;
   if (!app.count("--kv")) d.kv = "fp32";
@@ -104,6 +123,8 @@ void measure_local_kernels(const std::string& model, const ModelShape& shape, Ha
     }
     std::fprintf(stderr, "local: absorbed MLA attention %.1f GFLOP/s on one thread, %.1f on %d\n",
                  k.attention_gflops_one_thread, k.attention_gflops_all_threads, k.threads);
+    std::fprintf(stderr, "local: naive MLA attention %.1f GFLOP/s on %d threads, taken for prompts of %lld+ tokens\n",
+                 k.dense_attention_gflops_all_threads, k.threads, (long long)k.naive_prefill_from_tokens);
     std::fprintf(stderr, "local: one-token matmul streams %.2f GB/s of %s weights from memory (read bandwidth %.2f)\n",
                  k.decode_stream_gbps, k.weight_type.c_str(), hw.device.memory_bandwidth_gbps);
   }

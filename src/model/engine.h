@@ -17,6 +17,12 @@ enum class AttentionMode {
   Auto,      // per sequence, whichever of the two costs less for its queries (mla.cpp)
 };
 
+// Auto's rule: a sequence bringing `queries` new tokens over `keys` cached positions
+// (its own included) takes the naive path in a layer whose W_UK and W_UV come as one
+// legacy attn_kv_b matrix (`legacy_kv_b`) or as attn_k_b/attn_v_b. The planner prices
+// prompts by it too.
+bool naive_attention_pays(bool legacy_kv_b, int64_t queries, int64_t keys);
+
 struct Batch {
   std::vector<int32_t> tokens;
   std::vector<int32_t> positions;  // position of each token within its sequence

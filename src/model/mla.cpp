@@ -378,10 +378,7 @@ void attend_naive(const AttentionContext& ctx, const LayerWeights& L, int64_t la
 // the spread). Below 16 queries was not measured, nor a chunk over a
 // longer cache: there each extra cached key costs a decompression that only `rows`
 // queries share, so the rule keeps to one cache as long again (keys <= 2·rows).
-bool naive_is_cheaper(const LayerWeights& L, int64_t rows, int64_t keys) {
-  constexpr int64_t kMinRowsKvB = 16, kMinRowsKB = 128, kMaxKeysPerRow = 2;
-  return rows >= (L.wkv_b.empty() ? kMinRowsKB : kMinRowsKvB) && keys <= kMaxKeysPerRow * rows;
-}
+bool naive_is_cheaper(const LayerWeights& L, int64_t rows, int64_t keys) { return naive_attention_pays(!L.wkv_b.empty(), rows, keys); }
 
 // AttentionMode::Auto: each sequence of the batch takes the path naive_is_cheaper picks
 // for its number of queries (a server batch may hold one prompt chunk and many decodes).
@@ -423,6 +420,12 @@ void attend_by_cost(const AttentionContext& ctx, const LayerWeights& L, int64_t 
 }
 
 }  // namespace
+
+// The figures behind it are above naive_is_cheaper.
+bool naive_attention_pays(bool legacy_kv_b, int64_t queries, int64_t keys) {
+  constexpr int64_t kMinRowsKvB = 16, kMinRowsKB = 128, kMaxKeysPerRow = 2;
+  return queries >= (legacy_kv_b ? kMinRowsKvB : kMinRowsKB) && keys <= kMaxKeysPerRow * queries;
+}
 
 void mla_attention(const AttentionContext& ctx, const LayerWeights& L, int64_t layer, const float* h, int64_t T,
                    float* out) {
