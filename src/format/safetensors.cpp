@@ -135,9 +135,10 @@ const StTensor* SafetensorsFile::find(std::string_view name) const {
 std::unique_ptr<SafetensorsModel> SafetensorsModel::open(const std::string& dir) {
   auto m = std::unique_ptr<SafetensorsModel>(new SafetensorsModel());
   m->dir_ = dir;
-  if (!fs::is_directory(dir)) fail(dir, ": not a directory");
+  std::error_code ec;  // the non-throwing overloads: a name the OS refuses is a clear error, not a throw
+  if (!fs::is_directory(dir, ec)) fail(dir, ": not a directory");
   const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
-  if (fs::exists(index_path)) {
+  if (fs::exists(index_path, ec)) {
     m->listing_ = index_path.string();
     nlohmann::json index;
     try {
@@ -156,7 +157,8 @@ std::unique_ptr<SafetensorsModel> SafetensorsModel::open(const std::string& dir)
         fail(m->listing_, ": tensor ", name, ": invalid shard name '", shard, "'");
       if (!shards.count(shard)) {
         const fs::path p = fs::path(dir) / shard;
-        if (!fs::exists(p)) fail(m->listing_, ": tensor ", name, ": shard ", shard, " does not exist");
+        if (!fs::exists(p, ec))
+          fail(m->listing_, ": tensor ", name, ": shard ", shard, ec ? ": " + ec.message() : " does not exist");
         m->files_.push_back(SafetensorsFile::open(p.string()));
         shards[shard] = m->files_.back().get();
       }
@@ -167,8 +169,9 @@ std::unique_ptr<SafetensorsModel> SafetensorsModel::open(const std::string& dir)
   } else {
     m->listing_ = dir;
     std::vector<std::string> paths;
-    for (auto& e : fs::directory_iterator(dir))
-      if (e.path().extension() == ".safetensors") paths.push_back(e.path().string());
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+      if (it->path().extension() == ".safetensors") paths.push_back(it->path().string());
+    if (ec) fail(dir, ": cannot list: ", ec.message());
     std::sort(paths.begin(), paths.end());
     if (paths.empty()) fail(dir, ": no model.safetensors.index.json and no *.safetensors files");
     for (auto& p : paths) {

@@ -142,6 +142,20 @@ TEST(Safetensors, IndexShardNamesMayNotLeaveTheDirectory) {
   }
 }
 
+TEST(Safetensors, IndexShardNameTheOsRefusesIsAnErrorNotAThrowFromTheLibrary) {
+  std::string dir = dir_with("long_name", {{"w", "F32", {1}, std::string(4, '\0')}});
+  write_file_atomic(dir + "/model.safetensors.index.json",
+                    R"({"weight_map":{"w":")" + std::string(400, 'y') + R"("}})");  // over NAME_MAX
+  try {
+    SafetensorsModel::open(dir);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("model.safetensors.index.json: tensor w: shard yyy"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos);
+  }
+}
+
 TEST(Safetensors, UnindexedShardsMayNotRepeatATensor) {
   std::string dir = dir_with("dup", {{"w", "F32", {1}, std::string(4, '\0')}});
   write_safetensors(dir + "/second.safetensors", {{"w", "F32", {1}, std::string(4, '\0')}});
