@@ -200,15 +200,16 @@ struct DecompressedKv {
   void decompress(const LayerWeights& L, const Dims& D, const float* c_kv, int64_t cnt) {
     const WeightView v_all = L.w_uv.empty() ? WeightView{} : stacked_heads(L.w_uv);
     if (!L.wkv_b.empty() && !v_all.empty()) {
-      // Legacy attn_kv_b whose W_UV rows were re-laid out for the int8 kernels (its W_UK
-      // rows were not: those are kept transposed for the absorbed path): W_UV from the
-      // faster tiled copy, W_UK from the file's rows, one quantization of c_kv for all.
+      // Legacy attn_kv_b whose W_UV and W_UK rows were re-laid out for the int8 kernels
+      // (w_uv, w_uk_rows; without the repack, the file's rows): one quantization of c_kv
+      // for all heads' keys and values. pp512 perf: the file's W_UK rows had taken 4%.
       k_buf.resize(static_cast<size_t>(D.H * cnt * D.d_nope));
       v_buf.resize(static_cast<size_t>(cnt * D.H * D.d_v));
       std::vector<WeightView> w_uk(static_cast<size_t>(D.H));
       std::vector<kernels::Product> products;
       for (int64_t h = 0; h < D.H; ++h) {
-        w_uk[static_cast<size_t>(h)] = kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope);
+        w_uk[static_cast<size_t>(h)] = L.w_uk_rows.empty() ? kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope)
+                                                          : L.w_uk_rows[static_cast<size_t>(h)];
         products.push_back({&w_uk[static_cast<size_t>(h)], k_buf.data() + h * cnt * D.d_nope});
       }
       products.push_back({&v_all, v_buf.data()});

@@ -211,6 +211,7 @@ bool Model::transpose_legacy_w_uk_quantized(LayerWeights& L) {
     L.w_uk.push_back(kernels::transpose_column_scaled(w_uk_of(h), blocks.data() + static_cast<size_t>(h) * per_head,
                                                       L.w_uk_scale.data() + h * scales_per_head));
     L.w_uv.push_back(kernels::row_slice(L.wkv_b, h * (d_nope + d_v) + d_nope, d_v));
+    L.w_uk_rows.push_back(w_uk_of(h));
   }
   return true;
 }
@@ -252,6 +253,7 @@ void Model::tile_weights(bool verbose) {
     for (WeightView* w : {&L.wq, &L.wq_a, &L.wq_b, &L.wkv_a, &L.wo, &L.router, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) add(*w);
     for (WeightView& w : L.w_uk) add(w);
     for (WeightView& w : L.w_uv) add(w);
+    for (WeightView& w : L.w_uk_rows) add(w);
     add_ffn(L.shared);
     for (ExpertWeights& e : L.experts) add_ffn(e);
   }

@@ -31,6 +31,8 @@ struct LayerWeights {
                                             // scales of w_uk, whose blocks then have unit scale
   std::vector<WeightView> w_uv;             // per head: d_v rows × kv_lora     (absorbed into o)
   WeightView wkv_b;                         // legacy attn_kv_b: H*(d_nope+d_v) rows × kv_lora
+  std::vector<WeightView> w_uk_rows;        // legacy, int8 kernels: per head W_UK (d_nope rows × kv_lora),
+                                            // tiled for the naive path's key decompression
   WeightView wo;                            // H*d_v -> d
   // FFN: dense (first layers) or DeepSeekMoE
   WeightView ffn_gate, ffn_up, ffn_down;    // dense
