@@ -55,6 +55,11 @@ void PrefixTree::insert(std::span<const int32_t> tokens, std::span<const int32_t
     Node* same = nullptr;
     for (auto& c : node->children)
       if (std::equal(c->tokens.begin(), c->tokens.end(), chunk.begin(), chunk.end())) same = c.get();
+    if (!same && static_cast<int64_t>(chunk.size()) < B_) {
+      // A partial tail that a sibling's tokens begin with is already cached there.
+      for (auto& c : node->children)
+        if (common_prefix(c->tokens, chunk) == static_cast<int64_t>(chunk.size())) same = c.get();
+    }
     if (!same) {
       // A partial sibling that is a strict prefix of this chunk is superseded.
       auto& kids = node->children;

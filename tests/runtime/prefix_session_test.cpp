@@ -65,6 +65,27 @@ TEST(PrefixTree, LongestPrefixFullBlocksThenPartial) {
   EXPECT_EQ(dropped, (std::vector<int32_t>{103, 101}));
 }
 
+// A shorter tail that is a prefix of a cached one adds nothing: the longer block already
+// holds its positions (and lookups find it), so the tree does not hold a second block.
+TEST(PrefixTree, ShorterTailCoveredByALongerOneIsNotHeldTwice) {
+  PrefixTree t(4);
+  std::vector<int32_t> held, dropped;
+  t.insert(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7}, std::vector<int32_t>{100, 101}, held, dropped);
+  held.clear();
+  t.insert(std::vector<int32_t>{1, 2, 3, 4, 5, 6}, std::vector<int32_t>{100, 102}, held, dropped);
+  EXPECT_TRUE(held.empty()) << "block 102 would duplicate positions 4-5 of block 101";
+  EXPECT_TRUE(dropped.empty());
+  EXPECT_EQ(t.n_blocks(), 2u);
+  EXPECT_EQ(t.sequences(), (std::vector<std::vector<int32_t>>{{1, 2, 3, 4, 5, 6, 7}}));
+  auto m = t.lookup(std::vector<int32_t>{1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(m.partial_block, 101);
+  EXPECT_EQ(m.tokens(), 6);
+  // A full block equal to a sibling's first tokens is no prefix of it: a full child of its own.
+  t.insert(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8}, std::vector<int32_t>{100, 103}, held, dropped);
+  EXPECT_EQ(held, std::vector<int32_t>{103});
+  EXPECT_EQ(dropped, std::vector<int32_t>{101});
+}
+
 // Seq 0 prefills, seq 1 borrows its prefix (shared blocks), seq 2 diverges inside a
 // block (copy-on-write); each still matches the reference, and seq 0 is untouched.
 TEST(PrefixReuse, SharedBlocksAndCopyOnWriteKeepEverySequenceExact) {

@@ -498,20 +498,25 @@ TEST(Scheduler, IdleHookRunsWhenIdleAfterPublishingAndIsNotCounted) {
     save_prefix_cache(path, *kv, so.max_sequences, 1);
     ++calls;
   };
-  Scheduler s(engine, so);
-  self = &s;
-  s.start();
   auto wait_calls = [&](int n) {
     for (int i = 0; i < 400 && calls < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     return calls.load();
   };
-  EXPECT_EQ(wait_calls(1), 0) << "nothing published yet";
+  {
+    Scheduler idle(engine, so);
+    self = &idle;
+    idle.start();
+    EXPECT_EQ(wait_calls(1), 0) << "nothing published yet";
+  }
+  Scheduler s(engine, so);
+  self = &s;
   auto a = std::make_shared<Outcome>(), b = std::make_shared<Outcome>();
-  // a generates long enough that b (submitted right after) is admitted while a runs: with
-  // 6 tokens a loaded CI machine once descheduled this thread until a had finished and
-  // the hook had run, and b's sequence then earned a second call.
+  // Submitted before start, so both are admitted in the first step: submitted after it,
+  // a loaded CI machine once descheduled this thread until a had finished and the hook
+  // had run, and b's sequence then earned a second call.
   s.submit(request(prompt_of("a prompt that gets saved"), 48, a));
-  s.submit(request(prompt_of("the other prompt"), 6, b));  // shares no token with a, admitted while a runs
+  s.submit(request(prompt_of("the other prompt"), 6, b));  // shares no token with a
+  s.start();
   wait(*a);
   wait(*b);
   EXPECT_EQ(wait_calls(1), 1);
