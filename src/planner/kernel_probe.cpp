@@ -63,8 +63,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Seconds per call of fn: calls repeated until a run lasts >= 20 ms, the fastest of 3 runs
-// (another process can only slow a run down; the probe wants what the kernel can do).
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// Seconds per call of fn: calls repeated until a run lasts >= 20 ms, the median of 3 runs.
+// The median, as `mlamoe bench` reports: the plan predicts the typical run on this
+// machine, not its best moment (best-of-3 per pass and then the best pass had put the
+// plan's matmul rates ~10-20% above what a whole prompt sustains), while one burst of
+// other work still spoils a single run only.
 template <class Fn>
 double seconds_per_call(Fn&& fn) {
   fn();  // warm-up: grows scratch buffers, brings the operands into cache
@@ -81,7 +89,7 @@ double seconds_per_call(Fn&& fn) {
     for (int i = 0; i < calls; ++i) fn();
     runs.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / calls);
   }
-  return *std::min_element(runs.begin(), runs.end());
+  return median(runs);
 }
 
 // A rows × cols matrix of `type` as Model::load leaves it: quantized from N(0, 0.02)
@@ -248,24 +256,28 @@ MeasuredKernels measure_engine_kernels(const ModelShape& m, GgmlType type) {
   // the FFN's). Columns are d_model, a multiple of every quant block size.
   const int64_t rows = m.is_moe() ? m.moe_intermediate_size : m.intermediate_size, cols = m.d_model;
   if (rows <= 0 || cols <= 0 || cols % 256) fail("kernel probe: unsupported shape ", rows, " x ", cols);
-  // Three passes over everything, keeping each figure's best: a burst of other work on a
-  // shared machine spoils one pass of a figure, not all three.
+  // Three passes over everything, each figure the median of its passes: a burst of other
+  // work on a shared machine spoils one pass of a figure, not the median.
   DecodeStreamProbe decode_stream(type, cols);
+  std::map<std::string, std::map<int64_t, std::vector<double>>> matmul;
+  std::vector<double> stream, attn_one, attn_all, dense_all;
   for (int pass = 0; pass < 3; ++pass) {
-    for (GgmlType t : {type, GgmlType::Q4_0, GgmlType::Q8_0}) {
-      auto& best = k.matmul_gmacs[std::string(type_name(t))];
-      for (auto [n, gmacs] : matmul_rates(t, rows, cols)) best[n] = std::max(best[n], gmacs);
-    }
-    k.decode_stream_gbps = std::max(k.decode_stream_gbps, decode_stream.gbps());
+    for (GgmlType t : {type, GgmlType::Q4_0, GgmlType::Q8_0})
+      for (auto [n, gmacs] : matmul_rates(t, rows, cols)) matmul[std::string(type_name(t))][n].push_back(gmacs);
+    stream.push_back(decode_stream.gbps());
     if (m.attention == AttentionKind::MLA) {
       constexpr int64_t kKeys = 512;  // one prompt's worth of cached latents (1 MiB of c_kv)
-      k.attention_gflops_one_thread = std::max(k.attention_gflops_one_thread, attention_rate(m, m.n_heads, kKeys, 1));
-      k.attention_gflops_all_threads =
-          std::max(k.attention_gflops_all_threads, attention_rate(m, 4 * m.n_heads, kKeys, kernels::threads()));
-      k.dense_attention_gflops_all_threads =
-          std::max(k.dense_attention_gflops_all_threads, dense_attention_rate(m, 32, kKeys, kernels::threads()));
+      attn_one.push_back(attention_rate(m, m.n_heads, kKeys, 1));
+      attn_all.push_back(attention_rate(m, 4 * m.n_heads, kKeys, kernels::threads()));
+      dense_all.push_back(dense_attention_rate(m, 32, kKeys, kernels::threads()));
     }
   }
+  for (auto& [t, by_tokens] : matmul)
+    for (auto& [n, rates] : by_tokens) k.matmul_gmacs[t][n] = median(rates);
+  k.decode_stream_gbps = median(stream);
+  k.attention_gflops_one_thread = median(attn_one);
+  k.attention_gflops_all_threads = median(attn_all);
+  k.dense_attention_gflops_all_threads = median(dense_all);
   return k;
 }
 
