@@ -127,7 +127,7 @@ void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq,
     if (r0 % kTileRows) fail("matmul: tiled rows must start at a multiple of ", kTileRows);
     if (TiledFn fn = g_isa == Isa::Avx512 ? avx512_tiled_kernel(W.type) : nullptr) {
       const int64_t first = r0 / kTileRows, n_tiles = (r1 - r0 + kTileRows - 1) / kTileRows;
-      fn(W.data + static_cast<size_t>(first) * W.tile_stride, W.tile_stride, n_tiles, W.cols / 32, r1 - r0, xq, x_stride, n,
+      fn(W.data + static_cast<size_t>(first) * W.tile_stride, W.tile_stride, n_tiles, W.cols / tile_block_cols(W.type), r1 - r0, xq, x_stride, n,
          Y + r0, ldy);
       return;
     }

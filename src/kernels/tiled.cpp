@@ -7,27 +7,50 @@
 
 #include "common/error.h"
 #include "format/quant.h"
+#include "kernels/kernel_table.h"
 #include "kernels/kernels.h"
 
 namespace mlamoe::kernels {
+
+int64_t tile_block_cols(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0:
+    case GgmlType::Q8_0: return 32;
+    case GgmlType::Q4_K: return QK_K;
+    default: return 0;
+  }
+}
 
 size_t tile_block_bytes(GgmlType t) {
   switch (t) {
     case GgmlType::Q4_0: return kTileScaleBytes + 4 * 64;
     case GgmlType::Q8_0: return kTileScaleBytes + 8 * 64;
+    case GgmlType::Q4_K: return kQ4KTileBytes;
     default: return 0;
   }
 }
 
-int tile_quant_offset(GgmlType t) { return t == GgmlType::Q4_0 ? 8 : 128; }
-
 size_t tiled_bytes(const WeightView& W) {
   if (W.layout != Layout::Rows || active_isa() != Isa::Avx512 || !avx512_tiled_kernel(W.type)) return 0;
-  const int64_t n_tiles = (W.rows + kTileRows - 1) / kTileRows, nb = W.cols / 32;
+  const int64_t n_tiles = (W.rows + kTileRows - 1) / kTileRows, nb = W.cols / tile_block_cols(W.type);
   return static_cast<size_t>(n_tiles) * static_cast<size_t>(nb) * tile_block_bytes(W.type);
 }
 
 namespace {
+
+// Row r's part of a Q4_K tile-block from the file's super-block.
+void pack_q4_k_row(const BlockQ4_K& blk, int r, uint8_t* out) {
+  std::memcpy(out + 2 * r, &blk.d, 2);
+  std::memcpy(out + 2 * kTileRows + 2 * r, &blk.dmin, 2);
+  uint8_t sc[8], m[8];
+  unpack_k_scales(blk.scales, sc, m);
+  for (int j = 0; j < 8; ++j) {
+    out[kQ4KTileSc + kTileRows * j + r] = sc[j];
+    out[kQ4KTileMin + kTileRows * j + r] = m[j];
+  }
+  for (int c = 0; c < 4; ++c)
+    for (int g = 0; g < 8; ++g) std::memcpy(out + kQ4KTileQuants + 512 * c + 64 * g + 4 * r, blk.qs + 32 * c + 4 * g, 4);
+}
 
 // One tile-block from the 16 (or fewer) source rows' block b.
 void pack_tile_block(const WeightView& W, int64_t row0, int64_t b, uint8_t* out) {
@@ -35,7 +58,9 @@ void pack_tile_block(const WeightView& W, int64_t row0, int64_t b, uint8_t* out)
   uint8_t* quants = out + kTileScaleBytes;
   for (int r = 0; r < kTileRows && row0 + r < W.rows; ++r) {
     const uint8_t* src = W.row(row0 + r);
-    if (W.type == GgmlType::Q4_0) {
+    if (W.type == GgmlType::Q4_K) {
+      pack_q4_k_row(reinterpret_cast<const BlockQ4_K*>(src)[b], r, out);
+    } else if (W.type == GgmlType::Q4_0) {
       const BlockQ4_0& blk = reinterpret_cast<const BlockQ4_0*>(src)[b];
       std::memcpy(out + 2 * r, &blk.d, 2);
       for (int g = 0; g < 4; ++g) std::memcpy(quants + 64 * g + 4 * r, blk.qs + 4 * g, 4);
@@ -52,7 +77,7 @@ void pack_tile_block(const WeightView& W, int64_t row0, int64_t b, uint8_t* out)
 
 WeightView tile_weights(const WeightView& W, uint8_t* dst) {
   if (!tiled_bytes(W)) fail("tile_weights: no tiled kernel for this matrix");
-  const int64_t n_tiles = (W.rows + kTileRows - 1) / kTileRows, nb = W.cols / 32;
+  const int64_t n_tiles = (W.rows + kTileRows - 1) / kTileRows, nb = W.cols / tile_block_cols(W.type);
   const size_t bb = tile_block_bytes(W.type);
   WeightView t = W;
   t.layout = Layout::Tiles16;
@@ -79,19 +104,47 @@ WeightView row_slice(const WeightView& W, int64_t r0, int64_t n) {
 
 WeightView column_slice(const WeightView& W, int64_t c0, int64_t n) {
   const TypeTraits* tt = type_traits(W.type);
-  const int64_t bs = tt ? tt->block_size : 1;
+  const int64_t bs = W.layout == Layout::Tiles16 ? tile_block_cols(W.type) : tt ? tt->block_size : 1;
   if (c0 < 0 || n <= 0 || c0 + n > W.cols || c0 % bs || n % bs)
     fail("column_slice: columns [", c0, ", ", c0 + n, ") of ", W.cols, " do not fall on ", bs, "-value blocks");
   WeightView v = W;
   v.cols = n;
-  v.data = W.data + (W.layout == Layout::Tiles16 ? static_cast<size_t>(c0 / 32) * tile_block_bytes(W.type) : row_bytes(W.type, c0));
+  v.data = W.data + (W.layout == Layout::Tiles16 ? static_cast<size_t>(c0 / bs) * tile_block_bytes(W.type) : row_bytes(W.type, c0));
   return v;
 }
 
+namespace {
+
+// Row `lane` of a Q4_K tile-block as the file's dequantizer computes it: the same float
+// operations in the same order (d·sc and dmin·m rounded first), so the same bits.
+void dequantize_q4_k_tile_row(const uint8_t* tb, int64_t lane, float* out) {
+  uint16_t h[2];
+  std::memcpy(&h[0], tb + 2 * lane, 2);
+  std::memcpy(&h[1], tb + 2 * kTileRows + 2 * lane, 2);
+  const float d = fp16_to_fp32(h[0]), dmin = fp16_to_fp32(h[1]);
+  for (int c = 0; c < 4; ++c) {
+    const float d1 = d * tb[kQ4KTileSc + kTileRows * (2 * c) + lane], m1 = dmin * tb[kQ4KTileMin + kTileRows * (2 * c) + lane];
+    const float d2 = d * tb[kQ4KTileSc + kTileRows * (2 * c + 1) + lane],
+                m2 = dmin * tb[kQ4KTileMin + kTileRows * (2 * c + 1) + lane];
+    for (int g = 0; g < 8; ++g)
+      for (int i = 0; i < 4; ++i) {
+        const uint8_t q = tb[kQ4KTileQuants + 512 * c + 64 * g + 4 * lane + i];
+        out[64 * c + 4 * g + i] = d1 * (q & 0xF) - m1;
+        out[64 * c + 32 + 4 * g + i] = d2 * (q >> 4) - m2;
+      }
+  }
+}
+
+}  // namespace
+
 void dequantize_tiled_row(const WeightView& W, int64_t r, float* dst) {
-  const int64_t nb = W.cols / 32, lane = r % kTileRows;
+  const int64_t bc = tile_block_cols(W.type), nb = W.cols / bc, lane = r % kTileRows;
   const size_t bb = tile_block_bytes(W.type);
   const uint8_t* tile = W.data + static_cast<size_t>(r / kTileRows) * W.tile_stride;
+  if (W.type == GgmlType::Q4_K) {
+    for (int64_t b = 0; b < nb; ++b) dequantize_q4_k_tile_row(tile + static_cast<size_t>(b) * bb, lane, dst + bc * b);
+    return;
+  }
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* tb = tile + static_cast<size_t>(b) * bb;
     uint16_t h;

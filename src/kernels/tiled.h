@@ -1,7 +1,8 @@
 // The Tiles16 weight layout (kernels.h: Layout::Tiles16). Internal header.
 //
 // A matrix of R rows becomes ceil(R/16) tiles of 16 rows (the last one padded with
-// zero-scale rows). A tile is its rows' 32-column blocks in column order; one
+// zero-scale rows). A tile is its rows' tile-blocks in column order: 32 columns for
+// Q4_0 and Q8_0, one 256-column super-block for Q4_K (tile_block_cols). A Q4_0/Q8_0
 // tile-block is
 //   16 × fp16 scales (row 0..15), then the quants in groups of 64 bytes, where each
 //   group holds 4 bytes of every row (row r at bytes 4r..4r+3).
@@ -9,6 +10,13 @@
 //       are columns 4g..4g+3 and high nibbles columns 16+4g..16+4g+3 (values q in 0..15,
 //       weight = d·(q − 8)).
 // Q8_0: 8 groups; group s holds columns 4s..4s+3 as unsigned bytes q + 128.
+// Q4_K (weight = d·sc_j·q − dmin·m_j in sub-block j of 32 columns, q in 0..15):
+//   16 × fp16 d, 16 × fp16 dmin (64 bytes), then sc_j of the 16 rows for j = 0..7 as
+//   bytes (128), then m_j likewise (128) — the file's 6-bit fields unpacked — then 4
+//   chunks of 512 bytes: chunk c is 8 groups, group g holding each row's original
+//   qs[32c+4g..32c+4g+3], whose low nibbles are columns 4g..4g+3 of sub-block 2c and
+//   high nibbles the same columns of sub-block 2c+1. 2368 bytes for 4096 weights
+//   (4.625 bits each; the file's rows hold 4.5).
 // So after unpacking, every 64-byte vector is "16 rows × 4 consecutive columns" of
 // unsigned bytes: exactly one vpdpbusd operand against 4 activation bytes broadcast.
 #pragma once
@@ -22,13 +30,20 @@ namespace mlamoe::kernels {
 constexpr int kTileRows = 16;
 constexpr size_t kTileScaleBytes = 2 * kTileRows;
 
-// Bytes of one tile-block (16 rows × 32 columns), 0 if `t` has no tiled form.
+// Columns of one tile-block: 32, or 256 for Q4_K; 0 if `t` has no tiled form.
+int64_t tile_block_cols(GgmlType t);
+// Bytes of one tile-block (16 rows × tile_block_cols), 0 if `t` has no tiled form.
 size_t tile_block_bytes(GgmlType t);
-// The unsigned offset folded into the stored quants: 8 for Q4_0, 128 for Q8_0.
-int tile_quant_offset(GgmlType t);
 
-// y[t * ldy + 16 i + r] for tiles i < n_tiles, rows r < 16 (rows beyond `valid_rows` in
-// the range are not written), tokens t < ntok with ActQ8 activation rows x_stride apart.
+// The parts of a Q4_K tile-block.
+constexpr size_t kQ4KTileSc = 4 * kTileRows;             // sc_j of row r at kQ4KTileSc + 16 j + r
+constexpr size_t kQ4KTileMin = kQ4KTileSc + 8 * kTileRows;  // m_j likewise
+constexpr size_t kQ4KTileQuants = kQ4KTileMin + 8 * kTileRows;
+constexpr size_t kQ4KTileBytes = kQ4KTileQuants + 4 * 8 * 64;
+
+// y[t * ldy + 16 i + r] for tiles i < n_tiles of nb tile-blocks each, rows r < 16 (rows
+// beyond `valid_rows` in the range are not written), tokens t < ntok with ActQ8
+// activation rows x_stride apart.
 using TiledFn = void (*)(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                          const uint8_t* x, size_t x_stride, int64_t ntok, float* y, size_t ldy);
 

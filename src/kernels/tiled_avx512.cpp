@@ -53,6 +53,14 @@ struct UnpackQ8_0 {
   static inline void unpack_high_in_place(const uint8_t* q, __m512i* w) { unpack(q, w); }
 };
 
+// Each kind of tile as the driver below sees it: dot (NT ≥ 2 tokens) and dot_decode.
+template <class U>
+struct Block32Tiles {
+  template <int NT>
+  static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows);
+  static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows);
+};
+
 inline __m512i broadcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -130,19 +138,113 @@ void tile_dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, 
   _mm512_mask_storeu_ps(y, rows, acc);
 }
 
-template <class U, int NT>
-void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
-  if constexpr (NT > 1) {
-    if (nt < NT) return tile_dot_n<U, NT - 1>(nt, tile, nb, xs, ys, rows);
-  }
-  if constexpr (NT == 1) tile_dot_decode<U>(tile, nb, xs[0], ys[0], rows);
-  else tile_dot<U, NT>(tile, nb, xs, ys, rows);
-}
-
 constexpr int kTokenGroup = 8;
 constexpr int64_t kTokenChunk = 64;  // 160 KB of activations: an L2 slice (1 MB) holds them
 
+// Q4_K super-blocks (tiled.h): per sub-block j of 32 columns the 8 vpdpbusd give Σ q·x
+// of 16 rows in int32; it is weighted by d·sc_j · dx_j, and dmin·m_j · dx_j·Σx_j is
+// taken off (d·sc_j and dmin·m_j rounded as the file's dequantizer rounds them).
+struct Q4KTiles {
+  // sc_j (or m_j) of the 16 rows times the super-block's d (or dmin).
+  static inline __m512 scaled(__m512 d, const uint8_t* bytes16) {
+    return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes16)))));
+  }
+  static inline __m512 d_of(const uint8_t* tb, size_t at) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb + at)));
+  }
+  static inline float min_weight(const ActQ8& x) { return x.d * static_cast<float>(x.sum); }
+
+  template <int NT>
+  static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
+    constexpr int C = kChains<NT>;
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* tb = tile + static_cast<size_t>(b) * kQ4KTileBytes;
+      const __m512 d = d_of(tb, 0), dmin = d_of(tb, 2 * kTileRows);
+      for (int j = 0; j < 8; ++j) {  // sub-block j: nibbles of chunk j/2, low for even j
+        const uint8_t* q = tb + kQ4KTileQuants + 512 * (j / 2);
+        __m512i w[8];
+        for (int g = 0; g < 8; ++g) {
+          const __m512i v = _mm512_loadu_si512(q + 64 * g);
+          w[g] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, low4);
+        }
+        const __m512 ds = scaled(d, tb + kQ4KTileSc + kTileRows * j), dm = scaled(dmin, tb + kQ4KTileMin + kTileRows * j);
+        const int64_t xb = 8 * b + j;
+        __m512i isum[NT][C];
+        for (int t = 0; t < NT; ++t)
+          for (int c = 0; c < C; ++c) isum[t][c] = _mm512_setzero_si512();
+        for (int g = 0; g < 8; ++g)
+          for (int t = 0; t < NT; ++t)
+            isum[t][g % C] = _mm512_dpbusd_epi32(isum[t][g % C], w[g], broadcast4(xs[t][xb].qs + 4 * g));
+        for (int t = 0; t < NT; ++t) {
+          __m512i sum = isum[t][0];
+          for (int c = 1; c < C; ++c) sum = _mm512_add_epi32(sum, isum[t][c]);
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(ds, _mm512_set1_ps(xs[t][xb].d)), acc[t]);
+          acc[t] = _mm512_fnmadd_ps(dm, _mm512_set1_ps(min_weight(xs[t][xb])), acc[t]);
+        }
+      }
+    }
+    for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(ys[t], rows, acc[t]);
+  }
+
+  // One token: prefetches as Block32Tiles' decode does; each 64-byte group feeds both
+  // sub-blocks of its chunk, the high nibbles unshifted (16× their value, taken out of
+  // the int32 sum with one shift).
+  static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
+    __m512 acc = _mm512_setzero_ps(), acc_min = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* tb = tile + static_cast<size_t>(b) * kQ4KTileBytes;
+      for (size_t o = 0; o < kQ4KTileBytes; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchBytes + o), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchFarBytes + o), _MM_HINT_T1);
+      }
+      const __m512 d = d_of(tb, 0), dmin = d_of(tb, 2 * kTileRows);
+      const ActQ8* xb = x + 8 * b;
+      for (int c = 0; c < 4; ++c) {
+        const uint8_t* q = tb + kQ4KTileQuants + 512 * c;
+        const ActQ8 &x_low = xb[2 * c], &x_high = xb[2 * c + 1];
+        __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512();
+        for (int g = 0; g < 8; ++g) {
+          const __m512i v = _mm512_loadu_si512(q + 64 * g);
+          low = _mm512_dpbusd_epi32(low, _mm512_and_si512(v, low4), broadcast4(x_low.qs + 4 * g));
+          high = _mm512_dpbusd_epi32(high, _mm512_and_si512(v, high4), broadcast4(x_high.qs + 4 * g));
+        }
+        high = _mm512_srai_epi32(high, 4);
+        const uint8_t* sc = tb + kQ4KTileSc + kTileRows * 2 * c;
+        const uint8_t* m = tb + kQ4KTileMin + kTileRows * 2 * c;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(low), _mm512_mul_ps(scaled(d, sc), _mm512_set1_ps(x_low.d)), acc);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(high), _mm512_mul_ps(scaled(d, sc + kTileRows), _mm512_set1_ps(x_high.d)), acc);
+        acc_min = _mm512_fmadd_ps(scaled(dmin, m), _mm512_set1_ps(min_weight(x_low)), acc_min);
+        acc_min = _mm512_fmadd_ps(scaled(dmin, m + kTileRows), _mm512_set1_ps(min_weight(x_high)), acc_min);
+      }
+    }
+    _mm512_mask_storeu_ps(y, rows, _mm512_sub_ps(acc, acc_min));
+  }
+};
+
 template <class U>
+template <int NT>
+void Block32Tiles<U>::dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
+  tile_dot<U, NT>(tile, nb, xs, ys, rows);
+}
+template <class U>
+void Block32Tiles<U>::dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows) {
+  tile_dot_decode<U>(tile, nb, x, y, rows);
+}
+
+template <class K, int NT>
+void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
+  if constexpr (NT > 1) {
+    if (nt < NT) return tile_dot_n<K, NT - 1>(nt, tile, nb, xs, ys, rows);
+  }
+  if constexpr (NT == 1) K::dot_decode(tile, nb, xs[0], ys[0], rows);
+  else K::template dot<NT>(tile, nb, xs, ys, rows);
+}
+
+template <class K>
 void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                  const uint8_t* x, size_t x_stride, int64_t c0, int64_t c1, float* y, size_t ldy) {
   for (int64_t i = 0; i < n_tiles; ++i) {
@@ -157,18 +259,18 @@ void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int6
       for (size_t o = 0; o < tile_stride; o += 64) _mm_prefetch(reinterpret_cast<const char*>(tile + tile_stride + o), _MM_HINT_T1);
     for (int64_t t0 = c0; t0 < c1; t0 += kTokenGroup) {
       const int nt = c1 - t0 < kTokenGroup ? static_cast<int>(c1 - t0) : kTokenGroup;
-      const ActQ8* xs[kTokenGroup];
-      float* ys[kTokenGroup];
+      const ActQ8* xs[kTokenGroup] = {};
+      float* ys[kTokenGroup] = {};
       for (int t = 0; t < nt; ++t) {
         xs[t] = reinterpret_cast<const ActQ8*>(x + static_cast<size_t>(t0 + t) * x_stride);
         ys[t] = y + static_cast<size_t>(t0 + t) * ldy + static_cast<size_t>(i * kTileRows);
       }
-      tile_dot_n<U, kTokenGroup>(nt, tile, nb, xs, ys, rows);
+      tile_dot_n<K, kTokenGroup>(nt, tile, nb, xs, ys, rows);
     }
   }
 }
 
-template <class U>
+template <class K>
 void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                   const uint8_t* x, size_t x_stride, int64_t ntok, float* y, size_t ldy) {
   // Tokens in chunks whose activations stay in L2 while every tile of the call sweeps
@@ -177,7 +279,7 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
   // q4_0/avx512-tiled/n512/t2 went from 462 to 568 GMAC/s (n64: 508 → 551).
   for (int64_t c0 = 0; c0 < ntok; c0 += kTokenChunk) {
     const int64_t c1 = ntok - c0 < kTokenChunk ? ntok : c0 + kTokenChunk;
-    tiled_chunk<U>(tiles, tile_stride, n_tiles, nb, valid_rows, x, x_stride, c0, c1, y, ldy);
+    tiled_chunk<K>(tiles, tile_stride, n_tiles, nb, valid_rows, x, x_stride, c0, c1, y, ldy);
   }
 }
 
@@ -185,8 +287,9 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
 
 TiledFn avx512_tiled_kernel(GgmlType t) {
   switch (t) {
-    case GgmlType::Q4_0: return tiled_matmul<UnpackQ4_0>;
-    case GgmlType::Q8_0: return tiled_matmul<UnpackQ8_0>;
+    case GgmlType::Q4_0: return tiled_matmul<Block32Tiles<UnpackQ4_0>>;
+    case GgmlType::Q8_0: return tiled_matmul<Block32Tiles<UnpackQ8_0>>;
+    case GgmlType::Q4_K: return tiled_matmul<Q4KTiles>;
     default: return nullptr;
   }
 }

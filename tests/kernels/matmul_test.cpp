@@ -16,6 +16,7 @@
 #include "kernels/act_quant.h"
 #include "kernels/dispatch.h"
 #include "kernels/kernels.h"
+#include "kernels/tiled.h"
 
 using namespace mlamoe;
 using namespace mlamoe::kernels;
@@ -27,6 +28,8 @@ const GgmlType kTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlT
 // Every tile width of both ISAs (4 and 8 tokens), and 75: past the tiled kernel's
 // 64-token chunk, with a short last group.
 const int64_t kTokens[] = {1, 2, 3, 5, 6, 7, 16, 33, 75};
+// The tiled kernels' token groups are 8 wide and their chunks 64 tokens: both edges.
+const int64_t kTiledTokens[] = {1, 2, 3, 5, 6, 7, 8, 9, 16, 33, 64, 75};
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> v;
@@ -43,15 +46,16 @@ struct Weights {
 };
 
 // Adversarial weights: raw random bits in the quant fields (every nibble / 6-bit code,
-// -128 in Q8_0, negative Q6_K scales) with block scales that are denormal, huge or
-// ordinary fp16; floats with denormals, zeros and wide exponents.
+// -128 in Q8_0, negative Q6_K scales) with block scales that are zero, denormal, huge or
+// ordinary fp16, and Q4_K/Q5_K blocks whose 6-bit scales and mins are all 63 or all 0;
+// floats with denormals, zeros and wide exponents.
 Weights make_weights(GgmlType type, int64_t rows, int64_t cols, Data data, std::mt19937& rng, size_t pad = 0) {
   Weights w;
   const size_t rb = row_bytes(type, cols), stride = rb + pad;
   w.bytes.assign(stride * static_cast<size_t>(rows), 0xAB);
   std::normal_distribution<float> normal(0.f, 1.f);
   std::uniform_int_distribution<int> byte(0, 255);
-  const uint16_t fp16_scales[] = {0x0001, 0x03FF, 0x3C00, 0x2E66, 0x7BFF, 0x1400, 0x8400};
+  const uint16_t fp16_scales[] = {0x0001, 0x03FF, 0x3C00, 0x2E66, 0x7BFF, 0x1400, 0x8400, 0x0000};
   for (int64_t r = 0; r < rows; ++r) {
     uint8_t* row = w.bytes.data() + stride * static_cast<size_t>(r);
     if (data == Data::Random || type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16) {
@@ -73,7 +77,7 @@ Weights make_weights(GgmlType type, int64_t rows, int64_t cols, Data data, std::
       continue;
     }
     for (size_t i = 0; i < rb; ++i) row[i] = static_cast<uint8_t>(byte(rng));
-    auto scale = [&] { return fp16_scales[byte(rng) % 7]; };
+    auto scale = [&] { return fp16_scales[byte(rng) % 8]; };
     const size_t bs = type_traits(type)->type_size;
     for (size_t b = 0; b < rb / bs; ++b) {
       uint8_t* blk = row + b * bs;
@@ -82,7 +86,13 @@ Weights make_weights(GgmlType type, int64_t rows, int64_t cols, Data data, std::
         case GgmlType::Q8_0:
         case GgmlType::Q4_0: std::memcpy(blk, &s0, 2); break;
         case GgmlType::Q4_K:
-        case GgmlType::Q5_K: std::memcpy(blk, &s0, 2); std::memcpy(blk + 2, &s1, 2); break;
+        case GgmlType::Q5_K: {
+          std::memcpy(blk, &s0, 2);
+          std::memcpy(blk + 2, &s1, 2);
+          const int extreme = byte(rng) % 4;  // the 12 bytes of scales and mins: all 63, all 0
+          if (extreme < 2) std::memset(blk + 4, extreme ? 0xFF : 0x00, K_SCALE_SIZE);
+          break;
+        }
         case GgmlType::Q6_K: std::memcpy(blk + offsetof(BlockQ6_K, d), &s0, 2); break;
         default: break;
       }
@@ -120,6 +130,7 @@ struct Case {
   Data data;
   size_t pad = 0;
   bool tiled = false;  // re-laid out as Tiles16 (made under AVX-512), then run under `isa`
+  int64_t slice_c0 = 0, slice_cols = 0;  // if slice_cols: columns [c0, c0 + cols) of both layouts
 };
 
 void check(const Case& c, Isa isa, int64_t n, std::mt19937& rng) {
@@ -131,30 +142,37 @@ void check(const Case& c, Isa isa, int64_t n, std::mt19937& rng) {
     tiles.assign(tiled_bytes(w.view), 0xCD);
     ASSERT_FALSE(tiles.empty()) << type_name(c.type) << " has no tiled form";
     view = tile_weights(w.view, tiles.data());
-    std::vector<float> a(static_cast<size_t>(c.cols)), b(a.size());
+  }
+  const int64_t cols = c.slice_cols ? c.slice_cols : c.cols;
+  if (c.slice_cols) {
+    w.view = column_slice(w.view, c.slice_c0, cols);
+    view = column_slice(view, c.slice_c0, cols);
+  }
+  if (c.tiled) {
+    std::vector<float> a(static_cast<size_t>(cols)), b(a.size());
     for (int64_t r = 0; r < c.rows; ++r) {  // the re-layout loses nothing
       get_row(w.view, r, a.data());
       get_row(view, r, b.data());
       ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "tiled row " << r;
     }
   }
-  std::vector<float> x = make_activations(n, c.cols, c.data, rng);
+  std::vector<float> x = make_activations(n, cols, c.data, rng);
   std::vector<float> y(static_cast<size_t>(n * c.rows), NAN), y_ref(y.size());
   set_isa(isa);
   matmul(view, x.data(), n, y.data());
   matmul_reference(w.view, x.data(), n, y_ref.data());
 
   const ActFormat f = kernel_activation_format(view);
-  std::vector<uint8_t> xq(activation_row_bytes(f, c.cols));
-  std::vector<float> xh(static_cast<size_t>(c.cols)), wr(static_cast<size_t>(c.cols));
+  std::vector<uint8_t> xq(activation_row_bytes(f, cols));
+  std::vector<float> xh(static_cast<size_t>(cols)), wr(static_cast<size_t>(cols));
   for (int64_t t = 0; t < n; ++t) {
-    const float* xt = x.data() + t * c.cols;
-    quantize_activation_row(f, xt, xq.data(), c.cols);
-    dequantize_activation_row(f, xq.data(), xh.data(), c.cols);
+    const float* xt = x.data() + t * cols;
+    quantize_activation_row(f, xt, xq.data(), cols);
+    dequantize_activation_row(f, xq.data(), xh.data(), cols);
     for (int64_t r = 0; r < c.rows; ++r) {
-      dequantize_row(c.type, w.view.row(r), wr.data(), c.cols);
+      dequantize_row(c.type, w.view.row(r), wr.data(), cols);
       double exact = 0, magnitude = 0, budget = 0, magnitude_x = 0;
-      for (int64_t k = 0; k < c.cols; ++k) {
+      for (int64_t k = 0; k < cols; ++k) {
         const double wk = wr[static_cast<size_t>(k)], xk = xh[static_cast<size_t>(k)];
         exact += wk * xk;
         magnitude += std::fabs(wk * xk);
@@ -213,7 +231,7 @@ TEST_P(TiledMatmulTest, AgreesWithTheReferenceOnEveryIsa) {
   std::mt19937 rng(31 + static_cast<int>(GetParam()));
   set_threads(2);
   for (Isa isa : available_isas()) {
-    for (int64_t n : kTokens) {
+    for (int64_t n : kTiledTokens) {
       check({GetParam(), 37, cols_for(GetParam(), 3), Data::Random, 0, true}, isa, n, rng);
       check({GetParam(), 19, cols_for(GetParam(), 2), Data::Adversarial, 0, true}, isa, n, rng);
     }
@@ -223,7 +241,28 @@ TEST_P(TiledMatmulTest, AgreesWithTheReferenceOnEveryIsa) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(TiledTypes, TiledMatmulTest, ::testing::Values(GgmlType::Q4_0, GgmlType::Q8_0),
+// Column slices (a shared expert's part of the shared down matrix) fall on tile-blocks:
+// 32 columns, or Q4_K's 256-column super-blocks; a cut inside one is refused.
+TEST_P(TiledMatmulTest, ColumnSlicesOnTileBlockBoundaries) {
+  if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const GgmlType type = GetParam();
+  std::mt19937 rng(57 + static_cast<int>(type));
+  set_isa(Isa::Avx512);
+  const int64_t bc = tile_block_cols(type);
+  ASSERT_GT(bc, 0);
+  for (int64_t n : {1, 9})
+    for (auto [c0, len] : {std::pair<int64_t, int64_t>{0, bc}, {bc, 2 * bc}, {3 * bc, bc}}) {
+      check({type, 21, 4 * bc, Data::Random, 8, true, c0, len}, Isa::Avx512, n, rng);
+      check({type, 35, 4 * bc, Data::Adversarial, 0, true, c0, len}, Isa::Avx512, n, rng);
+    }
+  Weights w = make_weights(type, 16, 2 * bc, Data::Random, rng);
+  std::vector<uint8_t> tiles(tiled_bytes(w.view));
+  const WeightView t = tile_weights(w.view, tiles.data());
+  EXPECT_THROW(column_slice(t, bc / 2, bc), Error);
+  EXPECT_THROW(column_slice(t, 0, bc / 2), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(TiledTypes, TiledMatmulTest, ::testing::Values(GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K),
                          [](const auto& info) { return std::string(type_name(info.param)); });
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest, ::testing::ValuesIn(kTypes),
