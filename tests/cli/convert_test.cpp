@@ -164,6 +164,38 @@ TEST(QuantizeCli, TiledWeightsGiveTheLogitsOfTheFileLayout) {
     }
 }
 
+// Q4_K tiles (AVX-512) multiply by activations quantized per 32 values, the file-layout
+// Q4_K kernels by activations quantized per 256 (Q8_K), so here the two layouts do not
+// give the same logits: each is checked against the file's own weights with float32
+// activations (the model dequantized by `quantize ... f32`). Measured, wide random model
+// (seed 4): q4_K tiles max 0.14 rms 0.043, rows max 0.36 rms 0.16 (the coarser
+// activation scales); q4_K_M (its Q6_K tensors stay in rows) tiles 0.27 / 0.12, rows
+// 0.32 / 0.15. Unrelated logits would be ~1.4 rms.
+TEST(QuantizeCli, TiledQ4KGivesTheLogitsOfTheFileWeights) {
+  if (!__builtin_cpu_supports("avx512vnni")) GTEST_SKIP() << "no AVX-512 VNNI: Q4_K is not tiled";
+  const std::string cfg_path = reshaped_config("v3",
+                                               {{"hidden_size", 256}, {"intermediate_size", 512}, {"moe_intermediate_size", 256},
+                                                {"q_lora_rank", 256}, {"kv_lora_rank", 256}},
+                                               "wide_tiles_config.json");
+  const std::string tokens = tokens_of("v3");
+  for (const char* type : {"q4_K", "q4_K_M"}) {
+    SCOPED_TRACE(type);
+    const std::string model = test::temp_dir() + "/wide_tiles_" + type + ".gguf", f32 = model + ".f32.gguf";
+    auto r = run_mlamoe({"gen-random", "--config", cfg_path, "--out", model, "--type", type, "--seed", "4"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(run_mlamoe({"quantize", model, f32, "f32"}).exit_code, 0);
+    ASSERT_EQ(run_mlamoe({"logits", "-m", f32, "--tokens", tokens, "--out", f32 + ".ref"}).exit_code, 0);
+    const LogitError tiles = run_logits(model, tokens, f32 + ".ref");
+    r = run_mlamoe({"logits", "-m", model, "--tokens", tokens, "--out", model + ".rows", "--no-repack"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const LogitError rows = compare(model + ".rows", f32 + ".ref");
+    EXPECT_LE(tiles.max_rel, 0.45);
+    EXPECT_LE(tiles.rms_rel, 0.2);
+    std::printf("[ logits ] wide-random %s vs its f32 weights: tiles max %.3g rms %.3g, rows max %.3g rms %.3g\n", type,
+                tiles.max_rel, tiles.rms_rel, rows.max_rel, rows.rms_rel);
+  }
+}
+
 // A legacy attn_kv_b with 32-multiple head sizes: under the int8 kernels W_UK^T is kept
 // in the file's blocks (column-scaled, kernels::transpose_column_scaled) and the
 // absorbed query is quantized like every other product's input. Against the file
