@@ -169,17 +169,23 @@ struct DecodeStreamProbe {
   }
 };
 
+// Vectors of N(0, 1) floats from one seeded stream: the attention probes' operands.
+struct NormalFloats {
+  std::mt19937 rng;
+  std::normal_distribution<float> normal{0.f, 1.f};
+  explicit NormalFloats(unsigned seed) : rng(seed) {}
+  std::vector<float> operator()(int64_t n) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = normal(rng);
+    return v;
+  }
+};
+
 // GFLOP/s of the absorbed-attention kernel: `rows` query rows over `keys` cached
 // latents, on `threads` threads each with its own rows (as the engine shares items).
 double attention_rate(const ModelShape& m, int64_t rows, int64_t keys, int threads) {
   const int64_t d_c = m.kv_lora_rank, d_r = m.qk_rope_head_dim;
-  std::mt19937 rng(13);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  auto randoms = [&](int64_t n) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = normal(rng);
-    return v;
-  };
+  NormalFloats randoms(13);
   const std::vector<float> c_kv = randoms(keys * d_c), k_rope = randoms(keys * d_r);
   std::vector<std::vector<float>> q_lat, q_rope;
   for (int t = 0; t < threads; ++t) q_lat.push_back(randoms(rows * d_c)), q_rope.push_back(randoms(rows * d_r));
@@ -213,13 +219,7 @@ double attention_rate(const ModelShape& m, int64_t rows, int64_t keys, int threa
 // thread folds `keys` decompressed keys into its own tile of `rows` queries of one head.
 double dense_attention_rate(const ModelShape& m, int64_t rows, int64_t keys, int threads) {
   const int64_t d_nope = m.qk_nope_head_dim, d_rope = m.qk_rope_head_dim, d_v = m.v_head_dim, d_qk = d_nope + d_rope;
-  std::mt19937 rng(17);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  auto randoms = [&](int64_t n) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = normal(rng);
-    return v;
-  };
+  NormalFloats randoms(17);
   const std::vector<float> k_nope = randoms(keys * d_nope), k_rope = randoms(keys * d_rope), v = randoms(keys * d_v);
   std::vector<std::vector<float>> q;
   for (int t = 0; t < threads; ++t) q.push_back(randoms(rows * d_qk));
