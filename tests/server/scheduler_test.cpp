@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "model/engine.h"
@@ -28,6 +29,16 @@ const Model& fixture_model() {
 }
 
 std::vector<int32_t> prompt_of(const std::string& s) { return {s.begin(), s.end()}; }
+
+// A paged cache for the fixture model with small blocks (4 tokens), so short prompts
+// span several and prefix sharing is exercised; `prefix_blocks` bounds the prefix cache.
+std::shared_ptr<PagedKvCache> small_paged_kv(const Model& m, std::optional<uint64_t> prefix_blocks = std::nullopt) {
+  PagedKvOptions ko;
+  ko.block_tokens = 4;
+  ko.max_ctx = 128;
+  if (prefix_blocks) ko.max_prefix_blocks = *prefix_blocks;
+  return std::make_shared<PagedKvCache>(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
+}
 
 // One request's outcome, filled by the scheduler's callbacks.
 struct Outcome {
@@ -283,10 +294,7 @@ TEST(Scheduler, ShutdownEndsEverything) {
 
 TEST(Scheduler, PrefixReuseThroughThePagedCacheGivesTheSameTokens) {
   const Model& m = fixture_model();
-  PagedKvOptions ko;
-  ko.block_tokens = 4;
-  ko.max_ctx = 128;
-  auto kv = std::make_shared<PagedKvCache>(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
+  auto kv = small_paged_kv(m);
   Engine engine(m, EngineOptions{128}, kv);
   Scheduler s(engine, {});
   s.start();
@@ -386,12 +394,6 @@ std::string cached_rows(PagedKvCache& kv, int32_t scratch, const std::vector<int
 // and gets exactly the tokens and logprobs the saved cache gives it.
 TEST(Scheduler, PrefixCacheSavedAtShutdownAndRestoredIsExact) {
   const Model& m = fixture_model();
-  PagedKvOptions ko;
-  ko.block_tokens = 4;
-  ko.max_ctx = 128;
-  auto make_kv = [&] {
-    return std::make_shared<PagedKvCache>(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
-  };
   SchedulerOptions so;
   so.max_sequences = 2;
   so.prefill_chunk = 16;  // the document goes in over several steps
@@ -418,7 +420,7 @@ TEST(Scheduler, PrefixCacheSavedAtShutdownAndRestoredIsExact) {
     return outs;
   };
 
-  auto kv_a = make_kv();
+  auto kv_a = small_paged_kv(m);
   Engine ea(m, EngineOptions{128}, kv_a);
   run(ea, {with("one?"), with("two?"), prompt_of("Something else entirely.")});
   const auto saved = kv_a->cached_sequences();
@@ -429,7 +431,7 @@ TEST(Scheduler, PrefixCacheSavedAtShutdownAndRestoredIsExact) {
   EXPECT_EQ(kv_a->length(scratch), 0);
   EXPECT_EQ(kv_a->cached_sequences(), saved) << "saving does not reorder the cache";
 
-  auto kv_b = make_kv();
+  auto kv_b = small_paged_kv(m);
   Engine eb(m, EngineOptions{128}, kv_b);
   const PrefixCacheFile r = restore_prefix_cache(path, *kv_b, scratch, id);
   EXPECT_EQ(r.sequences, w.sequences);
@@ -454,10 +456,7 @@ TEST(Scheduler, PrefixCacheSavedAtShutdownAndRestoredIsExact) {
 // A prefix budget smaller than the file: the most recently used sequences are kept.
 TEST(Scheduler, RestoredPrefixCacheKeepsTheMostRecentWithinItsBudget) {
   const Model& m = fixture_model();
-  PagedKvOptions ko;
-  ko.block_tokens = 4;
-  ko.max_ctx = 128;
-  auto kv_a = std::make_shared<PagedKvCache>(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
+  auto kv_a = small_paged_kv(m);
   Engine ea(m, EngineOptions{128}, kv_a);
   {
     Scheduler s(ea, {});
@@ -472,10 +471,9 @@ TEST(Scheduler, RestoredPrefixCacheKeepsTheMostRecentWithinItsBudget) {
   ASSERT_EQ(saved.size(), 3u);
   const std::string path = test::temp_dir() + "/budget.session";
   save_prefix_cache(path, *kv_a, 99, model_identity(m));
-  ko.max_prefix_blocks = (saved[2].size() + 3) / 4;  // room for the newest only
-  PagedKvCache kv_b(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
-  restore_prefix_cache(path, kv_b, 99, model_identity(m));
-  EXPECT_EQ(kv_b.cached_sequences(), std::vector<std::vector<int32_t>>{saved[2]});
+  auto kv_b = small_paged_kv(m, (saved[2].size() + 3) / 4);  // room for the newest only
+  restore_prefix_cache(path, *kv_b, 99, model_identity(m));
+  EXPECT_EQ(kv_b->cached_sequences(), std::vector<std::vector<int32_t>>{saved[2]});
 }
 
 // The idle hook (serve --session-save-interval): called once the scheduler is idle after
@@ -483,10 +481,7 @@ TEST(Scheduler, RestoredPrefixCacheKeepsTheMostRecentWithinItsBudget) {
 // lookups it makes (saving attaches every cached sequence) stay out of the stats.
 TEST(Scheduler, IdleHookRunsWhenIdleAfterPublishingAndIsNotCounted) {
   const Model& m = fixture_model();
-  PagedKvOptions ko;
-  ko.block_tokens = 4;
-  ko.max_ctx = 128;
-  auto kv = std::make_shared<PagedKvCache>(m.config().n_layers, m.config().kv_lora_rank, m.config().qk_rope_head_dim, ko);
+  auto kv = small_paged_kv(m);
   Engine engine(m, EngineOptions{128}, kv);
   SchedulerOptions so;
   so.max_sequences = 2;
