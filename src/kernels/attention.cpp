@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "kernels/kernels.h"
+#include "kernels/online_softmax.h"
 
 namespace mlamoe::kernels {
 
@@ -32,7 +33,6 @@ void latent_attention_accumulate(const LatentQueries& q, int64_t j0, int64_t cou
 
 void latent_attention_accumulate_reference(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
                                            const float* k_rope, LatentAttentionState& s) {
-  const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < q.rows; ++i) {
     const float* ql = q.q_lat + i * q.d_c;
     const float* qr = q.q_rope + i * q.d_r;
@@ -46,17 +46,7 @@ void latent_attention_accumulate_reference(const LatentQueries& q, int64_t j0, i
       for (int64_t d = 0; d < q.d_c; ++d) dot += ql[d] * c[d];
       for (int64_t d = 0; d < q.d_r; ++d) dot += qr[d] * r[d];
       const float score = q.scale * dot;
-      float p = 1.f;
-      if (score > m) {  // a new max: everything so far is rescaled to it
-        const float corr = m == neg_inf ? 0.f : std::exp(m - score);
-        for (int64_t d = 0; d < q.d_c; ++d) o[d] *= corr;
-        l *= corr;
-        m = score;
-      } else {
-        p = std::exp(score - m);
-      }
-      l += p;
-      for (int64_t d = 0; d < q.d_c; ++d) o[d] += p * c[d];
+      online_softmax_add(score, c, q.d_c, m, l, o, [](float a) { return std::exp(a); });
     }
   }
 }

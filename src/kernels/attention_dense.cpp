@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "kernels/kernels.h"
+#include "kernels/online_softmax.h"
 
 namespace mlamoe::kernels {
 
@@ -33,7 +34,6 @@ void dense_attention_accumulate(const DenseQueries& q, const DenseKeys& k, Dense
 // Key by key in position order, base-2 online softmax (the same state as the vector
 // paths: m is a running max of score·log2 e).
 void dense_attention_accumulate_reference(const DenseQueries& q, const DenseKeys& k, DenseAttentionState& s) {
-  const float neg_inf = -std::numeric_limits<float>::infinity();
   const float qscale = q.scale * 1.44269504088896341f;
   for (int64_t i = 0; i < q.rows; ++i) {
     const float* qn = q.q + i * q.q_stride;
@@ -49,17 +49,7 @@ void dense_attention_accumulate_reference(const DenseQueries& q, const DenseKeys
       for (int64_t d = 0; d < q.d_nope; ++d) dot += qn[d] * kn[d];
       for (int64_t d = 0; d < q.d_rope; ++d) dot += qr[d] * kr[d];
       const float x = qscale * dot;
-      float p = 1.f;
-      if (x > m) {  // a new max: everything so far is rescaled to it
-        const float corr = m == neg_inf ? 0.f : std::exp2(m - x);
-        for (int64_t d = 0; d < q.d_v; ++d) o[d] *= corr;
-        l *= corr;
-        m = x;
-      } else {
-        p = std::exp2(x - m);
-      }
-      l += p;
-      for (int64_t d = 0; d < q.d_v; ++d) o[d] += p * v[d];
+      online_softmax_add(x, v, q.d_v, m, l, o, [](float a) { return std::exp2(a); });
     }
   }
 }
