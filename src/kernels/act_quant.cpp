@@ -23,7 +23,8 @@ ActFormat activation_format(GgmlType t) {
 
 size_t activation_row_bytes(ActFormat f, int64_t cols) {
   switch (f) {
-    case ActFormat::Q8: return static_cast<size_t>(cols / 32) * sizeof(ActQ8);
+    case ActFormat::Q8:
+    case ActFormat::Q8S16: return static_cast<size_t>(cols / 32) * sizeof(ActQ8);
     case ActFormat::Q8K: return static_cast<size_t>(cols / QK_K) * sizeof(BlockQ8_K);
     default: return static_cast<size_t>(cols) * sizeof(float);
   }
@@ -65,6 +66,17 @@ void quantize_activation_row(ActFormat f, const float* x, void* dst, int64_t col
       }
       return;
     }
+    case ActFormat::Q8S16: {  // the Q8 bytes (every ISA's), then the sum split in halves
+      quantize_activation_row(ActFormat::Q8, x, dst, cols);
+      auto* b = static_cast<ActQ8S16*>(dst);
+      for (int64_t i = 0; i < cols / 32; ++i)
+        for (int h = 0; h < 2; ++h) {
+          int s = 0;
+          for (int j = 0; j < 16; ++j) s += b[i].qs[16 * h + j];
+          b[i].sums[h] = static_cast<int16_t>(s);
+        }
+      return;
+    }
     case ActFormat::Q8K: {
       if (cols % QK_K) fail("activation row of ", cols, " values is not a multiple of ", QK_K);
       auto* b = static_cast<BlockQ8_K*>(dst);
@@ -84,7 +96,8 @@ void quantize_activation_row(ActFormat f, const float* x, void* dst, int64_t col
 
 void dequantize_activation_row(ActFormat f, const void* src, float* x, int64_t cols) {
   switch (f) {
-    case ActFormat::Q8: {
+    case ActFormat::Q8:
+    case ActFormat::Q8S16: {  // d and qs sit at the same places in both
       auto* b = static_cast<const ActQ8*>(src);
       for (int64_t i = 0; i < cols; ++i) x[i] = b[i / 32].d * b[i / 32].qs[i % 32];
       return;

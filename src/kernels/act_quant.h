@@ -2,6 +2,9 @@
 // int8 products summed in int32 (VNNI / maddubs), one float multiply per block.
 //   ActQ8   — 32 values per block, for Q8_0 and Q4_0 weights (a Q8_0 block plus the
 //             sum of its quants, which folds Q4_0's "-8" offset into one subtraction).
+//   ActQ8S16 — ActQ8's bytes with the sum split into the sums of the two 16-value
+//             halves, for tiled Q6_K weights (their "-32" offset and int8 scales are
+//             per 16 columns).
 //   BlockQ8_K — 256 values, sums per 16, for the K-quants (their per-sub-block mins and
 //             Q6_K's "-32" offset are applied through these sums).
 // Float weights (F32/F16/BF16) are dotted with the float activations directly.
@@ -22,7 +25,16 @@ struct ActQ8 {
 #pragma pack(pop)
 static_assert(sizeof(ActQ8) == 40);
 
-enum class ActFormat { F32, Q8, Q8K };
+#pragma pack(push, 1)
+struct ActQ8S16 {
+  float d;
+  int16_t sums[2];  // sums of qs[0..15] and qs[16..31]
+  int8_t qs[32];
+};
+#pragma pack(pop)
+static_assert(sizeof(ActQ8S16) == sizeof(ActQ8));
+
+enum class ActFormat { F32, Q8, Q8K, Q8S16 };
 
 // The activation format the kernels use with weights of `weight_type`.
 ActFormat activation_format(GgmlType weight_type);

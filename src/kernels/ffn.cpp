@@ -118,9 +118,9 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
   const ActFormat fg = kernel_activation_format(e0.gate), fu = kernel_activation_format(e0.up),
                   fd = kernel_activation_format(e0.down);
   // When the down projection's activations are quantized in 32-value blocks (or not at
-  // all), an item can finish its rows of h = silu(gate) ⊙ up and quantize them while
+  // all; Q8S16 is Q8 with split sums), an item can finish its rows of h = silu(gate) ⊙ up and quantize them while
   // they are hot: item rows start at multiples of 256, so they cut no block.
-  const bool fused = fd == ActFormat::Q8 || fd == ActFormat::F32;
+  const bool fused = fd == ActFormat::Q8 || fd == ActFormat::Q8S16 || fd == ActFormat::F32;
   s.items.clear();
   for (int32_t e : busiest) {
     if (fused) {

@@ -153,7 +153,8 @@ void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq,
 }
 
 ActFormat kernel_activation_format(const WeightView& W) {
-  if (W.layout == Layout::Tiles16) return g_isa == Isa::Avx512 ? ActFormat::Q8 : ActFormat::F32;
+  if (W.layout == Layout::Tiles16)
+    return g_isa != Isa::Avx512 ? ActFormat::F32 : W.type == GgmlType::Q6_K ? ActFormat::Q8S16 : ActFormat::Q8;
   return kernel_table(g_isa).get(W.type) ? activation_format(W.type) : ActFormat::F32;
 }
 

@@ -16,7 +16,8 @@ int64_t tile_block_cols(GgmlType t) {
   switch (t) {
     case GgmlType::Q4_0:
     case GgmlType::Q8_0: return 32;
-    case GgmlType::Q4_K: return QK_K;
+    case GgmlType::Q4_K:
+    case GgmlType::Q6_K: return QK_K;
     default: return 0;
   }
 }
@@ -26,6 +27,7 @@ size_t tile_block_bytes(GgmlType t) {
     case GgmlType::Q4_0: return kTileScaleBytes + 4 * 64;
     case GgmlType::Q8_0: return kTileScaleBytes + 8 * 64;
     case GgmlType::Q4_K: return kQ4KTileBytes;
+    case GgmlType::Q6_K: return kQ6KTileBytes;
     default: return 0;
   }
 }
@@ -52,6 +54,17 @@ void pack_q4_k_row(const BlockQ4_K& blk, int r, uint8_t* out) {
     for (int g = 0; g < 8; ++g) std::memcpy(out + kQ4KTileQuants + 512 * c + 64 * g + 4 * r, blk.qs + 32 * c + 4 * g, 4);
 }
 
+// Row r's part of a Q6_K tile-block: the file's bytes, regrouped 4 per row.
+void pack_q6_k_row(const BlockQ6_K& blk, int r, uint8_t* out) {
+  std::memcpy(out + 2 * r, &blk.d, 2);
+  for (int j = 0; j < 16; ++j) out[kQ6KTileSc + kTileRows * j + r] = static_cast<uint8_t>(blk.scales[j]);
+  for (int h = 0; h < 2; ++h) {
+    uint8_t* half = out + kQ6KTileQuants + kQ6KTileHalf * h;
+    for (int g = 0; g < 16; ++g) std::memcpy(half + 64 * g + 4 * r, blk.ql + 64 * h + 4 * g, 4);
+    for (int g = 0; g < 8; ++g) std::memcpy(half + 64 * (16 + g) + 4 * r, blk.qh + 32 * h + 4 * g, 4);
+  }
+}
+
 // One tile-block from the 16 (or fewer) source rows' block b.
 void pack_tile_block(const WeightView& W, int64_t row0, int64_t b, uint8_t* out) {
   std::memset(out, 0, tile_block_bytes(W.type));
@@ -60,6 +73,8 @@ void pack_tile_block(const WeightView& W, int64_t row0, int64_t b, uint8_t* out)
     const uint8_t* src = W.row(row0 + r);
     if (W.type == GgmlType::Q4_K) {
       pack_q4_k_row(reinterpret_cast<const BlockQ4_K*>(src)[b], r, out);
+    } else if (W.type == GgmlType::Q6_K) {
+      pack_q6_k_row(reinterpret_cast<const BlockQ6_K*>(src)[b], r, out);
     } else if (W.type == GgmlType::Q4_0) {
       const BlockQ4_0& blk = reinterpret_cast<const BlockQ4_0*>(src)[b];
       std::memcpy(out + 2 * r, &blk.d, 2);
@@ -135,6 +150,25 @@ void dequantize_q4_k_tile_row(const uint8_t* tb, int64_t lane, float* out) {
   }
 }
 
+// Row `lane` of a Q6_K tile-block as dequantize_q6_k computes it (d·sc first, then ·q).
+void dequantize_q6_k_tile_row(const uint8_t* tb, int64_t lane, float* out) {
+  uint16_t h;
+  std::memcpy(&h, tb + 2 * lane, 2);
+  const float d = fp16_to_fp32(h);
+  for (int half = 0; half < 2; ++half) {
+    const uint8_t* q = tb + kQ6KTileQuants + kQ6KTileHalf * half;
+    for (int l = 0; l < 32; ++l)
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t low = q[64 * (l / 4 + 8 * (k & 1)) + 4 * lane + l % 4];
+        const uint8_t high = q[64 * (16 + l / 4) + 4 * lane + l % 4];
+        const int nibble = k < 2 ? (low & 0xF) : (low >> 4);
+        const int v = (nibble | (((high >> (2 * k)) & 3) << 4)) - 32;
+        const int j = 8 * half + l / 16 + 2 * k;
+        out[128 * half + l + 32 * k] = d * static_cast<int8_t>(tb[kQ6KTileSc + kTileRows * j + lane]) * v;
+      }
+  }
+}
+
 }  // namespace
 
 void dequantize_tiled_row(const WeightView& W, int64_t r, float* dst) {
@@ -143,6 +177,10 @@ void dequantize_tiled_row(const WeightView& W, int64_t r, float* dst) {
   const uint8_t* tile = W.data + static_cast<size_t>(r / kTileRows) * W.tile_stride;
   if (W.type == GgmlType::Q4_K) {
     for (int64_t b = 0; b < nb; ++b) dequantize_q4_k_tile_row(tile + static_cast<size_t>(b) * bb, lane, dst + bc * b);
+    return;
+  }
+  if (W.type == GgmlType::Q6_K) {
+    for (int64_t b = 0; b < nb; ++b) dequantize_q6_k_tile_row(tile + static_cast<size_t>(b) * bb, lane, dst + bc * b);
     return;
   }
   for (int64_t b = 0; b < nb; ++b) {

@@ -17,6 +17,13 @@
 //   qs[32c+4g..32c+4g+3], whose low nibbles are columns 4g..4g+3 of sub-block 2c and
 //   high nibbles the same columns of sub-block 2c+1. 2368 bytes for 4096 weights
 //   (4.625 bits each; the file's rows hold 4.5).
+// Q6_K (weight = d·sc_j·(q − 32) in sub-block j of 16 columns, q in 0..63, sc_j int8):
+//   16 × fp16 d, then sc_j of the 16 rows for j = 0..15 (256 bytes), then per half h of
+//   128 columns 1536 bytes: 16 groups of ql (group g holding each row's original
+//   ql[64h+4g..64h+4g+3]) and 8 groups of qh (group g: qh[32h+4g..32h+4g+3]). The file's
+//   bit layout is kept: column 128h + l + 32k (l < 32, k < 4) has its low nibble in ql
+//   group l/4 + 8(k&1) (the high nibble for k ≥ 2) and its top two bits at bits 2k of qh
+//   group l/4. 3360 bytes for 4096 weights, as in the file (6.5625 bits each).
 // So after unpacking, every 64-byte vector is "16 rows × 4 consecutive columns" of
 // unsigned bytes: exactly one vpdpbusd operand against 4 activation bytes broadcast.
 #pragma once
@@ -30,7 +37,7 @@ namespace mlamoe::kernels {
 constexpr int kTileRows = 16;
 constexpr size_t kTileScaleBytes = 2 * kTileRows;
 
-// Columns of one tile-block: 32, or 256 for Q4_K; 0 if `t` has no tiled form.
+// Columns of one tile-block: 32, or 256 for Q4_K and Q6_K; 0 if `t` has no tiled form.
 int64_t tile_block_cols(GgmlType t);
 // Bytes of one tile-block (16 rows × tile_block_cols), 0 if `t` has no tiled form.
 size_t tile_block_bytes(GgmlType t);
@@ -40,6 +47,12 @@ constexpr size_t kQ4KTileSc = 4 * kTileRows;             // sc_j of row r at kQ4
 constexpr size_t kQ4KTileMin = kQ4KTileSc + 8 * kTileRows;  // m_j likewise
 constexpr size_t kQ4KTileQuants = kQ4KTileMin + 8 * kTileRows;
 constexpr size_t kQ4KTileBytes = kQ4KTileQuants + 4 * 8 * 64;
+
+// The parts of a Q6_K tile-block.
+constexpr size_t kQ6KTileSc = 2 * kTileRows;                   // sc_j of row r at kQ6KTileSc + 16 j + r
+constexpr size_t kQ6KTileQuants = kQ6KTileSc + 16 * kTileRows;  // half h at + kQ6KTileHalf h
+constexpr size_t kQ6KTileHalf = (16 + 8) * 64;                  // 16 ql groups, then 8 qh groups
+constexpr size_t kQ6KTileBytes = kQ6KTileQuants + 2 * kQ6KTileHalf;
 
 // y[t * ldy + 16 i + r] for tiles i < n_tiles of nb tile-blocks each, rows r < 16 (rows
 // beyond `valid_rows` in the range are not written), tokens t < ntok with ActQ8

@@ -225,6 +225,94 @@ struct Q4KTiles {
   }
 };
 
+// Q6_K super-blocks (tiled.h): sub-block j's 16 columns of 16 rows are 4 vectors of
+// 6-bit q rebuilt from a nibble and a 2-bit field (one rotate each brings the field
+// to its place in the byte: both come from the same byte). Each chain of 4 vpdpbusd starts at
+// −32·Σx over the 16 columns (ActQ8S16's half sums), which takes the offset out
+// exactly in int32, and is weighted by d·sc_j · dx.
+struct Q6KTiles {
+  static inline const ActQ8S16& act(const ActQ8* x) { return *reinterpret_cast<const ActQ8S16*>(x); }
+  // w[g] = 16 rows × columns 16j + 4g .. 16j + 4g + 3 as bytes q.
+  static inline void unpack(const uint8_t* tb, int j, __m512i* w) {
+    const int k = (j % 8) / 2, first = 4 * (j % 2);
+    const uint8_t* half = tb + kQ6KTileQuants + kQ6KTileHalf * static_cast<size_t>(j / 8);
+    const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+    const __m512i rot_low = _mm512_set1_epi32(k < 2 ? 0 : 28), rot_high = _mm512_set1_epi32((4 - 2 * k) & 31);
+    for (int g = 0; g < 4; ++g) {
+      const __m512i ql = _mm512_loadu_si512(half + 64 * (first + g + 8 * (k & 1)));
+      const __m512i qh = _mm512_loadu_si512(half + 64 * (16 + first + g));
+      w[g] = _mm512_or_si512(_mm512_and_si512(_mm512_rolv_epi32(ql, rot_low), low4),
+                             _mm512_and_si512(_mm512_rolv_epi32(qh, rot_high), bits45));
+    }
+  }
+  // d · sc_j of the 16 rows (sc_j signed).
+  static inline __m512 scaled(__m512 d, const uint8_t* tb, int j) {
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ6KTileSc + kTileRows * j));
+    return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
+  }
+
+  template <int NT>
+  static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
+    constexpr int C = kChains<NT>;
+    __m512 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* tb = tile + static_cast<size_t>(b) * kQ6KTileBytes;
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb)));
+      for (int j = 0; j < 16; ++j) {
+        __m512i w[4];
+        unpack(tb, j, w);
+        const __m512 ds = scaled(d, tb, j);
+        const int64_t xb = 8 * b + j / 2;
+        const int h = j % 2;
+        __m512i isum[NT][C];
+        for (int t = 0; t < NT; ++t) {
+          isum[t][0] = _mm512_set1_epi32(-32 * act(&xs[t][xb]).sums[h]);
+          for (int c = 1; c < C; ++c) isum[t][c] = _mm512_setzero_si512();
+        }
+        for (int g = 0; g < 4; ++g)
+          for (int t = 0; t < NT; ++t)
+            isum[t][g % C] = _mm512_dpbusd_epi32(isum[t][g % C], w[g], broadcast4(xs[t][xb].qs + 16 * h + 4 * g));
+        for (int t = 0; t < NT; ++t) {
+          __m512i sum = isum[t][0];
+          for (int c = 1; c < C; ++c) sum = _mm512_add_epi32(sum, isum[t][c]);
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(ds, _mm512_set1_ps(xs[t][xb].d)), acc[t]);
+        }
+      }
+    }
+    for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(ys[t], rows, acc[t]);
+  }
+
+  // One token: prefetches as Block32Tiles' decode does; the two sub-blocks of an
+  // activation block are two chains.
+  static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* tb = tile + static_cast<size_t>(b) * kQ6KTileBytes;
+      for (size_t o = 0; o < kQ6KTileBytes; o += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchBytes + o), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchFarBytes + o), _MM_HINT_T1);
+      }
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb)));
+      for (int i = 0; i < 8; ++i) {
+        const ActQ8S16& xb = act(x + 8 * b + i);
+        __m512i w0[4], w1[4];
+        unpack(tb, 2 * i, w0);
+        unpack(tb, 2 * i + 1, w1);
+        __m512i s0 = _mm512_set1_epi32(-32 * xb.sums[0]), s1 = _mm512_set1_epi32(-32 * xb.sums[1]);
+        for (int g = 0; g < 4; ++g) {
+          s0 = _mm512_dpbusd_epi32(s0, w0[g], broadcast4(xb.qs + 4 * g));
+          s1 = _mm512_dpbusd_epi32(s1, w1[g], broadcast4(xb.qs + 16 + 4 * g));
+        }
+        const __m512 dx = _mm512_set1_ps(xb.d);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(scaled(d, tb, 2 * i), dx), acc);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(scaled(d, tb, 2 * i + 1), dx), acc);
+      }
+    }
+    _mm512_mask_storeu_ps(y, rows, acc);
+  }
+};
+
 template <class U>
 template <int NT>
 void Block32Tiles<U>::dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
@@ -290,6 +378,7 @@ TiledFn avx512_tiled_kernel(GgmlType t) {
     case GgmlType::Q4_0: return tiled_matmul<Block32Tiles<UnpackQ4_0>>;
     case GgmlType::Q8_0: return tiled_matmul<Block32Tiles<UnpackQ8_0>>;
     case GgmlType::Q4_K: return tiled_matmul<Q4KTiles>;
+    case GgmlType::Q6_K: return tiled_matmul<Q6KTiles>;
     default: return nullptr;
   }
 }

@@ -164,13 +164,14 @@ TEST(QuantizeCli, TiledWeightsGiveTheLogitsOfTheFileLayout) {
     }
 }
 
-// Q4_K tiles (AVX-512) multiply by activations quantized per 32 values, the file-layout
-// Q4_K kernels by activations quantized per 256 (Q8_K), so here the two layouts do not
-// give the same logits: each is checked against the file's own weights with float32
-// activations (the model dequantized by `quantize ... f32`). Measured, wide random model
-// (seed 4): q4_K tiles max 0.14 rms 0.043, rows max 0.36 rms 0.16 (the coarser
-// activation scales); q4_K_M (its Q6_K tensors stay in rows) tiles 0.27 / 0.12, rows
-// 0.32 / 0.15. Unrelated logits would be ~1.4 rms.
+// Q4_K and Q6_K tiles (AVX-512) multiply by activations quantized per 32 values, the
+// file-layout K-quant kernels by activations quantized per 256 (Q8_K), so here the two
+// layouts do not give the same logits: each is checked against the file's own weights
+// with float32 activations (the model dequantized by `quantize ... f32`). Measured, wide
+// random model (seed 4): q4_K tiles max 0.14 rms 0.043, rows max 0.36 rms 0.16 (the
+// coarser activation scales); q4_K_M (Q4_K and Q6_K tiles) 0.31 / 0.100, rows
+// 0.32 / 0.15; q6_K tiles 0.26 / 0.106, rows 0.41 / 0.128. Unrelated logits would be
+// ~1.4 rms.
 TEST(QuantizeCli, TiledQ4KGivesTheLogitsOfTheFileWeights) {
   if (!__builtin_cpu_supports("avx512vnni")) GTEST_SKIP() << "no AVX-512 VNNI: Q4_K is not tiled";
   const std::string cfg_path = reshaped_config("v3",
@@ -178,7 +179,7 @@ TEST(QuantizeCli, TiledQ4KGivesTheLogitsOfTheFileWeights) {
                                                 {"q_lora_rank", 256}, {"kv_lora_rank", 256}},
                                                "wide_tiles_config.json");
   const std::string tokens = tokens_of("v3");
-  for (const char* type : {"q4_K", "q4_K_M"}) {
+  for (const char* type : {"q4_K", "q4_K_M", "q6_K"}) {
     SCOPED_TRACE(type);
     const std::string model = test::temp_dir() + "/wide_tiles_" + type + ".gguf", f32 = model + ".f32.gguf";
     auto r = run_mlamoe({"gen-random", "--config", cfg_path, "--out", model, "--type", type, "--seed", "4"});

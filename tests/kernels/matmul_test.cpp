@@ -47,7 +47,8 @@ struct Weights {
 
 // Adversarial weights: raw random bits in the quant fields (every nibble / 6-bit code,
 // -128 in Q8_0, negative Q6_K scales) with block scales that are zero, denormal, huge or
-// ordinary fp16, and Q4_K/Q5_K blocks whose 6-bit scales and mins are all 63 or all 0;
+// ordinary fp16, Q4_K/Q5_K blocks whose 6-bit scales and mins are all 63 or all 0, and
+// Q6_K blocks whose scales are all -128 or all 127;
 // floats with denormals, zeros and wide exponents.
 Weights make_weights(GgmlType type, int64_t rows, int64_t cols, Data data, std::mt19937& rng, size_t pad = 0) {
   Weights w;
@@ -93,7 +94,12 @@ Weights make_weights(GgmlType type, int64_t rows, int64_t cols, Data data, std::
           if (extreme < 2) std::memset(blk + 4, extreme ? 0xFF : 0x00, K_SCALE_SIZE);
           break;
         }
-        case GgmlType::Q6_K: std::memcpy(blk + offsetof(BlockQ6_K, d), &s0, 2); break;
+        case GgmlType::Q6_K: {
+          std::memcpy(blk + offsetof(BlockQ6_K, d), &s0, 2);
+          const int extreme = byte(rng) % 4;  // the 16 int8 scales: all -128, all 127
+          if (extreme < 2) std::memset(blk + offsetof(BlockQ6_K, scales), extreme ? 0x7F : 0x80, QK_K / 16);
+          break;
+        }
         default: break;
       }
     }
@@ -222,7 +228,7 @@ TEST_P(MatmulTest, PaddedRowsSingleBlockAndThreads) {
   }
 }
 
-// Tiles16 (Q4_0, Q8_0 under AVX-512): ragged last tiles, every token-group width, thread
+// Tiles16 (Q4_0, Q8_0, Q4_K, Q6_K under AVX-512): ragged last tiles, every token-group width, thread
 // splits on tile boundaries, and the same tiles read by the other ISAs' fallback path.
 class TiledMatmulTest : public MatmulTest {};
 
@@ -242,7 +248,7 @@ TEST_P(TiledMatmulTest, AgreesWithTheReferenceOnEveryIsa) {
 }
 
 // Column slices (a shared expert's part of the shared down matrix) fall on tile-blocks:
-// 32 columns, or Q4_K's 256-column super-blocks; a cut inside one is refused.
+// 32 columns, or the K-quants' 256-column super-blocks; a cut inside one is refused.
 TEST_P(TiledMatmulTest, ColumnSlicesOnTileBlockBoundaries) {
   if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   const GgmlType type = GetParam();
@@ -262,7 +268,7 @@ TEST_P(TiledMatmulTest, ColumnSlicesOnTileBlockBoundaries) {
   EXPECT_THROW(column_slice(t, 0, bc / 2), Error);
 }
 
-INSTANTIATE_TEST_SUITE_P(TiledTypes, TiledMatmulTest, ::testing::Values(GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K),
+INSTANTIATE_TEST_SUITE_P(TiledTypes, TiledMatmulTest, ::testing::Values(GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K),
                          [](const auto& info) { return std::string(type_name(info.param)); });
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest, ::testing::ValuesIn(kTypes),
@@ -282,16 +288,17 @@ TEST(ActivationQuant, EveryIsaGivesTheScalarBytes) {
   std::fill(rows[4].begin() + 64, rows[4].begin() + 96, 0.f);
   for (int64_t i = 1024; i < 1056; ++i) rows[5][static_cast<size_t>(i)] = 1e-38f * static_cast<float>(i - 1040);
   for (auto& v : rows[1]) v *= 1e37f;
-  for (const auto& x : rows) {
-    std::vector<uint8_t> want(activation_row_bytes(ActFormat::Q8, cols)), got(want.size());
-    set_isa(Isa::Scalar);
-    quantize_activation_row(ActFormat::Q8, x.data(), want.data(), cols);
-    for (Isa isa : available_isas()) {
-      set_isa(isa);
-      quantize_activation_row(ActFormat::Q8, x.data(), got.data(), cols);
-      EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size()), 0) << isa_name(isa);
+  for (const auto& x : rows)
+    for (ActFormat f : {ActFormat::Q8, ActFormat::Q8S16}) {
+      std::vector<uint8_t> want(activation_row_bytes(f, cols)), got(want.size());
+      set_isa(Isa::Scalar);
+      quantize_activation_row(f, x.data(), want.data(), cols);
+      for (Isa isa : available_isas()) {
+        set_isa(isa);
+        quantize_activation_row(f, x.data(), got.data(), cols);
+        EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size()), 0) << isa_name(isa);
+      }
     }
-  }
   set_isa(saved);
 }
 
@@ -318,6 +325,28 @@ TEST(ActivationQuant, RoundTripWithinHalfAStep) {
         EXPECT_EQ(s, blk->bsums[g]);
       }
     }
+  }
+}
+
+// Q8S16 is Q8 (d and quants byte for byte, so Q8's round trip) with the sum split.
+TEST(ActivationQuant, Q8S16IsQ8WithTheSumSplitInHalves) {
+  std::mt19937 rng(6);
+  std::vector<float> x = make_activations(1, 1024, Data::Adversarial, rng);
+  std::vector<uint8_t> q(activation_row_bytes(ActFormat::Q8S16, 1024)), q8(activation_row_bytes(ActFormat::Q8, 1024));
+  ASSERT_EQ(q.size(), q8.size());
+  quantize_activation_row(ActFormat::Q8S16, x.data(), q.data(), 1024);
+  quantize_activation_row(ActFormat::Q8, x.data(), q8.data(), 1024);
+  for (int b = 0; b < 1024 / 32; ++b) {
+    ActQ8S16 s16;
+    ActQ8 a8;
+    std::memcpy(&s16, q.data() + sizeof(ActQ8) * b, sizeof s16);
+    std::memcpy(&a8, q8.data() + sizeof(ActQ8) * b, sizeof a8);
+    EXPECT_EQ(std::memcmp(&s16.d, &a8.d, 4), 0);
+    EXPECT_EQ(std::memcmp(s16.qs, a8.qs, 32), 0);
+    EXPECT_EQ(s16.sums[0] + s16.sums[1], a8.sum);
+    int lo = 0;
+    for (int j = 0; j < 16; ++j) lo += s16.qs[j];
+    EXPECT_EQ(lo, s16.sums[0]);
   }
 }
 
