@@ -48,7 +48,7 @@ Matrix make_matrix(GgmlType type, int64_t rows, int64_t cols) {
 
 // hot: a 512 KB matrix that stays in L2, so the kernel's arithmetic alone is timed
 // (the compute ceiling a decode step could reach with infinite bandwidth).
-// tiled: the load-time Tiles16 layout (Q4_0/Q8_0/Q4_K under AVX-512) instead of the file's rows.
+// tiled: the load-time Tiles16 layout (Q4_0/Q8_0/Q4_K/Q6_K under AVX-512) instead of the file's rows.
 void run_matmul(benchmark::State& state, GgmlType type, Isa isa, int64_t n, int threads, bool hot, bool tiled) {
   set_isa(isa);
   set_threads(threads);
@@ -91,7 +91,8 @@ int main(int argc, char** argv) {
     for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
       if (!cpu_supports(isa)) continue;
       for (bool tiled : {false, true}) {
-        if (tiled && (isa != Isa::Avx512 || (type != GgmlType::Q4_0 && type != GgmlType::Q8_0 && type != GgmlType::Q4_K))) continue;
+        if (tiled && (isa != Isa::Avx512 || (type != GgmlType::Q4_0 && type != GgmlType::Q8_0 && type != GgmlType::Q4_K && type != GgmlType::Q6_K)))
+          continue;
         for (int64_t n : {1, 4, 64, 512})
           for (int threads : {1, 2}) {
             const std::string name = std::string(type_name(type)) + "/" + isa_name(isa) + (tiled ? "-tiled" : "") + "/n" +
