@@ -226,23 +226,32 @@ struct Q4KTiles {
 };
 
 // Q6_K super-blocks (tiled.h): sub-block j's 16 columns of 16 rows are 4 vectors of
-// 6-bit q rebuilt from a nibble and a 2-bit field (one rotate each brings the field
-// to its place in the byte: both come from the same byte). Each chain of 4 vpdpbusd starts at
+// 6-bit q rebuilt from a nibble and a 2-bit field, each brought to its place by one
+// immediate rotate (the bits stay inside their byte) and a mask; the field position K
+// is a template argument (with runtime rotate counts the kernels measured 10-25% slower
+// in kernels_bench q6_K tiled n1/hot and n64, t1). Each chain of 4 vpdpbusd starts at
 // −32·Σx over the 16 columns (ActQ8S16's half sums), which takes the offset out
 // exactly in int32, and is weighted by d·sc_j · dx.
 struct Q6KTiles {
   static inline const ActQ8S16& act(const ActQ8* x) { return *reinterpret_cast<const ActQ8S16*>(x); }
-  // w[g] = 16 rows × columns 16j + 4g .. 16j + 4g + 3 as bytes q.
-  static inline void unpack(const uint8_t* tb, int j, __m512i* w) {
-    const int k = (j % 8) / 2, first = 4 * (j % 2);
-    const uint8_t* half = tb + kQ6KTileQuants + kQ6KTileHalf * static_cast<size_t>(j / 8);
+  // w[g] = 16 rows × columns 16j + 4g .. 16j + 4g + 3 as bytes q, for j = 8·half + 2K + p.
+  template <int K>
+  static inline void unpack(const uint8_t* tb, int half_index, int p, __m512i* w) {
+    const uint8_t* half = tb + kQ6KTileQuants + kQ6KTileHalf * static_cast<size_t>(half_index);
     const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-    const __m512i rot_low = _mm512_set1_epi32(k < 2 ? 0 : 28), rot_high = _mm512_set1_epi32((4 - 2 * k) & 31);
     for (int g = 0; g < 4; ++g) {
-      const __m512i ql = _mm512_loadu_si512(half + 64 * (first + g + 8 * (k & 1)));
-      const __m512i qh = _mm512_loadu_si512(half + 64 * (16 + first + g));
-      w[g] = _mm512_or_si512(_mm512_and_si512(_mm512_rolv_epi32(ql, rot_low), low4),
-                             _mm512_and_si512(_mm512_rolv_epi32(qh, rot_high), bits45));
+      const __m512i ql = _mm512_loadu_si512(half + 64 * (4 * p + g + 8 * (K & 1)));
+      const __m512i qh = _mm512_loadu_si512(half + 64 * (16 + 4 * p + g));
+      w[g] = _mm512_or_si512(_mm512_and_si512(_mm512_rol_epi32(ql, K < 2 ? 0 : 28), low4),
+                             _mm512_and_si512(_mm512_rol_epi32(qh, (4 - 2 * K) & 31), bits45));
+    }
+  }
+  static inline void unpack(const uint8_t* tb, int j, __m512i* w) {
+    switch ((j % 8) / 2) {
+      case 0: return unpack<0>(tb, j / 8, j % 2, w);
+      case 1: return unpack<1>(tb, j / 8, j % 2, w);
+      case 2: return unpack<2>(tb, j / 8, j % 2, w);
+      default: return unpack<3>(tb, j / 8, j % 2, w);
     }
   }
   // d · sc_j of the 16 rows (sc_j signed).
@@ -251,33 +260,42 @@ struct Q6KTiles {
     return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
   }
 
+  // Sub-block j = 8·half + 2K + p of one tile-block against NT tokens.
+  template <int NT, int K>
+  static inline void sub_block(const uint8_t* tb, __m512 d, int64_t b, int half, int p, const ActQ8* const* xs, __m512* acc) {
+    constexpr int C = kChains<NT>;
+    const int j = 8 * half + 2 * K + p;
+    __m512i w[4];
+    unpack<K>(tb, half, p, w);
+    const __m512 ds = scaled(d, tb, j);
+    const int64_t xb = 8 * b + j / 2;
+    __m512i isum[NT][C];
+    for (int t = 0; t < NT; ++t) {
+      isum[t][0] = _mm512_set1_epi32(-32 * act(&xs[t][xb]).sums[p]);
+      for (int c = 1; c < C; ++c) isum[t][c] = _mm512_setzero_si512();
+    }
+    for (int g = 0; g < 4; ++g)
+      for (int t = 0; t < NT; ++t)
+        isum[t][g % C] = _mm512_dpbusd_epi32(isum[t][g % C], w[g], broadcast4(xs[t][xb].qs + 16 * p + 4 * g));
+    for (int t = 0; t < NT; ++t) {
+      __m512i sum = isum[t][0];
+      for (int c = 1; c < C; ++c) sum = _mm512_add_epi32(sum, isum[t][c]);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(ds, _mm512_set1_ps(xs[t][xb].d)), acc[t]);
+    }
+  }
+
   template <int NT>
   static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
-    constexpr int C = kChains<NT>;
     __m512 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* tb = tile + static_cast<size_t>(b) * kQ6KTileBytes;
       const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb)));
-      for (int j = 0; j < 16; ++j) {
-        __m512i w[4];
-        unpack(tb, j, w);
-        const __m512 ds = scaled(d, tb, j);
-        const int64_t xb = 8 * b + j / 2;
-        const int h = j % 2;
-        __m512i isum[NT][C];
-        for (int t = 0; t < NT; ++t) {
-          isum[t][0] = _mm512_set1_epi32(-32 * act(&xs[t][xb]).sums[h]);
-          for (int c = 1; c < C; ++c) isum[t][c] = _mm512_setzero_si512();
-        }
-        for (int g = 0; g < 4; ++g)
-          for (int t = 0; t < NT; ++t)
-            isum[t][g % C] = _mm512_dpbusd_epi32(isum[t][g % C], w[g], broadcast4(xs[t][xb].qs + 16 * h + 4 * g));
-        for (int t = 0; t < NT; ++t) {
-          __m512i sum = isum[t][0];
-          for (int c = 1; c < C; ++c) sum = _mm512_add_epi32(sum, isum[t][c]);
-          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(ds, _mm512_set1_ps(xs[t][xb].d)), acc[t]);
-        }
+      for (int hp = 0; hp < 4; ++hp) {  // the field positions (K) unrolled, the rest a loop
+        sub_block<NT, 0>(tb, d, b, hp / 2, hp % 2, xs, acc);
+        sub_block<NT, 1>(tb, d, b, hp / 2, hp % 2, xs, acc);
+        sub_block<NT, 2>(tb, d, b, hp / 2, hp % 2, xs, acc);
+        sub_block<NT, 3>(tb, d, b, hp / 2, hp % 2, xs, acc);
       }
     }
     for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(ys[t], rows, acc[t]);
