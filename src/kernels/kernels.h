@@ -106,18 +106,21 @@ namespace mlamoe::kernels {
 // orientation (W_UK for the naive path, the legacy attn_kv_b for the absorbed one).
 void matmul_transposed(const WeightView& W, const float* X, int64_t n, float* Y);
 
-// Y[t][r] = Σ_c s[r/32][c] · W[r][c] · X[t][c] with s = col_scale (rows/32 × cols): a
-// matrix whose quantization scales run along its columns, one per 32-row group — the
-// transpose of a block-quantized matrix. MLA's W_UK^T from a legacy attn_kv_b is kept
-// this way (the file's 4- or 8-bit values and scales, unit block scales in W), so it
-// streams as few bytes as the file and runs on the int8 kernels. Rows: a multiple of
-// 32. Runs on the calling thread.
-void matmul_column_scaled(const WeightView& W, const float* col_scale, const float* X, int64_t n, float* Y);
+// Y[t][r] = Σ_c s[r/group][c] · W[r][c] · X[t][c] with s = col_scale (rows/group ×
+// cols): a matrix whose quantization scales run along its columns, one per group of
+// rows — the transpose of a block-quantized matrix. MLA's W_UK^T from a legacy attn_kv_b
+// is kept this way (the file's integers and scales, unit block scales in W), so it
+// streams about as few bytes as the file and runs on the int8 kernels. Rows: a multiple
+// of group. Runs on the calling thread.
+void matmul_column_scaled(const WeightView& W, const float* col_scale, int64_t group, const float* X, int64_t n, float* Y);
 
-// The transpose of a Q4_0/Q8_0 matrix W (rows × cols, both multiples of 32) in that
-// form, exactly: dst (column_scaled_transpose_bytes(W), 0 if W does not qualify) gets
-// the cols × rows matrix of W's integers in unit-scale blocks, col_scale
-// ((cols/32) × rows floats) W's block scales. Returns the view of dst.
+// The transpose of a Q4_0, Q8_0 or Q6_K matrix W (rows a multiple of 32, whole blocks)
+// in that form, exactly: dst (column_scaled_transpose_bytes(W), 0 if W does not
+// qualify) gets the cols × rows matrix of W's integers in unit-scale blocks (Q4_0 and
+// Q8_0 keep their type, Q6_K's go into Q8_0), col_scale ((cols/group) × rows floats)
+// W's scales, group = column_scale_group(W.type) (32, or Q6_K's sub-blocks of 16).
+// Returns the view of dst.
+int64_t column_scale_group(GgmlType type);
 size_t column_scaled_transpose_bytes(const WeightView& W);
 WeightView transpose_column_scaled(const WeightView& W, uint8_t* dst, float* col_scale);
 }  // namespace mlamoe::kernels

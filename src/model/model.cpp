@@ -167,9 +167,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
 // A legacy attn_kv_b holds W_UK with its blocks along the latent dimension, so the
 // absorbed query W_UK^T q_nope would be a transposed product, dequantizing the whole
 // matrix every step. Newer files store W_UK^T per head (attn_k_b); for old ones we build
-// it once at load. With the int8 kernels and Q4_0/Q8_0 blocks it keeps the file's
+// it once at load. With the int8 kernels and Q4_0/Q8_0/Q6_K blocks it keeps the file's
 // values and scales (transpose_legacy_w_uk_quantized: as many bytes per token as the
-// file); otherwise it is float32 (exact, 7× the bytes of Q4_0).
+// file, 1.6× for Q6_K); otherwise it is float32 (exact, 7× the bytes of Q4_0).
 void Model::transpose_legacy_w_uk() {
   const ModelConfig& c = config_;
   const int64_t H = c.n_heads, d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim, d_c = c.kv_lora_rank;
@@ -205,7 +205,8 @@ bool Model::transpose_legacy_w_uk_quantized(LayerWeights& L) {
   const size_t per_head = kernels::column_scaled_transpose_bytes(w_uk_of(0));
   if (!per_head || !kernels::tiled_bytes(L.wkv_b)) return false;
   std::vector<uint8_t>& blocks = legacy_w_uk_blocks_.emplace_back(static_cast<size_t>(H) * per_head);
-  const int64_t scales_per_head = d_c / 32 * d_nope;
+  L.w_uk_scale_group = kernels::column_scale_group(L.wkv_b.type);
+  const int64_t scales_per_head = d_c / L.w_uk_scale_group * d_nope;
   L.w_uk_scale.assign(static_cast<size_t>(H * scales_per_head), 0.f);
   for (int64_t h = 0; h < H; ++h) {
     L.w_uk.push_back(kernels::transpose_column_scaled(w_uk_of(h), blocks.data() + static_cast<size_t>(h) * per_head,

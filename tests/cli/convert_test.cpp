@@ -200,20 +200,33 @@ TEST(QuantizeCli, TiledQ4KGivesTheLogitsOfTheFileWeights) {
 // A legacy attn_kv_b with 32-multiple head sizes: under the int8 kernels W_UK^T is kept
 // in the file's blocks (column-scaled, kernels::transpose_column_scaled) and the
 // absorbed query is quantized like every other product's input. Against the file
-// layout (float W_UK^T) the random network's near-tie routing amplifies that into a
-// few % (measured: q4_0 max 0.081 rms 0.028, q8_0 0.061 / 0.024; the file layout on
-// AVX2 vs AVX-512 alone differs by 0.079 / 0.019 for q4_0); a wrong transpose gives
-// unrelated logits (rms ~1).
+// layout (float W_UK^T) the random network's near-tie routing can amplify that into a
+// few % (session 3: q4_0 max 0.081 rms 0.028; the file layout on AVX2 vs AVX-512 alone
+// differed by 0.079 / 0.019); a wrong transpose gives unrelated logits (rms ~1).
+// q6_K (a 256-wide latent, so attn_kv_b is Q6_K): its 6-bit integers in Q8_0 blocks,
+// one scale per sub-block of 16. Measured now: q8_0 and q4_0 1.7e-7, q6_K max 0.021
+// rms 0.020 (with a float32 W_UK^T it was 0.092 / 0.023: the other Q6_K tensors' tiled
+// products dominate).
 TEST(QuantizeCli, LegacyKvbTiledWUKGivesTheLogitsOfTheFileLayout) {
   const std::string cfg_path = reshaped_config("v2lite",
                                                {{"hidden_size", 128}, {"intermediate_size", 256}, {"moe_intermediate_size", 64},
                                                 {"kv_lora_rank", 64}, {"qk_nope_head_dim", 32}, {"v_head_dim", 32}},
                                                "legacy_kvb_config.json");
-  for (const char* type : {"q8_0", "q4_0"}) {
+  const std::string wide_cfg_path = reshaped_config("v2lite",
+                                                    {{"hidden_size", 128}, {"intermediate_size", 256}, {"moe_intermediate_size", 64},
+                                                     {"kv_lora_rank", 256}, {"qk_nope_head_dim", 32}, {"v_head_dim", 32}},
+                                                    "legacy_kvb_wide_config.json");
+  for (const char* type : {"q8_0", "q4_0", "q6_K"}) {
     SCOPED_TRACE(type);
+    const bool k_quant = std::string(type) == "q6_K";
     const std::string model = test::temp_dir() + "/legacy_kvb_" + type + ".gguf";
-    auto r = run_mlamoe({"gen-random", "--config", cfg_path, "--out", model, "--type", type, "--legacy-kv-b", "--seed", "5"});
+    auto r = run_mlamoe({"gen-random", "--config", k_quant ? wide_cfg_path : cfg_path, "--out", model, "--type", type, "--legacy-kv-b",
+                         "--seed", "5"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
+    if (k_quant) {
+      r = run_mlamoe({"info", model});
+      ASSERT_NE(r.out.find("q6_K"), std::string::npos) << r.out;
+    }
     const LogitError e = tiles_vs_rows(model, tokens_of("v2lite"));
     EXPECT_LE(e.max_rel, 0.2);
     EXPECT_LE(e.rms_rel, 0.06);

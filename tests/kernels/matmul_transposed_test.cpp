@@ -45,9 +45,10 @@ TEST(MatmulTransposed, MatchesDefinitionOnDequantizedWeights) {
 }
 
 // matmul_column_scaled: W holds integer blocks of unit scale, the true scales run along
-// the columns (one per 32-row group). Checked against the definition in double on
-// every ISA, in the file layout and tiled, with the bound that quantizing the scaled
-// activations to int8 allows (half a step of each 32-value block's largest value).
+// the columns (one per group of 32 rows, or 16 as Q6_K's transpose has them). Checked
+// against the definition in double on every ISA, in the file layout and tiled, with
+// the bound that quantizing the scaled activations to int8 allows (half a step of each
+// 32-value block's largest value).
 TEST(MatmulColumnScaled, MatchesDefinitionOnEveryIsaAndLayout) {
   using kernels::Isa;
   const Isa saved = kernels::active_isa();
@@ -55,9 +56,15 @@ TEST(MatmulColumnScaled, MatchesDefinitionOnEveryIsaAndLayout) {
   std::mt19937 rng(11);
   std::normal_distribution<float> nd;
   std::uniform_int_distribution<int> nib(0, 15), i8(-127, 127);
-  std::vector<float> scale(static_cast<size_t>(rows / 32 * cols));
-  for (auto& s : scale) s = std::ldexp(std::fabs(nd(rng)) + 0.1f, static_cast<int>(rng() % 7) - 3);
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+  struct Case {
+    GgmlType type;
+    int64_t group;
+  };
+  for (const Case& cs : {Case{GgmlType::Q4_0, 32}, Case{GgmlType::Q8_0, 32}, Case{GgmlType::Q8_0, 16}}) {
+    const GgmlType type = cs.type;
+    const int64_t group = cs.group;
+    std::vector<float> scale(static_cast<size_t>(rows / group * cols));
+    for (auto& s : scale) s = std::ldexp(std::fabs(nd(rng)) + 0.1f, static_cast<int>(rng() % 7) - 3);
     const size_t row_bytes = mlamoe::row_bytes(type, cols);
     std::vector<uint8_t> data(row_bytes * rows);
     const uint16_t one = fp32_to_fp16(1.0f);
@@ -87,10 +94,10 @@ TEST(MatmulColumnScaled, MatchesDefinitionOnEveryIsaAndLayout) {
         for (int64_t n : {1, 5, 12}) {
           std::vector<float> X(static_cast<size_t>(n * cols)), Y(static_cast<size_t>(n * rows), 123.f);
           for (auto& v : X) v = nd(rng);
-          kernels::matmul_column_scaled(W, scale.data(), X.data(), n, Y.data());
+          kernels::matmul_column_scaled(W, scale.data(), group, X.data(), n, Y.data());
           for (int64_t t = 0; t < n; ++t)
             for (int64_t r = 0; r < rows; ++r) {
-              const float* s = scale.data() + r / 32 * cols;
+              const float* s = scale.data() + r / group * cols;
               double want = 0, bound = 0;
               for (int64_t b = 0; b < cols; b += 32) {
                 double amax = 0;
@@ -102,8 +109,8 @@ TEST(MatmulColumnScaled, MatchesDefinitionOnEveryIsaAndLayout) {
                 }
               }
               ASSERT_NEAR(Y[t * rows + r], want, bound + 1e-5)
-                  << type_name(type) << " " << kernels::isa_name(isa) << (W.layout == kernels::Layout::Tiles16 ? " tiled" : " rows")
-                  << " n " << n << " t " << t << " r " << r;
+                  << type_name(type) << " group " << group << " " << kernels::isa_name(isa)
+                  << (W.layout == kernels::Layout::Tiles16 ? " tiled" : " rows") << " n " << n << " t " << t << " r " << r;
             }
         }
     }
@@ -111,35 +118,41 @@ TEST(MatmulColumnScaled, MatchesDefinitionOnEveryIsaAndLayout) {
   kernels::set_isa(saved);
 }
 
-// The column-scaled transpose holds exactly W's values: scale · integer = W[n][j].
+// The column-scaled transpose holds exactly W's values: scale · integer = W[n][j]
+// (Q6_K: its 6-bit integers in Q8_0 blocks, one scale per sub-block of 16).
 TEST(MatmulColumnScaled, TransposeKeepsEveryValueExactly) {
-  const int64_t rows = 64, cols = 96;
+  const int64_t rows = 64;
   std::mt19937 rng(12);
   std::normal_distribution<float> nd;
-  std::vector<float> wf(static_cast<size_t>(rows * cols));
-  for (auto& v : wf) v = nd(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 9) - 4);
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
+    const int64_t cols = type == GgmlType::Q6_K ? 512 : 96, group = kernels::column_scale_group(type);
+    ASSERT_EQ(group, type == GgmlType::Q6_K ? 16 : 32);
+    std::vector<float> wf(static_cast<size_t>(rows * cols));
+    for (auto& v : wf) v = nd(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 9) - 4);
     const size_t rb = mlamoe::row_bytes(type, cols);
     std::vector<uint8_t> data(rb * rows);
     for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, data.data() + r * rb, cols);
     const kernels::WeightView W{type, data.data(), rows, cols, rb};
     ASSERT_GT(kernels::column_scaled_transpose_bytes(W), 0u);
     std::vector<uint8_t> t(kernels::column_scaled_transpose_bytes(W));
-    std::vector<float> scale(static_cast<size_t>(cols / 32 * rows));
+    std::vector<float> scale(static_cast<size_t>(cols / group * rows));
     const kernels::WeightView T = kernels::transpose_column_scaled(W, t.data(), scale.data());
     ASSERT_EQ(T.rows, cols);
     ASSERT_EQ(T.cols, rows);
+    ASSERT_EQ(T.type, type == GgmlType::Q6_K ? GgmlType::Q8_0 : type);
     std::vector<float> w_row(static_cast<size_t>(cols)), t_row(static_cast<size_t>(rows));
     for (int64_t j = 0; j < cols; ++j) {
       kernels::get_row(T, j, t_row.data());
       for (int64_t n = 0; n < rows; ++n) {
         kernels::get_row(W, n, w_row.data());
-        ASSERT_EQ(scale[j / 32 * rows + n] * t_row[n], w_row[j]) << type_name(type) << " j " << j << " n " << n;
+        ASSERT_EQ(scale[j / group * rows + n] * t_row[n], w_row[j]) << type_name(type) << " j " << j << " n " << n;
       }
     }
   }
   const kernels::WeightView f32{GgmlType::F32, nullptr, 64, 64, 256};
   EXPECT_EQ(kernels::column_scaled_transpose_bytes(f32), 0u);
+  const kernels::WeightView q4k{GgmlType::Q4_K, nullptr, 64, 256, mlamoe::row_bytes(GgmlType::Q4_K, 256)};
+  EXPECT_EQ(kernels::column_scaled_transpose_bytes(q4k), 0u);  // mins: not a scale times an integer
 }
 
 // Row and column slices read exactly the values of that part of the matrix, in the
