@@ -54,14 +54,26 @@ void pack_q4_k_row(const BlockQ4_K& blk, int r, uint8_t* out) {
     for (int g = 0; g < 8; ++g) std::memcpy(out + kQ4KTileQuants + 512 * c + 64 * g + 4 * r, blk.qs + 32 * c + 4 * g, 4);
 }
 
-// Row r's part of a Q6_K tile-block: the file's bytes, regrouped 4 per row.
+// Row r's part of a Q6_K tile-block: its 6-bit values (read as dequantize_q6_k reads
+// them) in the A/B/C groups of tiled.h.
 void pack_q6_k_row(const BlockQ6_K& blk, int r, uint8_t* out) {
   std::memcpy(out + 2 * r, &blk.d, 2);
   for (int j = 0; j < 16; ++j) out[kQ6KTileSc + kTileRows * j + r] = static_cast<uint8_t>(blk.scales[j]);
-  for (int h = 0; h < 2; ++h) {
-    uint8_t* half = out + kQ6KTileQuants + kQ6KTileHalf * h;
-    for (int g = 0; g < 16; ++g) std::memcpy(half + 64 * g + 4 * r, blk.ql + 64 * h + 4 * g, 4);
-    for (int g = 0; g < 8; ++g) std::memcpy(half + 64 * (16 + g) + 4 * r, blk.qh + 32 * h + 4 * g, 4);
+  uint8_t q[QK_K];
+  for (int half = 0; half < 2; ++half)
+    for (int l = 0; l < 32; ++l)
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t low = blk.ql[64 * half + l + 32 * (k & 1)];
+        q[128 * half + l + 32 * k] = static_cast<uint8_t>((k < 2 ? low & 0xF : low >> 4) | ((blk.qh[32 * half + l] >> (2 * k)) & 3) << 4);
+      }
+  for (int j = 0; j < 16; ++j) {
+    uint8_t* sub = out + kQ6KTileQuants + kQ6KTileSub * j;
+    for (int i = 0; i < 4; ++i) {
+      const uint8_t* c = q + 16 * j + i;  // q_g = c[4g]
+      sub[4 * r + i] = static_cast<uint8_t>(c[0] | (c[12] & 3) << 6);
+      sub[64 + 4 * r + i] = static_cast<uint8_t>(c[4] | (c[12] >> 2 & 3) << 6);
+      sub[128 + 4 * r + i] = static_cast<uint8_t>(c[8] | (c[12] >> 4) << 6);
+    }
   }
 }
 
@@ -155,17 +167,14 @@ void dequantize_q6_k_tile_row(const uint8_t* tb, int64_t lane, float* out) {
   uint16_t h;
   std::memcpy(&h, tb + 2 * lane, 2);
   const float d = fp16_to_fp32(h);
-  for (int half = 0; half < 2; ++half) {
-    const uint8_t* q = tb + kQ6KTileQuants + kQ6KTileHalf * half;
-    for (int l = 0; l < 32; ++l)
-      for (int k = 0; k < 4; ++k) {
-        const uint8_t low = q[64 * (l / 4 + 8 * (k & 1)) + 4 * lane + l % 4];
-        const uint8_t high = q[64 * (16 + l / 4) + 4 * lane + l % 4];
-        const int nibble = k < 2 ? (low & 0xF) : (low >> 4);
-        const int v = (nibble | (((high >> (2 * k)) & 3) << 4)) - 32;
-        const int j = 8 * half + l / 16 + 2 * k;
-        out[128 * half + l + 32 * k] = d * static_cast<int8_t>(tb[kQ6KTileSc + kTileRows * j + lane]) * v;
-      }
+  for (int j = 0; j < 16; ++j) {
+    const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * j;
+    const float ds = d * static_cast<int8_t>(tb[kQ6KTileSc + kTileRows * j + lane]);
+    for (int i = 0; i < 4; ++i) {
+      const uint8_t a = sub[4 * lane + i], b = sub[64 + 4 * lane + i], c = sub[128 + 4 * lane + i];
+      const int q[4] = {a & 0x3F, b & 0x3F, c & 0x3F, a >> 6 | (b >> 6) << 2 | (c >> 6) << 4};
+      for (int g = 0; g < 4; ++g) out[16 * j + 4 * g + i] = ds * (q[g] - 32);
+    }
   }
 }
 

@@ -18,12 +18,13 @@
 //   high nibbles the same columns of sub-block 2c+1. 2368 bytes for 4096 weights
 //   (4.625 bits each; the file's rows hold 4.5).
 // Q6_K (weight = d·sc_j·(q − 32) in sub-block j of 16 columns, q in 0..63, sc_j int8):
-//   16 × fp16 d, then sc_j of the 16 rows for j = 0..15 (256 bytes), then per half h of
-//   128 columns 1536 bytes: 16 groups of ql (group g holding each row's original
-//   ql[64h+4g..64h+4g+3]) and 8 groups of qh (group g: qh[32h+4g..32h+4g+3]). The file's
-//   bit layout is kept: column 128h + l + 32k (l < 32, k < 4) has its low nibble in ql
-//   group l/4 + 8(k&1) (the high nibble for k ≥ 2) and its top two bits at bits 2k of qh
-//   group l/4. 3360 bytes for 4096 weights, as in the file (6.5625 bits each).
+//   16 × fp16 d, then sc_j of the 16 rows for j = 0..15 (256 bytes), then 16 sub-blocks
+//   of 192 bytes. Sub-block j's columns 16j + 4g + i (g, i < 4) of row r are q_g, the
+//   byte 4r + i of three groups A, B, C: A = q_0 | (q_3 & 3) << 6, B = q_1 | (q_3 >> 2
+//   & 3) << 6, C = q_2 | (q_3 >> 4) << 6. So q_0..q_2 are one mask each and q_3 the three
+//   top fields gathered (3 shifts, 2 bit-selects, 1 mask): 9 operations per 64 weights
+//   where the file's nibble/2-bit split takes ~18. 3360 bytes for 4096 weights, as in
+//   the file (6.5625 bits each).
 // So after unpacking, every 64-byte vector is "16 rows × 4 consecutive columns" of
 // unsigned bytes: exactly one vpdpbusd operand against 4 activation bytes broadcast.
 #pragma once
@@ -50,9 +51,9 @@ constexpr size_t kQ4KTileBytes = kQ4KTileQuants + 4 * 8 * 64;
 
 // The parts of a Q6_K tile-block.
 constexpr size_t kQ6KTileSc = 2 * kTileRows;                   // sc_j of row r at kQ6KTileSc + 16 j + r
-constexpr size_t kQ6KTileQuants = kQ6KTileSc + 16 * kTileRows;  // half h at + kQ6KTileHalf h
-constexpr size_t kQ6KTileHalf = (16 + 8) * 64;                  // 16 ql groups, then 8 qh groups
-constexpr size_t kQ6KTileBytes = kQ6KTileQuants + 2 * kQ6KTileHalf;
+constexpr size_t kQ6KTileQuants = kQ6KTileSc + 16 * kTileRows;  // sub-block j at + kQ6KTileSub j
+constexpr size_t kQ6KTileSub = 3 * 64;                          // groups A, B, C
+constexpr size_t kQ6KTileBytes = kQ6KTileQuants + 16 * kQ6KTileSub;
 
 // y[t * ldy + 16 i + r] for tiles i < n_tiles of nb tile-blocks each, rows r < 16 (rows
 // beyond `valid_rows` in the range are not written), tokens t < ntok with ActQ8

@@ -226,33 +226,24 @@ struct Q4KTiles {
 };
 
 // Q6_K super-blocks (tiled.h): sub-block j's 16 columns of 16 rows are 4 vectors of
-// 6-bit q rebuilt from a nibble and a 2-bit field, each brought to its place by one
-// immediate rotate (the bits stay inside their byte) and a mask; the field position K
-// is a template argument (with runtime rotate counts the kernels measured 10-25% slower
-// in kernels_bench q6_K tiled n1/hot and n64, t1). Each chain of 4 vpdpbusd starts at
-// −32·Σx over the 16 columns (ActQ8S16's half sums), which takes the offset out
-// exactly in int32, and is weighted by d·sc_j · dx.
+// 6-bit q: three are a mask of the groups A, B, C, the fourth is the three top fields
+// gathered. Each chain of 4 vpdpbusd starts at −32·Σx over the 16 columns (ActQ8S16's
+// half sums), which takes the offset out exactly in int32, and is weighted by
+// d·sc_j · dx.
 struct Q6KTiles {
   static inline const ActQ8S16& act(const ActQ8* x) { return *reinterpret_cast<const ActQ8S16*>(x); }
-  // w[g] = 16 rows × columns 16j + 4g .. 16j + 4g + 3 as bytes q, for j = 8·half + 2K + p.
-  template <int K>
-  static inline void unpack(const uint8_t* tb, int half_index, int p, __m512i* w) {
-    const uint8_t* half = tb + kQ6KTileQuants + kQ6KTileHalf * static_cast<size_t>(half_index);
-    const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-    for (int g = 0; g < 4; ++g) {
-      const __m512i ql = _mm512_loadu_si512(half + 64 * (4 * p + g + 8 * (K & 1)));
-      const __m512i qh = _mm512_loadu_si512(half + 64 * (16 + 4 * p + g));
-      w[g] = _mm512_or_si512(_mm512_and_si512(_mm512_rol_epi32(ql, K < 2 ? 0 : 28), low4),
-                             _mm512_and_si512(_mm512_rol_epi32(qh, (4 - 2 * K) & 31), bits45));
-    }
-  }
+  // w[g] = 16 rows × columns 16j + 4g .. 16j + 4g + 3 as bytes q.
   static inline void unpack(const uint8_t* tb, int j, __m512i* w) {
-    switch ((j % 8) / 2) {
-      case 0: return unpack<0>(tb, j / 8, j % 2, w);
-      case 1: return unpack<1>(tb, j / 8, j % 2, w);
-      case 2: return unpack<2>(tb, j / 8, j % 2, w);
-      default: return unpack<3>(tb, j / 8, j % 2, w);
-    }
+    const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j);
+    const __m512i low6 = _mm512_set1_epi8(0x3F), low2 = _mm512_set1_epi8(0x03), low4 = _mm512_set1_epi8(0x0F);
+    const __m512i a = _mm512_loadu_si512(sub), b = _mm512_loadu_si512(sub + 64), c = _mm512_loadu_si512(sub + 128);
+    w[0] = _mm512_and_si512(a, low6);
+    w[1] = _mm512_and_si512(b, low6);
+    w[2] = _mm512_and_si512(c, low6);
+    // Bits 6-7 of a, b, c to bits 0-1, 2-3, 4-5 (16-bit shifts: what crosses from the
+    // next byte is selected away), each select (0xCA: mask ? second : third) one op.
+    const __m512i ab = _mm512_ternarylogic_epi32(low2, _mm512_srli_epi16(a, 6), _mm512_srli_epi16(b, 4), 0xCA);
+    w[3] = _mm512_and_si512(_mm512_ternarylogic_epi32(low4, ab, _mm512_srli_epi16(c, 2), 0xCA), low6);
   }
   // d · sc_j of the 16 rows (sc_j signed).
   static inline __m512 scaled(__m512 d, const uint8_t* tb, int j) {
@@ -260,13 +251,13 @@ struct Q6KTiles {
     return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
   }
 
-  // Sub-block j = 8·half + 2K + p of one tile-block against NT tokens.
-  template <int NT, int K>
-  static inline void sub_block(const uint8_t* tb, __m512 d, int64_t b, int half, int p, const ActQ8* const* xs, __m512* acc) {
+  // Sub-block j of one tile-block against NT tokens.
+  template <int NT>
+  static inline void sub_block(const uint8_t* tb, __m512 d, int64_t b, int j, const ActQ8* const* xs, __m512* acc) {
     constexpr int C = kChains<NT>;
-    const int j = 8 * half + 2 * K + p;
+    const int p = j % 2;
     __m512i w[4];
-    unpack<K>(tb, half, p, w);
+    unpack(tb, j, w);
     const __m512 ds = scaled(d, tb, j);
     const int64_t xb = 8 * b + j / 2;
     __m512i isum[NT][C];
@@ -291,12 +282,7 @@ struct Q6KTiles {
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* tb = tile + static_cast<size_t>(b) * kQ6KTileBytes;
       const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb)));
-      for (int hp = 0; hp < 4; ++hp) {  // the field positions (K) unrolled, the rest a loop
-        sub_block<NT, 0>(tb, d, b, hp / 2, hp % 2, xs, acc);
-        sub_block<NT, 1>(tb, d, b, hp / 2, hp % 2, xs, acc);
-        sub_block<NT, 2>(tb, d, b, hp / 2, hp % 2, xs, acc);
-        sub_block<NT, 3>(tb, d, b, hp / 2, hp % 2, xs, acc);
-      }
+      for (int j = 0; j < 16; ++j) sub_block<NT>(tb, d, b, j, xs, acc);
     }
     for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(ys[t], rows, acc[t]);
   }
