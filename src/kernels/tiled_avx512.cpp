@@ -206,17 +206,18 @@ struct Q4KTiles {
       for (int c = 0; c < 4; ++c) {
         const uint8_t* q = tb + kQ4KTileQuants + 512 * c;
         const ActQ8 &x_low = xb[2 * c], &x_high = xb[2 * c + 1];
-        __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512();
+        __m512i low[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, high[2] = {low[0], low[0]};
         for (int g = 0; g < 8; ++g) {
           const __m512i v = _mm512_loadu_si512(q + 64 * g);
-          low = _mm512_dpbusd_epi32(low, _mm512_and_si512(v, low4), broadcast4(x_low.qs + 4 * g));
-          high = _mm512_dpbusd_epi32(high, _mm512_and_si512(v, high4), broadcast4(x_high.qs + 4 * g));
+          low[g % 2] = _mm512_dpbusd_epi32(low[g % 2], _mm512_and_si512(v, low4), broadcast4(x_low.qs + 4 * g));
+          high[g % 2] = _mm512_dpbusd_epi32(high[g % 2], _mm512_and_si512(v, high4), broadcast4(x_high.qs + 4 * g));
         }
-        high = _mm512_srai_epi32(high, 4);
+        const __m512i lo = _mm512_add_epi32(low[0], low[1]);
+        const __m512i hi = _mm512_srai_epi32(_mm512_add_epi32(high[0], high[1]), 4);
         const uint8_t* sc = tb + kQ4KTileSc + kTileRows * 2 * c;
         const uint8_t* m = tb + kQ4KTileMin + kTileRows * 2 * c;
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(low), _mm512_mul_ps(scaled(d, sc), _mm512_set1_ps(x_low.d)), acc);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(high), _mm512_mul_ps(scaled(d, sc + kTileRows), _mm512_set1_ps(x_high.d)), acc);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), _mm512_mul_ps(scaled(d, sc), _mm512_set1_ps(x_low.d)), acc);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), _mm512_mul_ps(scaled(d, sc + kTileRows), _mm512_set1_ps(x_high.d)), acc);
         acc_min = _mm512_fmadd_ps(scaled(dmin, m), _mm512_set1_ps(min_weight(x_low)), acc_min);
         acc_min = _mm512_fmadd_ps(scaled(dmin, m + kTileRows), _mm512_set1_ps(min_weight(x_high)), acc_min);
       }
