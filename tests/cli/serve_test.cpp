@@ -68,19 +68,26 @@ TEST(Serve, EndpointsWithCurl) {
 TEST(Serve, ConcurrentRequestsGetTheirAloneAnswers) {
   Server s({"-c", "512", "--parallel", "8"});
   const std::vector<std::string> users = {"one", "two two", "three three three", "4", "five!", "sixty-six", "seven", "eight"};
+  constexpr int kTokens = 48;
   std::vector<std::string> alone;
-  for (const auto& u : users) alone.push_back(post(s, "/v1/chat/completions", chat_body(u, 24)).as_json()["choices"][0]["message"]["content"]);
-  const int64_t steps_before = metric(s, "mlamoe_steps_total");
-  std::vector<std::future<Reply>> together;
-  for (const auto& u : users) together.push_back(std::async(std::launch::async, [&, u] { return post(s, "/v1/chat/completions", chat_body(u, 24)); }));
-  for (size_t i = 0; i < users.size(); ++i) {
-    const Reply r = together[i].get();
-    ASSERT_EQ(r.status, 200) << r.body;
-    EXPECT_EQ(r.as_json()["choices"][0]["message"]["content"], alone[i]) << users[i];
+  for (const auto& u : users) alone.push_back(post(s, "/v1/chat/completions", chat_body(u, kTokens)).as_json()["choices"][0]["message"]["content"]);
+  // Whether two requests meet in one step depends on when the 8 curl processes get the
+  // CPU (on a loaded 2-core machine they can arrive one after another: CI once counted
+  // exactly 8 × 24 steps). Every round must give the alone answers; at least one of
+  // three rounds must have shared a step (8 requests one at a time take ≥ 8 × (kTokens − 1)).
+  bool shared = false;
+  for (int round = 0; round < 3 && !shared; ++round) {
+    const int64_t steps_before = metric(s, "mlamoe_steps_total");
+    std::vector<std::future<Reply>> together;
+    for (const auto& u : users) together.push_back(std::async(std::launch::async, [&, u] { return post(s, "/v1/chat/completions", chat_body(u, kTokens)); }));
+    for (size_t i = 0; i < users.size(); ++i) {
+      const Reply r = together[i].get();
+      ASSERT_EQ(r.status, 200) << r.body;
+      EXPECT_EQ(r.as_json()["choices"][0]["message"]["content"], alone[i]) << users[i] << " round " << round;
+    }
+    shared = metric(s, "mlamoe_steps_total") - steps_before < 8 * (kTokens - 1);
   }
-  // Not a proof of batching (requests may arrive spread out), but 8 × 24 tokens one at
-  // a time would take ≥ 8 × 23 steps.
-  EXPECT_LT(metric(s, "mlamoe_steps_total") - steps_before, 8 * 23) << "no two requests ever shared a step";
+  EXPECT_TRUE(shared) << "in three rounds of 8 concurrent requests no two ever shared a step";
   EXPECT_EQ(s.stop(SIGINT), 0);
 }
 
