@@ -418,21 +418,11 @@ void quantize_q5_k(const float* x, BlockQ5_K* b, int64_t nb) {
 // index l/16 + 2k. x = d * scale * (q - 32).
 
 void dequantize_q6_k(const BlockQ6_K* b, float* y, int64_t nb) {
-  for (int64_t i = 0; i < nb; ++i) {
+  uint8_t q[QK_K];
+  for (int64_t i = 0; i < nb; ++i, y += QK_K) {
     const float d = fp16_to_fp32(b[i].d);
-    for (int half = 0; half < 2; ++half, y += 128) {
-      const uint8_t* ql = b[i].ql + 64 * half;
-      const uint8_t* qh = b[i].qh + 32 * half;
-      const int8_t* sc = b[i].scales + 8 * half;
-      for (int l = 0; l < 32; ++l) {
-        for (int k = 0; k < 4; ++k) {
-          const uint8_t low = ql[l + 32 * (k & 1)];
-          const int nibble = k < 2 ? (low & 0xf) : (low >> 4);
-          const int q = (nibble | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
-          y[l + 32 * k] = d * sc[l / 16 + 2 * k] * q;
-        }
-      }
-    }
+    unpack_q6_k(b[i], q);
+    for (int e = 0; e < QK_K; ++e) y[e] = d * b[i].scales[e / 16] * (q[e] - 32);
   }
 }
 
@@ -491,6 +481,19 @@ int64_t row_blocks(GgmlType type, int64_t n, const char* what) {
 }
 
 }  // namespace
+
+// The bit layout is described at "---- Q6_K ----" above.
+void unpack_q6_k(const BlockQ6_K& b, uint8_t q[QK_K]) {
+  for (int half = 0; half < 2; ++half) {
+    const uint8_t* ql = b.ql + 64 * half;
+    const uint8_t* qh = b.qh + 32 * half;
+    for (int l = 0; l < 32; ++l)
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t low = ql[l + 32 * (k & 1)];
+        q[128 * half + l + 32 * k] = static_cast<uint8_t>((k < 2 ? low & 0xf : low >> 4) | ((qh[l] >> (2 * k)) & 3) << 4);
+      }
+  }
+}
 
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
   const int64_t nb = row_blocks(type, n, "dequantize");

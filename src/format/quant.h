@@ -20,4 +20,8 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 // dst = n values of src encoded as `type` (row_bytes(type, n) bytes).
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 
+// The 256 unsigned 6-bit values q (0..63, weight = d · scales[e/16] · (q − 32)) of a
+// Q6_K block, element e at q[e]: the one reader of the file's ql/qh bit layout.
+void unpack_q6_k(const BlockQ6_K& b, uint8_t q[QK_K]);
+
 }  // namespace mlamoe

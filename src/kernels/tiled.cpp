@@ -54,18 +54,13 @@ void pack_q4_k_row(const BlockQ4_K& blk, int r, uint8_t* out) {
     for (int g = 0; g < 8; ++g) std::memcpy(out + kQ4KTileQuants + 512 * c + 64 * g + 4 * r, blk.qs + 32 * c + 4 * g, 4);
 }
 
-// Row r's part of a Q6_K tile-block: its 6-bit values (read as dequantize_q6_k reads
-// them) in the A/B/C groups of tiled.h.
+// Row r's part of a Q6_K tile-block: its 6-bit values (unpack_q6_k) in the A/B/C
+// groups of tiled.h.
 void pack_q6_k_row(const BlockQ6_K& blk, int r, uint8_t* out) {
   std::memcpy(out + 2 * r, &blk.d, 2);
   for (int j = 0; j < 16; ++j) out[kQ6KTileSc + kTileRows * j + r] = static_cast<uint8_t>(blk.scales[j]);
   uint8_t q[QK_K];
-  for (int half = 0; half < 2; ++half)
-    for (int l = 0; l < 32; ++l)
-      for (int k = 0; k < 4; ++k) {
-        const uint8_t low = blk.ql[64 * half + l + 32 * (k & 1)];
-        q[128 * half + l + 32 * k] = static_cast<uint8_t>((k < 2 ? low & 0xF : low >> 4) | ((blk.qh[32 * half + l] >> (2 * k)) & 3) << 4);
-      }
+  unpack_q6_k(blk, q);
   for (int j = 0; j < 16; ++j) {
     uint8_t* sub = out + kQ6KTileQuants + kQ6KTileSub * j;
     for (int i = 0; i < 4; ++i) {

@@ -205,8 +205,7 @@ bool Model::transpose_legacy_w_uk_quantized(LayerWeights& L) {
   const size_t per_head = kernels::column_scaled_transpose_bytes(w_uk_of(0));
   if (!per_head || !kernels::tiled_bytes(L.wkv_b)) return false;
   std::vector<uint8_t>& blocks = legacy_w_uk_blocks_.emplace_back(static_cast<size_t>(H) * per_head);
-  L.w_uk_scale_group = kernels::column_scale_group(L.wkv_b.type);
-  const int64_t scales_per_head = d_c / L.w_uk_scale_group * d_nope;
+  const int64_t scales_per_head = d_c / kernels::column_scale_group(L.wkv_b.type) * d_nope;
   L.w_uk_scale.assign(static_cast<size_t>(H * scales_per_head), 0.f);
   for (int64_t h = 0; h < H; ++h) {
     L.w_uk.push_back(kernels::transpose_column_scaled(w_uk_of(h), blocks.data() + static_cast<size_t>(h) * per_head,

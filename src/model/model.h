@@ -28,7 +28,8 @@ struct LayerWeights {
   std::vector<float> kv_a_norm;
   std::vector<WeightView> w_uk;             // per head: kv_lora rows × d_nope  (absorbed into q)
   std::vector<float> w_uk_scale;            // legacy attn_kv_b, int8 kernels: per head (kv_lora/group) × d_nope
-  int64_t w_uk_scale_group = 0;             // scales of w_uk, whose blocks then have unit scale
+                                            // scales of w_uk, whose blocks then have unit scale
+                                            // (group = kernels::column_scale_group(wkv_b.type))
   std::vector<WeightView> w_uv;             // per head: d_v rows × kv_lora     (absorbed into o)
   WeightView wkv_b;                         // legacy attn_kv_b: H*(d_nope+d_v) rows × kv_lora
   std::vector<WeightView> w_uk_rows;        // legacy, int8 kernels: per head W_UK (d_nope rows × kv_lora),
