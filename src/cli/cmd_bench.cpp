@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <random>
@@ -225,6 +226,12 @@ int run_bench(int argc, char** argv) {
     std::printf("load: %.2f s (%s re-laid out for the int8 kernels); peak RSS %s = %.1f%% of the file\n", load_s,
                 human_bytes(static_cast<double>(model->tiled_weight_bytes())).c_str(), human_bytes(peak_rss).c_str(),
                 100.0 * peak_rss / file_bytes);
+    if (const kernels::PrefetchChoice& pf = model->prefetch_choice(); pf.tuned)
+      std::printf("decode prefetch: %s (one-token products at load: %.1f GB/s with, %.1f without)\n", pf.on ? "on" : "off",
+                  pf.gbps_on, pf.gbps_off);
+    else
+      std::printf("decode prefetch: %s (%s)\n", kernels::decode_prefetch() ? "on" : "off",
+                  std::getenv("MLAMOE_PREFETCH") ? "MLAMOE_PREFETCH" : "not measured");
     if (pp)
       std::printf("pp%lld: %8.2f tok/s (median of %d, min %.2f, max %.2f)\n", static_cast<long long>(n_prompt), pp->median, reps,
                   pp->min, pp->max);
@@ -247,6 +254,7 @@ int run_bench(int argc, char** argv) {
                        {"isa", isa},                  {"model", model->path()},     {"n_prompt", n_prompt},
                        {"n_gen", n_gen},              {"repetitions", reps},
                        {"depth", depth},              {"load_s", load_s},           {"peak_rss_bytes", peak_rss},
+                       {"decode_prefetch", kernels::decode_prefetch()},
                        {"kv_bytes_per_token", {{"stored", kvb.stored}, {"type", kf.type}, {"mla_16bit", kvb.mla},
                                                {"mha_16bit", kvb.mha}, {"gqa8_16bit", kvb.gqa8}, {"mqa_16bit", kvb.mqa}}}};
       std::printf("%s\n", j.dump().c_str());

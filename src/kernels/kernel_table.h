@@ -18,7 +18,8 @@ using MatFn = void (*)(const uint8_t* w, size_t w_stride, int64_t nrows, int64_t
 struct KernelTable {
   MatFn q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16, f32;
   // Sums a buffer of `bytes` (a multiple of 64) with wide loads: the bandwidth probe.
-  uint64_t (*stream_sum)(const uint8_t* p, size_t bytes);
+  // With `prefetch`, also asks for the lines 2 KB ahead, as the decode kernel may.
+  uint64_t (*stream_sum)(const uint8_t* p, size_t bytes, bool prefetch);
   MatFn get(GgmlType t) const {
     switch (t) {
       case GgmlType::Q8_0: return q8_0;

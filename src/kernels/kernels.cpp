@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -56,11 +57,76 @@ static Isa detect() {
   return Isa::Scalar;
 }
 
-static Isa g_isa = detect();
-Isa active_isa() { return g_isa; }
+// The environment is read on first use, inside a command's error handling, so a bad
+// MLAMOE_ISA or MLAMOE_PREFETCH is a one-line error rather than an abort before main.
+static bool read_prefetch_env(bool* forced) {
+  const char* env = std::getenv("MLAMOE_PREFETCH");
+  *forced = env != nullptr;
+  if (!env) return true;
+  if (std::strcmp(env, "0") && std::strcmp(env, "1")) fail("MLAMOE_PREFETCH=", env, ": expected 0 or 1");
+  return env[0] == '1';
+}
+struct Settings {
+  Isa isa = detect();
+  bool prefetch_forced = false;
+  bool prefetch = read_prefetch_env(&prefetch_forced);
+};
+static Settings& settings() {
+  static Settings s;
+  return s;
+}
+Isa active_isa() { return settings().isa; }
 void set_isa(Isa isa) {
   if (!cpu_supports(isa)) fail("ISA ", isa_name(isa), " is not supported by this CPU");
-  g_isa = isa;
+  settings().isa = isa;
+}
+
+bool decode_prefetch() { return settings().prefetch; }
+void set_decode_prefetch(bool on) { settings().prefetch = on; }
+
+PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count) {
+  Settings& set = settings();
+  PrefetchChoice choice;
+  choice.on = set.prefetch;
+  if (set.prefetch_forced || set.isa != Isa::Avx512) return choice;  // only the AVX-512 tiled kernels prefetch
+  // Tiled matrices up to ~384 MB: over 10× any last-level cache here, ~10 ms a pass.
+  std::vector<const WeightView*> timed;
+  size_t bytes = 0;
+  int64_t cols = 0, rows = 0;
+  for (size_t i = 0; i < count && bytes < (size_t{384} << 20); ++i) {
+    const WeightView& W = *views[i];
+    if (W.layout != Layout::Tiles16) continue;
+    timed.push_back(&W);
+    bytes += static_cast<size_t>((W.rows + kTileRows - 1) / kTileRows) * W.tile_stride;
+    cols = std::max(cols, W.cols);
+    rows = std::max(rows, W.rows);
+  }
+  if (bytes < (size_t{64} << 20)) return choice;  // a small model: nothing to learn from
+  std::vector<float> x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i * 7919 % 255) - 127) / 127.f;
+  auto pass = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const WeightView* W : timed) matmul(*W, x.data(), 1, y.data());
+    return static_cast<double>(bytes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 1e9;
+  };
+  pass();  // warm-up: threads, activations scratch
+  // Alternating, so a drift of the host's bandwidth hits both alike.
+  std::vector<double> rate[2];
+  for (int r = 0; r < 8; ++r) {
+    const bool on = (r % 2 == 0) == (r / 2 % 2 == 0);  // on off off on on off off on
+    set.prefetch = on;
+    rate[on].push_back(pass());
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  };
+  choice.tuned = true;
+  choice.gbps_on = median(rate[1]);
+  choice.gbps_off = median(rate[0]);
+  choice.on = choice.gbps_on >= choice.gbps_off;
+  set.prefetch = choice.on;
+  return choice;
 }
 
 static int g_threads = 0;
@@ -125,14 +191,15 @@ void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq,
   if (r1 <= r0) return;
   if (W.layout == Layout::Tiles16) {
     if (r0 % kTileRows) fail("matmul: tiled rows must start at a multiple of ", kTileRows);
-    if (TiledFn fn = g_isa == Isa::Avx512 ? avx512_tiled_kernel(W.type) : nullptr) {
+    const Settings& set = settings();
+    if (TiledFn fn = set.isa == Isa::Avx512 ? avx512_tiled_kernel(W.type, set.prefetch) : nullptr) {
       const int64_t first = r0 / kTileRows, n_tiles = (r1 - r0 + kTileRows - 1) / kTileRows;
       fn(W.data + static_cast<size_t>(first) * W.tile_stride, W.tile_stride, n_tiles, W.cols / tile_block_cols(W.type), r1 - r0, xq, x_stride, n,
          Y + r0, ldy);
       return;
     }
   }
-  const MatFn fn = W.layout == Layout::Rows ? kernel_table(g_isa).get(W.type) : nullptr;
+  const MatFn fn = W.layout == Layout::Rows ? kernel_table(active_isa()).get(W.type) : nullptr;
   if (fn) {
     const int64_t bs = type_traits(W.type)->block_size;
     fn(W.row(r0), W.row_stride, r1 - r0, W.cols / bs, xq, x_stride, n, Y + r0, ldy);
@@ -154,8 +221,8 @@ void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq,
 
 ActFormat kernel_activation_format(const WeightView& W) {
   if (W.layout == Layout::Tiles16)
-    return g_isa != Isa::Avx512 ? ActFormat::F32 : W.type == GgmlType::Q6_K ? ActFormat::Q8S16 : ActFormat::Q8;
-  return kernel_table(g_isa).get(W.type) ? activation_format(W.type) : ActFormat::F32;
+    return active_isa() != Isa::Avx512 ? ActFormat::F32 : W.type == GgmlType::Q6_K ? ActFormat::Q8S16 : ActFormat::Q8;
+  return kernel_table(active_isa()).get(W.type) ? activation_format(W.type) : ActFormat::F32;
 }
 
 // Row r of thread i of m: tiled matrices are split on tile boundaries.

@@ -20,6 +20,22 @@ bool parse_isa(const char* s, Isa* out);
 void set_threads(int n);          // -t N; <= 0 means all cores
 int threads();
 
+// Whether the one-token (decode) kernels prefetch the weights ahead in software. It
+// pays on some hosts and costs on others (an Intel Xeon: +11 % decode with it; an AMD
+// Zen 4: up to −25 %), so it is measured: tune_decode_prefetch times both on the
+// model's own weights. MLAMOE_PREFETCH=0|1 forces it (then tuning keeps it).
+bool decode_prefetch();
+void set_decode_prefetch(bool on);
+struct WeightView;
+struct PrefetchChoice {
+  bool tuned = false;               // false: forced by MLAMOE_PREFETCH, or nothing to time
+  bool on = true;
+  double gbps_on = 0, gbps_off = 0;  // medians of the alternating timings
+};
+// Times one-token products over `views` (together far larger than the last-level
+// cache), alternating with and without prefetch, and keeps the faster.
+PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count);
+
 // How a weight matrix's bytes are laid out.
 //   Rows    — as in the file (ggml): row r at data + r * row_stride.
 //   Tiles16 — re-laid out at load for the int8 kernels (kernels/tiled.h): 16 rows

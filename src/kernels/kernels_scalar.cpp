@@ -136,7 +136,7 @@ float load_f32(const uint8_t* p, int64_t i) { float v; std::memcpy(&v, p + 4 * i
 float load_f16(const uint8_t* p, int64_t i) { uint16_t v; std::memcpy(&v, p + 2 * i, 2); return fp16_to_fp32(v); }
 float load_bf16(const uint8_t* p, int64_t i) { uint16_t v; std::memcpy(&v, p + 2 * i, 2); return bf16_to_fp32(v); }
 
-uint64_t stream_sum(const uint8_t* p, size_t bytes) {
+uint64_t stream_sum(const uint8_t* p, size_t bytes, bool /*prefetch*/) {
   uint64_t s = 0;
   for (size_t i = 0; i < bytes; i += 8) {
     uint64_t v;

@@ -224,14 +224,16 @@ float bf16x1(const uint8_t* p, int64_t i) {
   return f;
 }
 
-// The read-bandwidth probe's stream. It prefetches 2 KB ahead like the decode kernel
-// (tiled_avx512.cpp): without it a core alternates between summing and waiting, and
-// the probe read less than the engine's own decode kernel streams.
-uint64_t simd_stream_sum(const uint8_t* p, size_t bytes) {
+// The read-bandwidth probe's stream. It may prefetch 2 KB ahead like the decode kernel
+// (tiled_avx512.cpp): on some hosts a core then keeps more misses in flight, on others
+// (AMD Zen 4) its own stream prefetchers do better alone, so the probe takes both.
+uint64_t simd_stream_sum(const uint8_t* p, size_t bytes, bool prefetch) {
   __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
   for (size_t i = 0; i + 128 <= bytes; i += 128) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + i + 2048), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(p + i + 2048 + 64), _MM_HINT_T0);
+    if (prefetch) {
+      _mm_prefetch(reinterpret_cast<const char*>(p + i + 2048), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(p + i + 2048 + 64), _MM_HINT_T0);
+    }
     s0 = _mm256_add_epi64(s0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
     s1 = _mm256_add_epi64(s1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
     s2 = _mm256_add_epi64(s2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));

@@ -61,8 +61,9 @@ constexpr size_t kQ6KTileBytes = kQ6KTileQuants + 16 * kQ6KTileSub;
 using TiledFn = void (*)(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                          const uint8_t* x, size_t x_stride, int64_t ntok, float* y, size_t ldy);
 
-// The AVX-512 VNNI kernel for `t`, or nullptr.
-TiledFn avx512_tiled_kernel(GgmlType t);
+// The AVX-512 VNNI kernel for `t`, or nullptr; the one-token case prefetches the
+// weights ahead in software if `decode_prefetch` (kernels.h).
+TiledFn avx512_tiled_kernel(GgmlType t, bool decode_prefetch);
 
 // Row r of a tiled view as float32 (the scalar reference path).
 void dequantize_tiled_row(const struct WeightView& W, int64_t r, float* dst);

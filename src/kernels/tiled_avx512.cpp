@@ -58,6 +58,7 @@ template <class U>
 struct Block32Tiles {
   template <int NT>
   static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows);
+  template <bool Prefetch>
   static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows);
 };
 
@@ -80,6 +81,19 @@ constexpr int kChains = NT <= 3 ? 2 : 1;
 // q4_0/avx512-tiled/n1/t2 weight GB/s, 8 alternating runs, median (min-max): 2 KB
 // 44.7 (34.1-47.0), 2 KB + 8 KB 51.1 (34.8-54.9); at 40 GB/s they measured alike.
 constexpr size_t kPrefetchBytes = 2048, kPrefetchFarBytes = 8192;
+// On AMD Zen 4 the same prefetches cost decode a quarter of its speed (the cores' own
+// stream prefetchers do better alone), so they are a run-time choice:
+// kernels.h, decode_prefetch().
+// The lines of one tile-block (`bytes` from tb) kPrefetchBytes ahead into L1 and
+// kPrefetchFarBytes ahead into L2, if Prefetch.
+template <bool Prefetch>
+inline void prefetch_ahead(const uint8_t* tb, size_t bytes) {
+  if constexpr (Prefetch)
+    for (size_t o = 0; o < bytes; o += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchBytes + o), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchFarBytes + o), _MM_HINT_T1);
+    }
+}
 
 // One tile (16 rows, nb blocks) against NT ≥ 2 tokens, each block unpacked once for all.
 template <class U, int NT>
@@ -113,17 +127,14 @@ void tile_dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* co
 // spends as few instructions per block as it can while the next lines arrive: two
 // dpbusd chains (columns 0-15 and 16-31), Q4_0's high nibbles unshifted and the sum's
 // 16× taken out with one shift of the chain.
-template <class U>
+template <class U, bool Prefetch>
 void tile_dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows) {
   __m512 acc = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* tb = tile + static_cast<size_t>(b) * U::kBlockBytes;
     // Ask for the lines a few blocks ahead so the core keeps misses in flight while it
     // computes, instead of alternating the two.
-    for (size_t o = 0; o < U::kBlockBytes; o += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchBytes + o), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchFarBytes + o), _MM_HINT_T1);
-    }
+    prefetch_ahead<Prefetch>(tb, U::kBlockBytes);
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb)));
     __m512i w[8];
     U::unpack_high_in_place(tb + kTileScaleBytes, w);
@@ -192,15 +203,13 @@ struct Q4KTiles {
   // One token: prefetches as Block32Tiles' decode does; each 64-byte group feeds both
   // sub-blocks of its chunk, the high nibbles unshifted (16× their value, taken out of
   // the int32 sum with one shift).
+  template <bool Prefetch>
   static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows) {
     const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
     __m512 acc = _mm512_setzero_ps(), acc_min = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* tb = tile + static_cast<size_t>(b) * kQ4KTileBytes;
-      for (size_t o = 0; o < kQ4KTileBytes; o += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchBytes + o), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchFarBytes + o), _MM_HINT_T1);
-      }
+      prefetch_ahead<Prefetch>(tb, kQ4KTileBytes);
       const __m512 d = d_of(tb, 0), dmin = d_of(tb, 2 * kTileRows);
       const ActQ8* xb = x + 8 * b;
       for (int c = 0; c < 4; ++c) {
@@ -290,14 +299,12 @@ struct Q6KTiles {
 
   // One token: prefetches as Block32Tiles' decode does; the two sub-blocks of an
   // activation block are two chains.
+  template <bool Prefetch>
   static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows) {
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* tb = tile + static_cast<size_t>(b) * kQ6KTileBytes;
-      for (size_t o = 0; o < kQ6KTileBytes; o += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchBytes + o), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(tb + kPrefetchFarBytes + o), _MM_HINT_T1);
-      }
+      prefetch_ahead<Prefetch>(tb, kQ6KTileBytes);
       const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb)));
       for (int i = 0; i < 8; ++i) {
         const ActQ8S16& xb = act(x + 8 * b + i);
@@ -324,20 +331,21 @@ void Block32Tiles<U>::dot(const uint8_t* tile, int64_t nb, const ActQ8* const* x
   tile_dot<U, NT>(tile, nb, xs, ys, rows);
 }
 template <class U>
+template <bool Prefetch>
 void Block32Tiles<U>::dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows) {
-  tile_dot_decode<U>(tile, nb, x, y, rows);
+  tile_dot_decode<U, Prefetch>(tile, nb, x, y, rows);
 }
 
-template <class K, int NT>
+template <class K, bool Prefetch, int NT>
 void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
   if constexpr (NT > 1) {
-    if (nt < NT) return tile_dot_n<K, NT - 1>(nt, tile, nb, xs, ys, rows);
+    if (nt < NT) return tile_dot_n<K, Prefetch, NT - 1>(nt, tile, nb, xs, ys, rows);
   }
-  if constexpr (NT == 1) K::dot_decode(tile, nb, xs[0], ys[0], rows);
+  if constexpr (NT == 1) K::template dot_decode<Prefetch>(tile, nb, xs[0], ys[0], rows);
   else K::template dot<NT>(tile, nb, xs, ys, rows);
 }
 
-template <class K>
+template <class K, bool Prefetch>
 void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                  const uint8_t* x, size_t x_stride, int64_t c0, int64_t c1, float* y, size_t ldy) {
   for (int64_t i = 0; i < n_tiles; ++i) {
@@ -358,12 +366,12 @@ void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int6
         xs[t] = reinterpret_cast<const ActQ8*>(x + static_cast<size_t>(t0 + t) * x_stride);
         ys[t] = y + static_cast<size_t>(t0 + t) * ldy + static_cast<size_t>(i * kTileRows);
       }
-      tile_dot_n<K, kTokenGroup>(nt, tile, nb, xs, ys, rows);
+      tile_dot_n<K, Prefetch, kTokenGroup>(nt, tile, nb, xs, ys, rows);
     }
   }
 }
 
-template <class K>
+template <class K, bool Prefetch>
 void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                   const uint8_t* x, size_t x_stride, int64_t ntok, float* y, size_t ldy) {
   // Tokens in chunks whose activations stay in L2 while every tile of the call sweeps
@@ -372,20 +380,25 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
   // q4_0/avx512-tiled/n512/t2 went from 462 to 568 GMAC/s (n64: 508 → 551).
   for (int64_t c0 = 0; c0 < ntok; c0 += kTokenChunk) {
     const int64_t c1 = ntok - c0 < kTokenChunk ? ntok : c0 + kTokenChunk;
-    tiled_chunk<K>(tiles, tile_stride, n_tiles, nb, valid_rows, x, x_stride, c0, c1, y, ldy);
+    tiled_chunk<K, Prefetch>(tiles, tile_stride, n_tiles, nb, valid_rows, x, x_stride, c0, c1, y, ldy);
+  }
+}
+
+template <bool Prefetch>
+TiledFn tiled_kernel(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0: return tiled_matmul<Block32Tiles<UnpackQ4_0>, Prefetch>;
+    case GgmlType::Q8_0: return tiled_matmul<Block32Tiles<UnpackQ8_0>, Prefetch>;
+    case GgmlType::Q4_K: return tiled_matmul<Q4KTiles, Prefetch>;
+    case GgmlType::Q6_K: return tiled_matmul<Q6KTiles, Prefetch>;
+    default: return nullptr;
   }
 }
 
 }  // namespace
 
-TiledFn avx512_tiled_kernel(GgmlType t) {
-  switch (t) {
-    case GgmlType::Q4_0: return tiled_matmul<Block32Tiles<UnpackQ4_0>>;
-    case GgmlType::Q8_0: return tiled_matmul<Block32Tiles<UnpackQ8_0>>;
-    case GgmlType::Q4_K: return tiled_matmul<Q4KTiles>;
-    case GgmlType::Q6_K: return tiled_matmul<Q6KTiles>;
-    default: return nullptr;
-  }
+TiledFn avx512_tiled_kernel(GgmlType t, bool decode_prefetch) {
+  return decode_prefetch ? tiled_kernel<true>(t) : tiled_kernel<false>(t);
 }
 
 }  // namespace mlamoe::kernels

@@ -278,6 +278,7 @@ void Model::tile_weights(bool verbose) {
   if (progress) progress->finish();
   legacy_w_uk_blocks_.clear();  // tiled now
   legacy_w_uk_blocks_.shrink_to_fit();
+  prefetch_choice_ = kernels::tune_decode_prefetch(views.data(), views.size());
 }
 
 static uint64_t bytes_of(const WeightView& w) { return w.data ? static_cast<uint64_t>(w.rows) * w.row_stride : 0; }

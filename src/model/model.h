@@ -73,6 +73,8 @@ class Model {
   uint64_t bytes_per_token() const;
   uint64_t weight_bytes() const;  // all tensors
   uint64_t tiled_weight_bytes() const { return tiled_.size(); }
+  // Whether decode prefetches in software, as measured on these weights at load.
+  const kernels::PrefetchChoice& prefetch_choice() const { return prefetch_choice_; }
 
  private:
   Model() = default;
@@ -82,6 +84,7 @@ class Model {
   bool transpose_legacy_w_uk_quantized(LayerWeights& L);
   std::unique_ptr<GgufFile> gguf_;
   AnonymousMemory tiled_;  // the re-laid-out matrices, if any
+  kernels::PrefetchChoice prefetch_choice_;
   std::vector<float> legacy_w_uk_;  // W_UK^T per head, from a legacy attn_kv_b (float32)
   std::vector<std::vector<uint8_t>> legacy_w_uk_blocks_;  // or its blocks, until tiled
   ModelConfig config_;

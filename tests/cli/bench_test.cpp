@@ -1,5 +1,7 @@
 // `mlamoe bench` end to end on the shared V2-Lite-shaped fixture: the JSON contract
 // (key names read by tools), consistent statistics and clear errors on bad flags.
+#include <cstdlib>
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -84,4 +86,28 @@ TEST(CliBench, BadFlagsFailWithOneLine) {
   r = run_mlamoe({"bench", "-m", "/nonexistent/model.gguf"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("/nonexistent/model.gguf"), std::string::npos) << r.err;
+}
+
+// The kernel settings read from the environment: a bad value is one line and exit 1
+// (it once aborted before main), and a forced MLAMOE_PREFETCH is reported as such.
+TEST(CliBench, KernelEnvironmentSettings) {
+  ::setenv("MLAMOE_ISA", "sse9", 1);
+  auto r = run_mlamoe({"bench", "--membw"});
+  ::unsetenv("MLAMOE_ISA");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: MLAMOE_ISA=sse9: expected avx512, avx2 or scalar\n");
+
+  ::setenv("MLAMOE_PREFETCH", "yes", 1);
+  r = run_mlamoe({"bench", "-m", fixture(), "-p", "0", "-n", "1", "-r", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: MLAMOE_PREFETCH=yes: expected 0 or 1\n");
+
+  for (const char* v : {"0", "1"}) {
+    ::setenv("MLAMOE_PREFETCH", v, 1);
+    r = run_mlamoe({"bench", "-m", fixture(), "-p", "0", "-n", "1", "-r", "1", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(last_line_json(r.out)["decode_prefetch"].get<bool>(), v[0] == '1') << r.out;
+    EXPECT_NE(r.out.find(std::string("decode prefetch: ") + (v[0] == '1' ? "on" : "off") + " (MLAMOE_PREFETCH)"), std::string::npos) << r.out;
+  }
+  ::unsetenv("MLAMOE_PREFETCH");
 }

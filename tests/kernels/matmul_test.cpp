@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -245,6 +246,58 @@ TEST_P(TiledMatmulTest, AgreesWithTheReferenceOnEveryIsa) {
     check({GetParam(), 301, cols_for(GetParam(), 8), Data::Random, 0, true}, isa, 1, rng);
     check({GetParam(), 131, cols_for(GetParam(), 4), Data::Adversarial, 0, true}, isa, 33, rng);
   }
+}
+
+// The one-token kernels with and without software prefetch: the same products, bit for
+// bit, and both within the reference's bounds (check()).
+TEST_P(TiledMatmulTest, DecodeWithAndWithoutPrefetchAgree) {
+  if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(71 + static_cast<int>(GetParam()));
+  set_isa(Isa::Avx512);
+  set_threads(2);
+  const bool before = decode_prefetch();
+  Weights w = make_weights(GetParam(), 301, cols_for(GetParam(), 8), Data::Adversarial, rng);
+  std::vector<uint8_t> tiles(tiled_bytes(w.view));
+  const WeightView t = tile_weights(w.view, tiles.data());
+  std::vector<float> x = make_activations(1, w.view.cols, Data::Random, rng);
+  std::vector<float> y[2];
+  for (bool on : {false, true}) {
+    set_decode_prefetch(on);
+    y[on].assign(static_cast<size_t>(t.rows), NAN);
+    matmul(t, x.data(), 1, y[on].data());
+    check({GetParam(), 37, cols_for(GetParam(), 3), Data::Random, 0, true}, Isa::Avx512, 1, rng);
+  }
+  set_decode_prefetch(before);
+  EXPECT_EQ(0, std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float)));
+}
+
+// The load-time choice: nothing to learn from a small model; on 64 MB or more of tiles
+// both settings are timed and the faster one is kept.
+TEST(DecodePrefetch, TunedOnlyOnWeightsBeyondTheCaches) {
+  if (!cpu_supports(Isa::Avx512) || std::getenv("MLAMOE_PREFETCH")) GTEST_SKIP() << "no AVX-512, or forced";
+  std::mt19937 rng(5);
+  set_isa(Isa::Avx512);
+  Weights small = make_weights(GgmlType::Q8_0, 64, 256, Data::Random, rng);
+  std::vector<uint8_t> small_tiles(tiled_bytes(small.view));
+  const WeightView s = tile_weights(small.view, small_tiles.data());
+  const WeightView* one[] = {&s};
+  EXPECT_FALSE(tune_decode_prefetch(one, 1).tuned);
+
+  Weights big = make_weights(GgmlType::Q8_0, 4096, 4096, Data::Random, rng);  // 17.8 MB
+  std::vector<uint8_t> big_tiles(tiled_bytes(big.view));
+  const WeightView b = tile_weights(big.view, big_tiles.data());
+  std::vector<std::vector<uint8_t>> copies(4, big_tiles);  // 5 distinct copies: 89 MB
+  std::vector<WeightView> views(5, b);
+  for (size_t i = 0; i < copies.size(); ++i) views[i + 1].data = copies[i].data();
+  std::vector<const WeightView*> ptrs;
+  for (const WeightView& v : views) ptrs.push_back(&v);
+  const PrefetchChoice c = tune_decode_prefetch(ptrs.data(), ptrs.size());
+  EXPECT_TRUE(c.tuned);
+  EXPECT_GT(c.gbps_on, 0.0);
+  EXPECT_GT(c.gbps_off, 0.0);
+  EXPECT_EQ(c.on, c.gbps_on >= c.gbps_off);
+  EXPECT_EQ(decode_prefetch(), c.on);
+  set_decode_prefetch(true);
 }
 
 // Column slices (a shared expert's part of the shared down matrix) fall on tile-blocks:
