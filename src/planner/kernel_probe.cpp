@@ -162,7 +162,11 @@ struct DecodeStreamProbe {
       : rows(int64_t((size_t(256) << 20) / row_bytes(type, cols)) / 16 * 16),
         w(type, rows, cols, /*distinct_rows=*/64),
         x(static_cast<size_t>(cols), 0.5f),
-        y(static_cast<size_t>(rows)) {}
+        y(static_cast<size_t>(rows)) {
+    // With or without software prefetch, as the engine would choose at load.
+    const kernels::WeightView* views[] = {&w.view};
+    kernels::tune_decode_prefetch(views, 1);
+  }
   double gbps() {
     const double s = seconds_per_call([&] { kernels::matmul(w.view, x.data(), 1, y.data()); });
     return double(w.view.rows) * double(w.view.row_stride) / s / 1e9;
