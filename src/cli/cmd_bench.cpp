@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <random>
@@ -231,7 +230,7 @@ int run_bench(int argc, char** argv) {
                   pf.gbps_on, pf.gbps_off);
     else
       std::printf("decode prefetch: %s (%s)\n", kernels::decode_prefetch() ? "on" : "off",
-                  std::getenv("MLAMOE_PREFETCH") ? "MLAMOE_PREFETCH" : "not measured");
+                  kernels::decode_prefetch_forced() ? "MLAMOE_PREFETCH" : "not measured");
     if (pp)
       std::printf("pp%lld: %8.2f tok/s (median of %d, min %.2f, max %.2f)\n", static_cast<long long>(n_prompt), pp->median, reps,
                   pp->min, pp->max);

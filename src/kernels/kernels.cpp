@@ -82,6 +82,7 @@ void set_isa(Isa isa) {
 }
 
 bool decode_prefetch() { return settings().prefetch; }
+bool decode_prefetch_forced() { return settings().prefetch_forced; }
 void set_decode_prefetch(bool on) { settings().prefetch = on; }
 
 PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count) {

@@ -25,6 +25,7 @@ int threads();
 // Zen 4: up to −25 %), so it is measured: tune_decode_prefetch times both on the
 // model's own weights. MLAMOE_PREFETCH=0|1 forces it (then tuning keeps it).
 bool decode_prefetch();
+bool decode_prefetch_forced();  // by MLAMOE_PREFETCH
 void set_decode_prefetch(bool on);
 struct WeightView;
 struct PrefetchChoice {
