@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -226,12 +227,53 @@ ActFormat kernel_activation_format(const WeightView& W) {
   return kernel_table(active_isa()).get(W.type) ? activation_format(W.type) : ActFormat::F32;
 }
 
-// Row r of thread i of m: tiled matrices are split on tile boundaries.
-static int64_t split_row(const WeightView& W, int64_t i, int64_t m) {
-  if (W.layout != Layout::Tiles16) return W.rows * i / m;
-  const int64_t tiles = (W.rows + kTileRows - 1) / kTileRows;
-  return std::min(W.rows, tiles * i / m * kTileRows);
-}
+namespace {
+
+// The rows of several products as one queue of 16-row units (a tile each when tiled),
+// which threads claim in shrinking runs: 1/(2·threads) of what is left, down to
+// kMinUnits. Each thread's first runs are long streams from
+// memory; the last ones are short, so a thread that falls behind (these 2-vCPU VMs
+// swing ±30% per core; -t 2 decode on Q4_K_M, per-thread work in the static halves:
+// 1446 vs 1060 ms) leaves the other only a short run to wait for. Every row is computed
+// by the same kernel whichever thread takes it, so the result does not depend on the cut.
+class RowQueue {
+ public:
+  RowQueue(const Product* products, int count, int threads) : products_(products), count_(count), threads_(threads) {
+    for (int p = 0; p < count; ++p) total_ += units(*products[p].W);
+  }
+  // Runs fn(product, r0, r1) over the next claimed run; false when the queue is empty.
+  template <class Fn>
+  bool take(Fn&& fn) {
+    int64_t u0 = next_.load(std::memory_order_relaxed), n = 0;
+    do {
+      if (u0 >= total_) return false;
+      n = std::min(total_ - u0, std::max(kMinUnits, (total_ - u0) / (2 * threads_)));
+    } while (!next_.compare_exchange_weak(u0, u0 + n, std::memory_order_relaxed));
+    int64_t base = 0;
+    for (int p = 0; p < count_ && n > 0; ++p) {
+      const WeightView& W = *products_[p].W;
+      const int64_t end = base + units(W);
+      if (u0 < end) {
+        const int64_t a = u0 - base, b = std::min(end, u0 + n) - base;
+        fn(p, a * kTileRows, std::min(W.rows, b * kTileRows));
+        n -= b - a;
+        u0 = end;
+      }
+      base = end;
+    }
+    return true;
+  }
+
+ private:
+  static constexpr int64_t kMinUnits = 2;
+  static int64_t units(const WeightView& W) { return (W.rows + kTileRows - 1) / kTileRows; }
+  const Product* products_;
+  int count_, threads_;
+  int64_t total_ = 0;
+  std::atomic<int64_t> next_{0};
+};
+
+}  // namespace
 
 void matmul(const WeightView& W, const float* X, int64_t n, float* Y) {
   const Product p{&W, Y};
@@ -264,24 +306,24 @@ void matmul_same_input(const Product* products, int count, const float* X, int64
     all.row_stride = std::max(all.row_stride, products[i].W->row_stride);
   }
   const int nt = work_threads(all, n);
-  auto run = [&](int64_t i, int64_t m) {
-    for (int p = 0; p < count; ++p) {
-      const WeightView& W = *products[p].W;
-      matmul_rows(W, split_row(W, i, m), split_row(W, i + 1, m), xq, x_stride, n, products[p].Y, static_cast<size_t>(W.rows));
-    }
+  auto rows = [&](int p, int64_t r0, int64_t r1) {
+    const WeightView& W = *products[p].W;
+    matmul_rows(W, r0, r1, xq, x_stride, n, products[p].Y, static_cast<size_t>(W.rows));
   };
   if (nt == 1) {
     for (int64_t t = 0; buf && t < n; ++t) quantize_activation_row(f, X + t * W0.cols, buf + static_cast<size_t>(t) * x_stride, W0.cols);
-    run(0, 1);
+    for (int p = 0; p < count; ++p) rows(p, 0, products[p].W->rows);
     return;
   }
+  RowQueue queue(products, count, nt);
 #pragma omp parallel num_threads(nt)
   {
     if (buf) {
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < n; ++t) quantize_activation_row(f, X + t * W0.cols, buf + static_cast<size_t>(t) * x_stride, W0.cols);
     }
-    run(omp_get_thread_num(), omp_get_num_threads());
+    while (queue.take(rows)) {
+    }
   }
 }
 

@@ -51,12 +51,14 @@ void up_project_value(const LayerWeights& L, const Dims& D, int64_t h, const flo
 // then W_UV applied once per head. Writes T × (H·d_v).
 // Threads share (token group, key range) items: a group is up to kGroupTokens tokens of
 // one sequence with all their heads, so each cached run is read once for all of them;
-// when there are few groups (decode) each is also cut into key ranges whose
-// online-softmax states are merged in order afterwards. The cut depends only on the
-// batch, the context length and the thread count, never on how the cache stores blocks.
+// when there are few groups (decode) each is also cut into key ranges (2 per thread, of
+// kMinKeys to kMaxKeys keys) whose online-softmax states are merged in order afterwards;
+// whole 1024-key ranges left a 1-token decode over a shorter cache to one thread. The
+// cut depends only on the batch, the context length and the thread count, never on how
+// the cache stores blocks.
 void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t layer, const Dims& D,
                      const std::vector<float>& q, int64_t T, float* attn) {
-  constexpr int64_t kGroupTokens = 4, kKeyRange = 1024;
+  constexpr int64_t kGroupTokens = 4, kMinKeys = 64, kMaxKeys = 1024;
   const float scale = static_cast<float>(ctx.config.softmax_scale());
   const auto& seq_ids = ctx.batch.seq_ids;
   const auto& positions = ctx.batch.positions;
@@ -71,11 +73,12 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   const int64_t rows = T * D.H;
   std::vector<float> q_lat(static_cast<size_t>(rows * D.d_c)), q_rope(static_cast<size_t>(rows * D.d_rope));
   std::vector<int64_t> last_pos(static_cast<size_t>(rows));
-  // One parallel pass over the heads (each head's W_UK^T is too small to split).
+  // One parallel pass over the heads (each head's W_UK^T is too small to split); taken
+  // one at a time, as a static half stalls the faster core behind the slower.
 #pragma omp parallel num_threads(kernels::threads())
   {
     std::vector<float> q_nope(static_cast<size_t>(T * D.d_nope)), q_lat_h(static_cast<size_t>(T * D.d_c));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int64_t h = 0; h < D.H; ++h) {
       for (int64_t t = 0; t < T; ++t)
         std::copy_n(q.data() + (t * D.H + h) * D.d_qk, D.d_nope, q_nope.data() + t * D.d_nope);
@@ -110,7 +113,8 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   std::vector<Item> items;
   const bool split = static_cast<int64_t>(groups.size()) < 4 * kernels::threads();
   for (size_t gi = 0; gi < groups.size(); ++gi) {
-    const int64_t step = split ? kKeyRange : groups[gi].n;
+    const int64_t n = groups[gi].n, per_thread = (n + 2 * kernels::threads() - 1) / (2 * kernels::threads());
+    const int64_t step = split ? std::clamp(per_thread, kMinKeys, kMaxKeys) : n;
     for (int64_t from = 0; from < groups[gi].n; from += step)
       items.push_back({gi, from, std::min(groups[gi].n, from + step)});
   }
@@ -156,7 +160,7 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
 #pragma omp parallel num_threads(kernels::threads())
   {
     std::vector<float> x(static_cast<size_t>(T * D.d_c)), v(static_cast<size_t>(T * D.d_v));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int64_t h = 0; h < D.H; ++h) {
       for (int64_t t = 0; t < T; ++t)
         std::copy_n(ctx_lat.data() + (slot[static_cast<size_t>(t)] * D.H + h) * D.d_c, D.d_c, x.data() + t * D.d_c);

@@ -229,6 +229,52 @@ TEST_P(MatmulTest, PaddedRowsSingleBlockAndThreads) {
   }
 }
 
+// Threads claim runs of rows from one queue over all the products (how long a run is
+// depends on timing), so every row must come out as one thread alone computes it: the
+// same bits with 2 threads as with 1, in the file's rows and, where there are tiles, in
+// tiles, including the ragged last tile of each product.
+TEST_P(MatmulTest, SameInputProductsGiveTheBitsOfOneThread) {
+  std::mt19937 rng(555 + static_cast<int>(GetParam()));
+  const int64_t cols = cols_for(GetParam(), 8), row_counts[] = {1000, 37, 301};
+  std::vector<Weights> w;
+  for (int64_t rows : row_counts) w.push_back(make_weights(GetParam(), rows, cols, Data::Adversarial, rng));
+  std::vector<std::vector<uint8_t>> tiles(w.size());
+  for (bool tiled : {false, true}) {
+    if (tiled && (!cpu_supports(Isa::Avx512) || !tiled_bytes(w[0].view))) continue;
+    std::vector<WeightView> views;
+    for (size_t i = 0; i < w.size(); ++i) {
+      if (tiled) {
+        set_isa(Isa::Avx512);
+        tiles[i].assign(tiled_bytes(w[i].view), 0xCD);
+      }
+      views.push_back(tiled ? tile_weights(w[i].view, tiles[i].data()) : w[i].view);
+    }
+    for (Isa isa : available_isas())
+      for (int64_t n : {1, 9}) {
+        set_isa(isa);
+        const std::vector<float> x = make_activations(n, cols, Data::Random, rng);
+        std::vector<std::vector<float>> one(views.size()), two(views.size());
+        set_threads(1);
+        for (size_t i = 0; i < views.size(); ++i) {
+          one[i].assign(static_cast<size_t>(n * views[i].rows), NAN);
+          matmul(views[i], x.data(), n, one[i].data());
+        }
+        set_threads(2);
+        for (int repeat = 0; repeat < 4; ++repeat) {
+          std::vector<Product> products;
+          for (size_t i = 0; i < views.size(); ++i) {
+            two[i].assign(one[i].size(), NAN);
+            products.push_back({&views[i], two[i].data()});
+          }
+          matmul_same_input(products.data(), static_cast<int>(products.size()), x.data(), n);
+          for (size_t i = 0; i < views.size(); ++i)
+            ASSERT_EQ(0, std::memcmp(one[i].data(), two[i].data(), one[i].size() * sizeof(float)))
+                << type_name(GetParam()) << (tiled ? " tiled " : " rows ") << isa_name(isa) << " n=" << n << " product " << i;
+        }
+      }
+  }
+}
+
 // Tiles16 (Q4_0, Q8_0, Q4_K, Q6_K under AVX-512): ragged last tiles, every token-group width, thread
 // splits on tile boundaries, and the same tiles read by the other ISAs' fallback path.
 class TiledMatmulTest : public MatmulTest {};
