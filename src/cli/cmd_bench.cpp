@@ -25,6 +25,7 @@
 #include "common/progress.h"
 #include "kernels/kernels.h"
 #include "kernels/membw.h"
+#include "kernels/phase_profile.h"
 
 namespace mlamoe::cli {
 namespace {
@@ -77,7 +78,7 @@ double run_tg(Engine& engine, const std::vector<int32_t>& tokens, int64_t n, int
 // kProbeEvery tokens with a (untimed) probe between segments; each segment's roofline
 // time is its bytes over the mean of the probes on either side of it.
 struct TgRun {
-  double tok_s = 0, roofline_fraction = 0;
+  double tok_s = 0, roofline_fraction = 0, seconds = 0;
   std::vector<double> gbps;
 };
 constexpr int64_t kProbeEvery = 16;
@@ -101,9 +102,45 @@ TgRun run_tg_against_roofline(Engine& engine, const std::vector<int32_t>& tokens
     const double gbps = 0.5 * (run.gbps[run.gbps.size() - 2] + run.gbps.back());
     roofline_s += static_cast<double>(i1 - i0) * bytes_per_token / (gbps * 1e9);
   }
+  run.seconds = spent;
   run.tok_s = static_cast<double>(n) / spent;
   run.roofline_fraction = roofline_s / spent;
   return run;
+}
+
+// --phases: the decode steps of every tg repetition, phase by phase. A phase's time is
+// its wall time, from its start to the barrier that ends it (the longest thread's work +
+// wait); "outside" is what no phase covers: the serial steps between them (norms, RoPE,
+// routing, the cache) and starting the parallel regions.
+nlohmann::json report_phases(double decode_s, int64_t tokens, uint64_t roofline_bytes_per_token) {
+  const std::vector<kernels::PhaseTotals> totals = kernels::phase_profile();
+  const double per_token_ms = 1e3 / static_cast<double>(tokens);
+  std::printf("decode by phase (%lld tokens, %d threads): ms/token, share of decode, share of it spent waiting at its barrier, weights read\n",
+              static_cast<long long>(tokens), kernels::threads());
+  nlohmann::json out = nlohmann::json::array();
+  double covered = 0;
+  uint64_t bytes = 0;
+  for (size_t p = 0; p < totals.size(); ++p) {
+    const kernels::PhaseTotals& t = totals[p];
+    if (t.count == 0) continue;
+    const double span = t.span_s, gbps = span > 0 ? static_cast<double>(t.weight_bytes) / span / 1e9 : 0;
+    const double wait_share = t.work_s + t.wait_s > 0 ? t.wait_s / (t.work_s + t.wait_s) : 0;
+    const char* name = kernels::phase_name(static_cast<kernels::Phase>(p));
+    covered += span;
+    bytes += t.weight_bytes;
+    std::printf("  %-17s %7.2f ms %6.1f%%  waiting %5.1f%%", name, span * per_token_ms, 100.0 * span / decode_s, 100.0 * wait_share);
+    if (t.weight_bytes) std::printf("  %8s at %5.1f GB/s", human_bytes(static_cast<double>(t.weight_bytes) / static_cast<double>(tokens)).c_str(), gbps);
+    std::printf("\n");
+    out.push_back({{"phase", name}, {"ms_per_token", span * per_token_ms}, {"share", span / decode_s}, {"wait_share", wait_share},
+                   {"weight_bytes_per_token", static_cast<double>(t.weight_bytes) / static_cast<double>(tokens)}, {"weight_gbps", gbps}});
+  }
+  const double outside = std::max(0.0, decode_s - covered);
+  std::printf("  %-17s %7.2f ms %6.1f%%\n", "outside phases", outside * per_token_ms, 100.0 * outside / decode_s);
+  const double kernel_bpt = static_cast<double>(bytes) / static_cast<double>(tokens);
+  std::printf("weights read by the products: %s per token (the roofline counts %s)\n", human_bytes(kernel_bpt).c_str(),
+              human_bytes(static_cast<double>(roofline_bytes_per_token)).c_str());
+  out.push_back({{"phase", "outside phases"}, {"ms_per_token", outside * per_token_ms}, {"share", outside / decode_s}});
+  return {{"phases", out}, {"weight_bytes_per_token", kernel_bpt}};
 }
 
 // getrusage's high-water mark of resident memory (weights, KV, scratch).
@@ -124,12 +161,13 @@ int run_bench(int argc, char** argv) {
   mf.add_to(app, /*model_required=*/false);
   int64_t n_prompt = 512, n_gen = 128;
   int reps = 5;
-  bool json = false, membw_only = false;
+  bool json = false, membw_only = false, phases = false;
   app.add_option("-p,--n-prompt", n_prompt, "prompt tokens processed as one batch (0: skip pp)");
   app.add_option("-n,--n-gen", n_gen, "tokens generated one at a time (0: skip tg)");
   app.add_option("-r,--repetitions", reps, "repetitions of each test (median, min, max reported)");
   app.add_flag("--json", json, "print one JSON object as the last line");
   app.add_flag("--membw", membw_only, "only measure and print the read bandwidth");
+  app.add_flag("--phases", phases, "time the tg steps phase by phase: per-thread work, barrier waits, weight bytes read");
   int64_t depth = 0;
   app.add_option("-d,--depth", depth, "tokens of context (random, prefilled once) the tests start from");
   KvFlags kf;
@@ -198,9 +236,15 @@ int run_bench(int argc, char** argv) {
     const double peak_rss = peak_rss_bytes(), file_bytes = static_cast<double>(std::filesystem::file_size(model->path()));
     const uint64_t bpt = model->bytes_per_token();
     kernels::ReadBandwidthProbe probe(size_t(512) << 20);
+    double decode_s = 0;
+    if (phases) {
+      kernels::reset_phase_profile();
+      kernels::set_phase_profiling(true);
+    }
     if (n_gen > 0) {
       for (int r = 0; r < reps; ++r) {
         const TgRun run = run_tg_against_roofline(engine, tokens, n_gen, depth, probe, static_cast<double>(bpt));
+        decode_s += run.seconds;
         v.push_back(run.tok_s);
         shares.push_back(run.roofline_fraction);
         probes.insert(probes.end(), run.gbps.begin(), run.gbps.end());
@@ -213,6 +257,7 @@ int run_bench(int argc, char** argv) {
     } else {
       probes.push_back(probe.gbps(5));
     }
+    kernels::set_phase_profiling(false);
     const Stats bw_stats = summarize(probes);
     const KvStats kv_stats = kv->stats();
     engine.kv().clear(0);
@@ -245,6 +290,8 @@ int run_bench(int argc, char** argv) {
     const KvBytesPerToken kvb = kv_bytes_per_token(model->config(), parse_kv_type(kf.type));
     std::printf("%s\n", describe_kv_bytes(kvb, kf.type).c_str());
     if (depth > 0) std::printf("depth: %lld tokens of context before each test\n", static_cast<long long>(depth));
+    nlohmann::json phase_json;
+    if (phases && n_gen > 0) phase_json = report_phases(decode_s, n_gen * reps, bpt);
     if (mf.verbose) std::fprintf(stderr, "%s\n", describe_kv(kv_stats).c_str());
     if (json) {
       nlohmann::json j{{"pp", stats_json(pp)},        {"tg", stats_json(tg)},       {"membw_gbps", bw},
@@ -256,6 +303,7 @@ int run_bench(int argc, char** argv) {
                        {"decode_prefetch", kernels::decode_prefetch()},
                        {"kv_bytes_per_token", {{"stored", kvb.stored}, {"type", kf.type}, {"mla_16bit", kvb.mla},
                                                {"mha_16bit", kvb.mha}, {"gqa8_16bit", kvb.gqa8}, {"mqa_16bit", kvb.mqa}}}};
+      if (!phase_json.is_null()) j["decode_phases"] = phase_json;
       std::printf("%s\n", j.dump().c_str());
     }
     return 0;

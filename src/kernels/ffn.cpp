@@ -4,11 +4,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "common/error.h"
 #include "kernels/dispatch.h"
 #include "kernels/kernels.h"
+#include "kernels/phase_profile.h"
+#include "kernels/work_queue.h"
 
 namespace mlamoe::kernels {
 namespace {
@@ -16,7 +19,7 @@ namespace {
 // A slice of one matrix of one selected expert: rows [r0, r1) against its tokens.
 struct WorkItem {
   int32_t expert;
-  int32_t matrix;  // 0 gate, 1 up, 2 down, 3 gate and up then silu·up (fused)
+  int32_t matrix;  // 0 gate, 1 up, 2 down, 3 gate and up then silu·up (fused), 4 gate and up
   int64_t r0, r1;
 };
 
@@ -61,6 +64,19 @@ namespace {
 void silu_and_quantize(ActFormat f, float* g, const float* u, int64_t c0, int64_t c1, uint8_t* h_q) {
   silu_mul(g + c0, u + c0, c1 - c0);
   quantize_activation_row(f, g + c0, h_q + activation_row_bytes(f, c0), c1 - c0);
+}
+
+// Units [u0, u1) of the selected experts' rows taken as one sequence (each expert
+// `rows` rows, in units of kUnitRows): fn(expert, r0, r1) for each expert touched.
+constexpr int64_t kUnitRows = 32;  // a 32-value activation block of h; two tiles
+template <class Fn>
+void for_each_expert_rows(const std::vector<int32_t>& experts, int64_t rows, int64_t u0, int64_t u1, Fn&& fn) {
+  const int64_t per_expert = (rows + kUnitRows - 1) / kUnitRows;
+  for (int64_t j = u0 / per_expert; u0 < u1; ++j) {
+    const int64_t base = j * per_expert, b = std::min(u1, base + per_expert);
+    fn(experts[static_cast<size_t>(j)], (u0 - base) * kUnitRows, std::min(rows, (b - base) * kUnitRows));
+    u0 = b;
+  }
 }
 
 void add_items(std::vector<WorkItem>& items, int32_t e, int32_t matrix, int64_t rows) {
@@ -119,19 +135,25 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
                   fd = kernel_activation_format(e0.down);
   // When the down projection's activations are quantized in 32-value blocks (or not at
   // all; Q8S16 is Q8 with split sums), an item can finish its rows of h = silu(gate) ⊙ up and quantize them while
-  // they are hot: item rows start at multiples of 256, so they cut no block.
+  // they are hot: rows are handed out from multiples of 32, so they cut no block.
   const bool fused = fd == ActFormat::Q8 || fd == ActFormat::Q8S16 || fd == ActFormat::F32;
+  // When every selected expert has the same number of tokens (always in a one-token
+  // decode step) the rows cost alike, and each thread streams a contiguous run of
+  // experts' rows (SplitQueue): items dealt out in turn had each thread jump to a new
+  // 256-row stream every item.
+  const bool uniform = std::all_of(busiest.begin(), busiest.end(), [&](int32_t e) { return count[e] == count[busiest[0]]; });
   s.items.clear();
-  for (int32_t e : busiest) {
+  for (size_t j = 0; !uniform && j < busiest.size(); ++j) {
     if (fused) {
-      add_items(s.items, e, 3, ff);
+      add_items(s.items, busiest[j], 3, ff);
     } else {
-      add_items(s.items, e, 0, ff);
-      add_items(s.items, e, 1, ff);
+      add_items(s.items, busiest[j], 0, ff);
+      add_items(s.items, busiest[j], 1, ff);
     }
   }
   const size_t n_gate_up = s.items.size();
-  for (int32_t e : busiest) add_items(s.items, e, 2, d);
+  if (!uniform)
+    for (int32_t e : busiest) add_items(s.items, e, 2, d);
 
   const size_t sg = activation_row_bytes(fg, d), su = activation_row_bytes(fu, d), sd = activation_row_bytes(fd, ff);
   const bool shared_x = fg == fu;
@@ -145,47 +167,71 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
   float* D = MoeScratch::grow(s.down, static_cast<size_t>(slots * d));
   const WorkItem* items = s.items.data();
   const int64_t n_items = static_cast<int64_t>(s.items.size());
-
   const int nt = omp_in_parallel() ? 1 : std::max(1, threads());
+  const int64_t experts_used = static_cast<int64_t>(busiest.size());
+  std::optional<SplitQueue> gate_up_queue, down_queue;
+  if (uniform) {
+    gate_up_queue.emplace(experts_used * ((ff + kUnitRows - 1) / kUnitRows), nt, kRowsPerItem / kUnitRows);
+    down_queue.emplace(experts_used * ((d + kUnitRows - 1) / kUnitRows), nt, kRowsPerItem / kUnitRows);
+  }
+  auto gate_up_rows = [&](int32_t e, int32_t matrix, int64_t r0, int64_t r1) {
+    const FfnWeights& w = experts[e];
+    const int64_t r = start[e], m = count[e];
+    if (matrix != 1) matmul_rows(w.gate, r0, r1, gg + sg * static_cast<size_t>(r), sg, m, G + r * ff, static_cast<size_t>(ff));
+    if (matrix != 0) matmul_rows(w.up, r0, r1, gu + su * static_cast<size_t>(r), su, m, U + r * ff, static_cast<size_t>(ff));
+    if (matrix == 3)
+      for (int64_t row = r; row < r + m; ++row) silu_and_quantize(fd, G + row * ff, U + row * ff, r0, r1, hq + sd * static_cast<size_t>(row));
+  };
+  auto down_rows = [&](int32_t e, int64_t r0, int64_t r1) {
+    const int64_t r = start[e], m = count[e];
+    matmul_rows(experts[e].down, r0, r1, hq + sd * static_cast<size_t>(r), sd, m, D + r * d, static_cast<size_t>(d));
+  };
+
 #pragma omp parallel num_threads(nt)
   {
+    const int self = omp_get_thread_num();
     // 1. quantize each token once, 2. copy it to its slots' rows (grouped by expert)
+    PhaseTimer inputs(Phase::ExpertInputs);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < n; ++t) {
       quantize_activation_row(fg, X + t * d, xg + sg * static_cast<size_t>(t), d);
       if (!shared_x) quantize_activation_row(fu, X + t * d, xu + su * static_cast<size_t>(t), d);
     }
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (int64_t row = 0; row < slots; ++row) {
       const int64_t t = order[row] / k;
       std::memcpy(gg + sg * static_cast<size_t>(row), xg + sg * static_cast<size_t>(t), sg);
       if (!shared_x) std::memcpy(gu + su * static_cast<size_t>(row), xu + su * static_cast<size_t>(t), su);
     }
+    inputs.end();
     // 3. gate and up rows of every selected expert
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < static_cast<int64_t>(n_gate_up); ++i) {
-      const WorkItem& it = items[i];
-      const FfnWeights& w = experts[it.expert];
-      const int64_t r = start[it.expert], m = count[it.expert];
-      if (it.matrix != 1) matmul_rows(w.gate, it.r0, it.r1, gg + sg * static_cast<size_t>(r), sg, m, G + r * ff, static_cast<size_t>(ff));
-      if (it.matrix != 0) matmul_rows(w.up, it.r0, it.r1, gu + su * static_cast<size_t>(r), su, m, U + r * ff, static_cast<size_t>(ff));
-      if (it.matrix == 3)
-        for (int64_t row = r; row < r + m; ++row) silu_and_quantize(fd, G + row * ff, U + row * ff, it.r0, it.r1, hq + sd * static_cast<size_t>(row));
+    PhaseTimer gate_up(Phase::ExpertGateUp);
+    if (uniform) {
+      for (int64_t u0, u1; gate_up_queue->next(self, u0, u1);)
+        for_each_expert_rows(busiest, ff, u0, u1, [&](int32_t e, int64_t r0, int64_t r1) { gate_up_rows(e, fused ? 3 : 4, r0, r1); });
+    } else {
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int64_t i = 0; i < static_cast<int64_t>(n_gate_up); ++i) gate_up_rows(items[i].expert, items[i].matrix, items[i].r0, items[i].r1);
     }
     // 4. h = silu(gate) ⊙ up, quantized for the down projection (in place in G)
     if (!fused) {
-#pragma omp for schedule(static)
+#pragma omp barrier
+#pragma omp for schedule(static) nowait
       for (int64_t row = 0; row < slots; ++row) silu_and_quantize(fd, G + row * ff, U + row * ff, 0, ff, hq + sd * static_cast<size_t>(row));
     }
+    gate_up.end();
     // 5. down rows of every selected expert
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t i = static_cast<int64_t>(n_gate_up); i < n_items; ++i) {
-      const WorkItem& it = items[i];
-      const int64_t r = start[it.expert], m = count[it.expert];
-      matmul_rows(experts[it.expert].down, it.r0, it.r1, hq + sd * static_cast<size_t>(r), sd, m, D + r * d, static_cast<size_t>(d));
+    PhaseTimer down(Phase::ExpertDown);
+    if (uniform) {
+      for (int64_t u0, u1; down_queue->next(self, u0, u1);) for_each_expert_rows(busiest, d, u0, u1, down_rows);
+    } else {
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int64_t i = static_cast<int64_t>(n_gate_up); i < n_items; ++i) down_rows(items[i].expert, items[i].r0, items[i].r1);
     }
+    down.end();
     // 6. weighted sum back into each token's row, in slot order (deterministic)
-#pragma omp for schedule(static)
+    PhaseTimer sum(Phase::ExpertSum);
+#pragma omp for schedule(static) nowait
     for (int64_t t = 0; t < n; ++t) {
       float* y = Y + t * d;
       for (int i = 0; i < k; ++i) {
@@ -194,6 +240,7 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
         for (int64_t j = 0; j < d; ++j) y[j] += wgt * src[j];
       }
     }
+    sum.end_of_region();
   }
 }
 

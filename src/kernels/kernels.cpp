@@ -5,7 +5,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -15,7 +14,9 @@
 #include "format/quant.h"
 #include "kernels/act_quant.h"
 #include "kernels/dispatch.h"
+#include "kernels/phase_profile.h"
 #include "kernels/tiled.h"
+#include "kernels/work_queue.h"
 
 namespace mlamoe::kernels {
 
@@ -191,6 +192,11 @@ int work_threads(const WeightView& W, int64_t n) {
 void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq, size_t x_stride, int64_t n, float* Y,
                  size_t ldy) {
   if (r1 <= r0) return;
+  // The bytes the kernel reads: a column slice (a shared expert's part of the shared
+  // down matrix) reads only its columns of each row.
+  count_weight_bytes(W.layout == Layout::Tiles16 ? static_cast<uint64_t>((r1 - r0 + kTileRows - 1) / kTileRows) *
+                                                       static_cast<uint64_t>(W.cols / tile_block_cols(W.type)) * tile_block_bytes(W.type)
+                                                 : static_cast<uint64_t>(r1 - r0) * row_bytes(W.type, W.cols));
   if (W.layout == Layout::Tiles16) {
     if (r0 % kTileRows) fail("matmul: tiled rows must start at a multiple of ", kTileRows);
     const Settings& set = settings();
@@ -229,49 +235,25 @@ ActFormat kernel_activation_format(const WeightView& W) {
 
 namespace {
 
-// The rows of several products as one queue of 16-row units (a tile each when tiled),
-// which threads claim in shrinking runs: 1/(2·threads) of what is left, down to
-// kMinUnits. Each thread's first runs are long streams from
-// memory; the last ones are short, so a thread that falls behind (these 2-vCPU VMs
-// swing ±30% per core; -t 2 decode on Q4_K_M, per-thread work in the static halves:
-// 1446 vs 1060 ms) leaves the other only a short run to wait for. Every row is computed
-// by the same kernel whichever thread takes it, so the result does not depend on the cut.
-class RowQueue {
- public:
-  RowQueue(const Product* products, int count, int threads) : products_(products), count_(count), threads_(threads) {
-    for (int p = 0; p < count; ++p) total_ += units(*products[p].W);
-  }
-  // Runs fn(product, r0, r1) over the next claimed run; false when the queue is empty.
-  template <class Fn>
-  bool take(Fn&& fn) {
-    int64_t u0 = next_.load(std::memory_order_relaxed), n = 0;
-    do {
-      if (u0 >= total_) return false;
-      n = std::min(total_ - u0, std::max(kMinUnits, (total_ - u0) / (2 * threads_)));
-    } while (!next_.compare_exchange_weak(u0, u0 + n, std::memory_order_relaxed));
-    int64_t base = 0;
-    for (int p = 0; p < count_ && n > 0; ++p) {
-      const WeightView& W = *products_[p].W;
-      const int64_t end = base + units(W);
-      if (u0 < end) {
-        const int64_t a = u0 - base, b = std::min(end, u0 + n) - base;
-        fn(p, a * kTileRows, std::min(W.rows, b * kTileRows));
-        n -= b - a;
-        u0 = end;
-      }
-      base = end;
+// Units [u0, u1) of the products' rows taken as one sequence of 16-row units (a tile
+// each when tiled): fn(product, r0, r1) for each product the run touches.
+template <class Fn>
+void for_each_product_rows(const Product* products, int count, int64_t u0, int64_t u1, Fn&& fn) {
+  int64_t base = 0;
+  for (int p = 0; p < count && u0 < u1; ++p) {
+    const WeightView& W = *products[p].W;
+    const int64_t end = base + (W.rows + kTileRows - 1) / kTileRows;
+    if (u0 < end) {
+      const int64_t b = std::min(end, u1);
+      fn(p, (u0 - base) * kTileRows, std::min(W.rows, (b - base) * kTileRows));
+      u0 = b;
     }
-    return true;
+    base = end;
   }
+}
 
- private:
-  static constexpr int64_t kMinUnits = 2;
-  static int64_t units(const WeightView& W) { return (W.rows + kTileRows - 1) / kTileRows; }
-  const Product* products_;
-  int count_, threads_;
-  int64_t total_ = 0;
-  std::atomic<int64_t> next_{0};
-};
+// 256 rows per run: the size of a MoE work item (ffn.cpp), one call's tiles within L2.
+constexpr int64_t kUnitsPerRun = 16;
 
 }  // namespace
 
@@ -311,19 +293,23 @@ void matmul_same_input(const Product* products, int count, const float* X, int64
     matmul_rows(W, r0, r1, xq, x_stride, n, products[p].Y, static_cast<size_t>(W.rows));
   };
   if (nt == 1) {
+    PhaseTimer phase(Phase::Projections);  // no barrier: we may be one thread of a caller's team
     for (int64_t t = 0; buf && t < n; ++t) quantize_activation_row(f, X + t * W0.cols, buf + static_cast<size_t>(t) * x_stride, W0.cols);
     for (int p = 0; p < count; ++p) rows(p, 0, products[p].W->rows);
     return;
   }
-  RowQueue queue(products, count, nt);
+  int64_t units = 0;
+  for (int p = 0; p < count; ++p) units += (products[p].W->rows + kTileRows - 1) / kTileRows;
+  SplitQueue queue(units, nt, kUnitsPerRun);
 #pragma omp parallel num_threads(nt)
   {
+    PhaseTimer phase(Phase::Projections);
     if (buf) {
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < n; ++t) quantize_activation_row(f, X + t * W0.cols, buf + static_cast<size_t>(t) * x_stride, W0.cols);
     }
-    while (queue.take(rows)) {
-    }
+    for (int64_t u0, u1; queue.next(omp_get_thread_num(), u0, u1);) for_each_product_rows(products, count, u0, u1, rows);
+    phase.end_of_region();
   }
 }
 

@@ -12,6 +12,7 @@
 #include "kernels/attention.h"
 #include "kernels/attention_dense.h"
 #include "kernels/kernels.h"
+#include "kernels/phase_profile.h"
 #include "model/layers.h"
 #include "model/ops.h"
 #include "model/rope.h"
@@ -77,8 +78,9 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   // one at a time, as a static half stalls the faster core behind the slower.
 #pragma omp parallel num_threads(kernels::threads())
   {
+    kernels::PhaseTimer phase(kernels::Phase::AbsorbQuery);
     std::vector<float> q_nope(static_cast<size_t>(T * D.d_nope)), q_lat_h(static_cast<size_t>(T * D.d_c));
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
     for (int64_t h = 0; h < D.H; ++h) {
       for (int64_t t = 0; t < T; ++t)
         std::copy_n(q.data() + (t * D.H + h) * D.d_qk, D.d_nope, q_nope.data() + t * D.d_nope);
@@ -90,6 +92,7 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
         last_pos[static_cast<size_t>(row)] = positions[static_cast<size_t>(t)];
       }
     }
+    phase.end_of_region();
   }
 
   struct Group {
@@ -130,22 +133,27 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   }
 
   std::vector<kernels::LatentAttentionState> states(items.size());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(kernels::threads())
-  for (size_t i = 0; i < items.size(); ++i) {
-    const Item& it = items[i];
-    const Group& g = groups[it.group];
-    kernels::LatentQueries lq;
-    lq.q_lat = q_lat.data() + g.row0 * D.d_c;
-    lq.q_rope = q_rope.data() + g.row0 * D.d_rope;
-    lq.last_pos = last_pos.data() + g.row0;
-    lq.rows = g.rows;
-    lq.d_c = D.d_c;
-    lq.d_r = D.d_rope;
-    lq.scale = scale;
-    states[i].reset(g.rows, D.d_c);
-    ctx.kv.for_each_run_in(g.seq, layer, it.from, it.to, [&](int64_t j0, int64_t cnt, const float* c_kv, const float* k_rope) {
-      kernels::latent_attention_accumulate(lq, j0, cnt, c_kv, k_rope, states[i]);
-    });
+#pragma omp parallel num_threads(kernels::threads())
+  {
+    kernels::PhaseTimer phase(kernels::Phase::LatentAttention);
+#pragma omp for schedule(dynamic, 1) nowait
+    for (size_t i = 0; i < items.size(); ++i) {
+      const Item& it = items[i];
+      const Group& g = groups[it.group];
+      kernels::LatentQueries lq;
+      lq.q_lat = q_lat.data() + g.row0 * D.d_c;
+      lq.q_rope = q_rope.data() + g.row0 * D.d_rope;
+      lq.last_pos = last_pos.data() + g.row0;
+      lq.rows = g.rows;
+      lq.d_c = D.d_c;
+      lq.d_r = D.d_rope;
+      lq.scale = scale;
+      states[i].reset(g.rows, D.d_c);
+      ctx.kv.for_each_run_in(g.seq, layer, it.from, it.to, [&](int64_t j0, int64_t cnt, const float* c_kv, const float* k_rope) {
+        kernels::latent_attention_accumulate(lq, j0, cnt, c_kv, k_rope, states[i]);
+      });
+    }
+    phase.end_of_region();
   }
 
   // Merge each group's key ranges in order; the latent context per row.
@@ -159,14 +167,16 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
 
 #pragma omp parallel num_threads(kernels::threads())
   {
+    kernels::PhaseTimer phase(kernels::Phase::ValueUp);
     std::vector<float> x(static_cast<size_t>(T * D.d_c)), v(static_cast<size_t>(T * D.d_v));
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
     for (int64_t h = 0; h < D.H; ++h) {
       for (int64_t t = 0; t < T; ++t)
         std::copy_n(ctx_lat.data() + (slot[static_cast<size_t>(t)] * D.H + h) * D.d_c, D.d_c, x.data() + t * D.d_c);
       up_project_value(L, D, h, x.data(), T, v.data());
       for (int64_t t = 0; t < T; ++t) std::copy_n(v.data() + t * D.d_v, D.d_v, attn + (t * D.H + h) * D.d_v);
     }
+    phase.end_of_region();
   }
 }
 

@@ -1,6 +1,8 @@
 // `mlamoe bench` end to end on the shared V2-Lite-shaped fixture: the JSON contract
 // (key names read by tools), consistent statistics and clear errors on bad flags.
 #include <cstdlib>
+#include <set>
+#include <string>
 
 #include <gtest/gtest.h>
 
@@ -65,6 +67,34 @@ TEST(CliBench, SkippedTestIsNull) {
   EXPECT_TRUE(k["tg"].is_null());
   EXPECT_TRUE(k["tg_roofline_fraction"].is_null());
   EXPECT_GT(k["membw_gbps"].get<double>(), 0.0);
+}
+
+// --phases: the decode steps' time by phase adds up to the decode time, and the weight
+// bytes the products read per token are the bytes the roofline divides by (the model's
+// bytes_per_token, counted from its shapes; it also counts the one embedding row and
+// the legacy W_UK scales, which no product reads).
+TEST(CliBench, PhasesCoverTheDecodeAndReadTheRooflinesBytes) {
+  auto r = run_mlamoe({"bench", "-m", fixture(), "-p", "0", "-n", "12", "-r", "2", "-t", "2", "--phases", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = last_line_json(r.out);
+  ASSERT_TRUE(j.contains("decode_phases")) << r.out;
+  const auto& phases = j["decode_phases"]["phases"];
+  double share = 0;
+  std::set<std::string> names;
+  for (const auto& p : phases) {
+    names.insert(p["phase"].get<std::string>());
+    EXPECT_GE(p["share"].get<double>(), 0.0) << p.dump();
+    EXPECT_GE(p["ms_per_token"].get<double>(), 0.0) << p.dump();
+    share += p["share"].get<double>();
+  }
+  for (const char* name : {"projections", "absorb query", "latent attention", "value up", "expert gate+up", "expert down",
+                           "outside phases"})
+    EXPECT_TRUE(names.count(name)) << name << " missing from " << phases.dump();
+  EXPECT_NEAR(share, 1.0, 0.02) << phases.dump();
+  const double read = j["decode_phases"]["weight_bytes_per_token"], roofline = j["bytes_per_token"];
+  EXPECT_NEAR(read, roofline, 0.03 * roofline) << r.out;
+  EXPECT_NE(r.out.find("decode by phase"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("weights read by the products"), std::string::npos) << r.out;
 }
 
 TEST(CliBench, MembwAlone) {

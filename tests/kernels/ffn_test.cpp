@@ -107,6 +107,15 @@ TEST(MoeFfn, MatchesPerTokenExpertsWithAShortLastItem) {
   }
 }
 
+// One token (every selected expert has one token: the threads split the experts' rows
+// as contiguous runs, SplitQueue) and a batch where each expert has two.
+TEST(MoeFfn, MatchesPerTokenExpertsWhenEveryExpertHasAsManyTokens) {
+  for (int th : {1, 2, 3}) {
+    check_moe(GgmlType::Q4_0, GgmlType::Q8_0, 1, 6, th);
+    check_moe(GgmlType::Q4_0, GgmlType::Q8_0, 7, 2, th, 352);  // ids cover each of 7 experts twice
+  }
+}
+
 TEST(MoeFfn, MatchesPerTokenExpertsKQuantsAndFloat) {
   check_moe(GgmlType::Q4_K, GgmlType::Q6_K, 5, 2, 2);
   check_moe(GgmlType::F16, GgmlType::F32, 4, 2, 2);
