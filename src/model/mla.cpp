@@ -116,8 +116,8 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   std::vector<Item> items;
   const bool split = static_cast<int64_t>(groups.size()) < 4 * kernels::threads();
   for (size_t gi = 0; gi < groups.size(); ++gi) {
-    const int64_t n = groups[gi].n, per_thread = (n + 2 * kernels::threads() - 1) / (2 * kernels::threads());
-    const int64_t step = split ? std::clamp(per_thread, kMinKeys, kMaxKeys) : n;
+    const int64_t n = groups[gi].n, per_item = (n + 2 * kernels::threads() - 1) / (2 * kernels::threads());
+    const int64_t step = split ? std::clamp(per_item, kMinKeys, kMaxKeys) : n;
     for (int64_t from = 0; from < groups[gi].n; from += step)
       items.push_back({gi, from, std::min(groups[gi].n, from + step)});
   }

@@ -120,14 +120,15 @@ TEST(PagedKvReadAhead, NextLayerIsReadWhileThisOneIsSpent) {
 
   // A sweep slow enough (1 ms per 12 KiB page) that read-ahead reaches the budget.
   ASSERT_TRUE(sweep_layer(kv, 0, n, 4 * B, true, c, r, true, 1000).exact);
-  // Let read-ahead finish (no progress for 1.5 s; at most 30 s on a crawling disk). A
-  // shorter quiet spell (300 ms) ended the wait mid-way under the sanitizer build with
-  // other tests on the disk, and the sweep below then read 29 pages itself.
-  uint64_t last = kv.stats().pages_prefetched;
+  // Let read-ahead finish: 1.5 s with no page fetched and no read in flight (the disk
+  // clock did not move), at most 30 s on a crawling disk. Quiet meant "no page fetched"
+  // alone before, and twice ended the wait mid-way under the sanitizer build while a read
+  // batch sat behind another test's fsyncs: the sweep below then read 29 and 64 pages itself.
+  KvStats last = kv.stats();
   for (int quiet_ms = 0, waited = 0; quiet_ms < 1500 && waited < 30000; waited += 20) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    const uint64_t now = kv.stats().pages_prefetched;
-    quiet_ms = now == last ? quiet_ms + 20 : 0;
+    const KvStats now = kv.stats();
+    quiet_ms = now.pages_prefetched == last.pages_prefetched && now.io_busy_s == last.io_busy_s ? quiet_ms + 20 : 0;
     last = now;
   }
   // Layer 1 without a will_read of its own: only what read-ahead fetched during layer 0.
