@@ -66,18 +66,9 @@ void silu_and_quantize(ActFormat f, float* g, const float* u, int64_t c0, int64_
   quantize_activation_row(f, g + c0, h_q + activation_row_bytes(f, c0), c1 - c0);
 }
 
-// Units [u0, u1) of the selected experts' rows taken as one sequence (each expert
-// `rows` rows, in units of kUnitRows): fn(expert, r0, r1) for each expert touched.
-constexpr int64_t kUnitRows = 32;  // a 32-value activation block of h; two tiles
-template <class Fn>
-void for_each_expert_rows(const std::vector<int32_t>& experts, int64_t rows, int64_t u0, int64_t u1, Fn&& fn) {
-  const int64_t per_expert = (rows + kUnitRows - 1) / kUnitRows;
-  for (int64_t j = u0 / per_expert; u0 < u1; ++j) {
-    const int64_t base = j * per_expert, b = std::min(u1, base + per_expert);
-    fn(experts[static_cast<size_t>(j)], (u0 - base) * kUnitRows, std::min(rows, (b - base) * kUnitRows));
-    u0 = b;
-  }
-}
+// The selected experts' rows go to SplitQueue in units of 32: a 32-value activation
+// block of h, two tiles.
+constexpr int64_t kUnitRows = 32;
 
 void add_items(std::vector<WorkItem>& items, int32_t e, int32_t matrix, int64_t rows) {
   for (int64_t r = 0; r < rows; r += kRowsPerItem) items.push_back({e, matrix, r, std::min(rows, r + kRowsPerItem)});
@@ -168,11 +159,13 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
   const WorkItem* items = s.items.data();
   const int64_t n_items = static_cast<int64_t>(s.items.size());
   const int nt = omp_in_parallel() ? 1 : std::max(1, threads());
-  const int64_t experts_used = static_cast<int64_t>(busiest.size());
+  const int experts_used = static_cast<int>(busiest.size());
+  auto ff_rows = [&](int) { return ff; };
+  auto d_rows = [&](int) { return d; };
   std::optional<SplitQueue> gate_up_queue, down_queue;
   if (uniform) {
-    gate_up_queue.emplace(experts_used * ((ff + kUnitRows - 1) / kUnitRows), nt, kRowsPerItem / kUnitRows);
-    down_queue.emplace(experts_used * ((d + kUnitRows - 1) / kUnitRows), nt, kRowsPerItem / kUnitRows);
+    gate_up_queue.emplace(units_of_parts(experts_used, kUnitRows, ff_rows), nt, kRowsPerItem / kUnitRows);
+    down_queue.emplace(units_of_parts(experts_used, kUnitRows, d_rows), nt, kRowsPerItem / kUnitRows);
   }
   auto gate_up_rows = [&](int32_t e, int32_t matrix, int64_t r0, int64_t r1) {
     const FfnWeights& w = experts[e];
@@ -208,7 +201,8 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
     PhaseTimer gate_up(Phase::ExpertGateUp);
     if (uniform) {
       for (int64_t u0, u1; gate_up_queue->next(self, u0, u1);)
-        for_each_expert_rows(busiest, ff, u0, u1, [&](int32_t e, int64_t r0, int64_t r1) { gate_up_rows(e, fused ? 3 : 4, r0, r1); });
+        for_each_part_rows(experts_used, kUnitRows, ff_rows, u0, u1,
+                           [&](int j, int64_t r0, int64_t r1) { gate_up_rows(busiest[static_cast<size_t>(j)], fused ? 3 : 4, r0, r1); });
     } else {
 #pragma omp for schedule(dynamic, 1) nowait
       for (int64_t i = 0; i < static_cast<int64_t>(n_gate_up); ++i) gate_up_rows(items[i].expert, items[i].matrix, items[i].r0, items[i].r1);
@@ -223,7 +217,9 @@ void moe_ffn(const FfnWeights* experts, int64_t n_experts, const float* X, int64
     // 5. down rows of every selected expert
     PhaseTimer down(Phase::ExpertDown);
     if (uniform) {
-      for (int64_t u0, u1; down_queue->next(self, u0, u1);) for_each_expert_rows(busiest, d, u0, u1, down_rows);
+      for (int64_t u0, u1; down_queue->next(self, u0, u1);)
+        for_each_part_rows(experts_used, kUnitRows, d_rows, u0, u1,
+                           [&](int j, int64_t r0, int64_t r1) { down_rows(busiest[static_cast<size_t>(j)], r0, r1); });
     } else {
 #pragma omp for schedule(dynamic, 1) nowait
       for (int64_t i = static_cast<int64_t>(n_gate_up); i < n_items; ++i) down_rows(items[i].expert, items[i].r0, items[i].r1);

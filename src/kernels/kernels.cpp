@@ -87,6 +87,15 @@ bool decode_prefetch() { return settings().prefetch; }
 bool decode_prefetch_forced() { return settings().prefetch_forced; }
 void set_decode_prefetch(bool on) { settings().prefetch = on; }
 
+// The weight bytes a product over rows [r0, r1) of W reads (a column slice, such as a
+// shared expert's part of the shared down matrix, reads only its columns of each row).
+static uint64_t bytes_read(const WeightView& W, int64_t r0, int64_t r1) {
+  if (W.layout == Layout::Tiles16)
+    return static_cast<uint64_t>((r1 - r0 + kTileRows - 1) / kTileRows) * static_cast<uint64_t>(W.cols / tile_block_cols(W.type)) *
+           tile_block_bytes(W.type);
+  return static_cast<uint64_t>(r1 - r0) * row_bytes(W.type, W.cols);
+}
+
 PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count) {
   Settings& set = settings();
   PrefetchChoice choice;
@@ -100,7 +109,7 @@ PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count
     const WeightView& W = *views[i];
     if (W.layout != Layout::Tiles16) continue;
     timed.push_back(&W);
-    bytes += static_cast<size_t>((W.rows + kTileRows - 1) / kTileRows) * W.tile_stride;
+    bytes += bytes_read(W, 0, W.rows);
     cols = std::max(cols, W.cols);
     rows = std::max(rows, W.rows);
   }
@@ -192,11 +201,7 @@ int work_threads(const WeightView& W, int64_t n) {
 void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq, size_t x_stride, int64_t n, float* Y,
                  size_t ldy) {
   if (r1 <= r0) return;
-  // The bytes the kernel reads: a column slice (a shared expert's part of the shared
-  // down matrix) reads only its columns of each row.
-  count_weight_bytes(W.layout == Layout::Tiles16 ? static_cast<uint64_t>((r1 - r0 + kTileRows - 1) / kTileRows) *
-                                                       static_cast<uint64_t>(W.cols / tile_block_cols(W.type)) * tile_block_bytes(W.type)
-                                                 : static_cast<uint64_t>(r1 - r0) * row_bytes(W.type, W.cols));
+  count_weight_bytes(bytes_read(W, r0, r1));
   if (W.layout == Layout::Tiles16) {
     if (r0 % kTileRows) fail("matmul: tiled rows must start at a multiple of ", kTileRows);
     const Settings& set = settings();
@@ -233,29 +238,9 @@ ActFormat kernel_activation_format(const WeightView& W) {
   return kernel_table(active_isa()).get(W.type) ? activation_format(W.type) : ActFormat::F32;
 }
 
-namespace {
-
-// Units [u0, u1) of the products' rows taken as one sequence of 16-row units (a tile
-// each when tiled): fn(product, r0, r1) for each product the run touches.
-template <class Fn>
-void for_each_product_rows(const Product* products, int count, int64_t u0, int64_t u1, Fn&& fn) {
-  int64_t base = 0;
-  for (int p = 0; p < count && u0 < u1; ++p) {
-    const WeightView& W = *products[p].W;
-    const int64_t end = base + (W.rows + kTileRows - 1) / kTileRows;
-    if (u0 < end) {
-      const int64_t b = std::min(end, u1);
-      fn(p, (u0 - base) * kTileRows, std::min(W.rows, (b - base) * kTileRows));
-      u0 = b;
-    }
-    base = end;
-  }
-}
-
-// 256 rows per run: the size of a MoE work item (ffn.cpp), one call's tiles within L2.
+// The products' rows in 16-row units (a tile each when tiled), 256 rows per run: the
+// size of a MoE work item (ffn.cpp), one call's tiles within L2.
 constexpr int64_t kUnitsPerRun = 16;
-
-}  // namespace
 
 void matmul(const WeightView& W, const float* X, int64_t n, float* Y) {
   const Product p{&W, Y};
@@ -298,9 +283,8 @@ void matmul_same_input(const Product* products, int count, const float* X, int64
     for (int p = 0; p < count; ++p) rows(p, 0, products[p].W->rows);
     return;
   }
-  int64_t units = 0;
-  for (int p = 0; p < count; ++p) units += (products[p].W->rows + kTileRows - 1) / kTileRows;
-  SplitQueue queue(units, nt, kUnitsPerRun);
+  auto rows_of = [&](int p) { return products[p].W->rows; };
+  SplitQueue queue(units_of_parts(count, kTileRows, rows_of), nt, kUnitsPerRun);
 #pragma omp parallel num_threads(nt)
   {
     PhaseTimer phase(Phase::Projections);
@@ -308,7 +292,7 @@ void matmul_same_input(const Product* products, int count, const float* X, int64
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < n; ++t) quantize_activation_row(f, X + t * W0.cols, buf + static_cast<size_t>(t) * x_stride, W0.cols);
     }
-    for (int64_t u0, u1; queue.next(omp_get_thread_num(), u0, u1);) for_each_product_rows(products, count, u0, u1, rows);
+    for (int64_t u0, u1; queue.next(omp_get_thread_num(), u0, u1);) for_each_part_rows(count, kTileRows, rows_of, u0, u1, rows);
     phase.end_of_region();
   }
 }

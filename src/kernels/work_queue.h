@@ -59,4 +59,29 @@ class SplitQueue {
   std::unique_ptr<Segment[]> segments_;
 };
 
+// A step's units are the rows of several parts (matrices, or selected experts) laid end
+// to end, each part cut into units of `unit_rows` rows (its last unit may be short);
+// rows_of(i) is part i's row count.
+template <class RowsOf>
+int64_t units_of_parts(int count, int64_t unit_rows, RowsOf&& rows_of) {
+  int64_t units = 0;
+  for (int i = 0; i < count; ++i) units += (rows_of(i) + unit_rows - 1) / unit_rows;
+  return units;
+}
+
+// fn(part, r0, r1) for each part that units [u0, u1) touch, with its rows among them.
+template <class RowsOf, class Fn>
+void for_each_part_rows(int count, int64_t unit_rows, RowsOf&& rows_of, int64_t u0, int64_t u1, Fn&& fn) {
+  int64_t base = 0;
+  for (int i = 0; i < count && u0 < u1; ++i) {
+    const int64_t rows = rows_of(i), end = base + (rows + unit_rows - 1) / unit_rows;
+    if (u0 < end) {
+      const int64_t b = std::min(end, u1);
+      fn(i, (u0 - base) * unit_rows, std::min(rows, (b - base) * unit_rows));
+      u0 = b;
+    }
+    base = end;
+  }
+}
+
 }  // namespace mlamoe::kernels

@@ -229,8 +229,8 @@ TEST_P(MatmulTest, PaddedRowsSingleBlockAndThreads) {
   }
 }
 
-// Threads claim runs of rows from one queue over all the products (how long a run is
-// depends on timing), so every row must come out as one thread alone computes it: the
+// Threads take runs of rows of all the products from a shared queue (which thread takes
+// which run depends on timing), so every row must come out as one thread alone computes it: the
 // same bits with 2 threads as with 1, in the file's rows and, where there are tiles, in
 // tiles, including the ragged last tile of each product.
 TEST_P(MatmulTest, SameInputProductsGiveTheBitsOfOneThread) {
