@@ -8,7 +8,9 @@
 
 namespace mlamoe::kernels {
 
-int64_t quantize_q8_blocks_avx2(const float* x, ActQ8* b, int64_t n);  // act_quant_avx2.cpp
+// act_quant_avx2.cpp
+int64_t quantize_q8_blocks_avx2(const float* x, ActQ8* b, int64_t n);
+int64_t quantize_q8k32_blocks_avx2(const float* x, ActQ8K32* b, int64_t n);
 
 ActFormat activation_format(GgmlType t) {
   switch (t) {
@@ -26,6 +28,7 @@ size_t activation_row_bytes(ActFormat f, int64_t cols) {
     case ActFormat::Q8:
     case ActFormat::Q8S16: return static_cast<size_t>(cols / 32) * sizeof(ActQ8);
     case ActFormat::Q8K: return static_cast<size_t>(cols / QK_K) * sizeof(BlockQ8_K);
+    case ActFormat::Q8K32: return static_cast<size_t>(cols / QK_K) * sizeof(ActQ8K32);
     default: return static_cast<size_t>(cols) * sizeof(float);
   }
 }
@@ -90,8 +93,29 @@ void quantize_activation_row(ActFormat f, const float* x, void* dst, int64_t col
       }
       return;
     }
+    case ActFormat::Q8K32: {
+      if (cols % QK_K) fail("activation row of ", cols, " values is not a multiple of ", QK_K);
+      auto* b = static_cast<ActQ8K32*>(dst);
+      int64_t i = 0;
+      if (active_isa() != Isa::Scalar) i = quantize_q8k32_blocks_avx2(x, b, cols / QK_K);
+      for (x += QK_K * i; i < cols / QK_K; ++i, x += QK_K) {
+        b[i].d = quantize_block(x, QK_K, b[i].qs);
+        for (int j = 0; j < 8; ++j) {
+          int s = 0;
+          for (int k = 0; k < 32; ++k) s += b[i].qs[32 * j + k];
+          b[i].sums[j] = static_cast<int16_t>(s);
+        }
+      }
+      return;
+    }
     default: std::memcpy(dst, x, static_cast<size_t>(cols) * sizeof(float));
   }
+}
+
+// Blocks of 256 values with one scale d and quants qs (BlockQ8_K, ActQ8K32).
+template <class Block>
+static void dequantize_super_blocks(const Block* b, float* x, int64_t cols) {
+  for (int64_t i = 0; i < cols; ++i) x[i] = b[i / QK_K].d * b[i / QK_K].qs[i % QK_K];
 }
 
 void dequantize_activation_row(ActFormat f, const void* src, float* x, int64_t cols) {
@@ -102,11 +126,8 @@ void dequantize_activation_row(ActFormat f, const void* src, float* x, int64_t c
       for (int64_t i = 0; i < cols; ++i) x[i] = b[i / 32].d * b[i / 32].qs[i % 32];
       return;
     }
-    case ActFormat::Q8K: {
-      auto* b = static_cast<const BlockQ8_K*>(src);
-      for (int64_t i = 0; i < cols; ++i) x[i] = b[i / QK_K].d * b[i / QK_K].qs[i % QK_K];
-      return;
-    }
+    case ActFormat::Q8K: return dequantize_super_blocks(static_cast<const BlockQ8_K*>(src), x, cols);
+    case ActFormat::Q8K32: return dequantize_super_blocks(static_cast<const ActQ8K32*>(src), x, cols);
     default: std::memcpy(x, src, static_cast<size_t>(cols) * sizeof(float));
   }
 }

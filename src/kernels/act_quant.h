@@ -7,6 +7,10 @@
 //             per 16 columns).
 //   BlockQ8_K — 256 values, sums per 16, for the K-quants (their per-sub-block mins and
 //             Q6_K's "-32" offset are applied through these sums).
+//   ActQ8K32 — 256 values with one scale and sums per 32, for tiled Q4_K weights: one
+//             scale per super-block lets the kernel weight each sub-block's int32 sum by
+//             its 6-bit scale in int32, and the per-32 sums meet the 6-bit mins in one
+//             int16 pair product per two sub-blocks.
 // Float weights (F32/F16/BF16) are dotted with the float activations directly.
 #pragma once
 #include <cstddef>
@@ -34,7 +38,16 @@ struct ActQ8S16 {
 #pragma pack(pop)
 static_assert(sizeof(ActQ8S16) == sizeof(ActQ8));
 
-enum class ActFormat { F32, Q8, Q8K, Q8S16 };
+#pragma pack(push, 1)
+struct ActQ8K32 {
+  float d;          // x ≈ d * qs, all 256
+  int16_t sums[8];  // sums of qs[32j..32j+31]; sums[2p], sums[2p+1] are one dword
+  int8_t qs[256];
+};
+#pragma pack(pop)
+static_assert(sizeof(ActQ8K32) == 276);
+
+enum class ActFormat { F32, Q8, Q8K, Q8S16, Q8K32 };
 
 // The activation format the kernels use with weights of `weight_type`.
 ActFormat activation_format(GgmlType weight_type);

@@ -233,8 +233,10 @@ void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq,
 }
 
 ActFormat kernel_activation_format(const WeightView& W) {
-  if (W.layout == Layout::Tiles16)
-    return active_isa() != Isa::Avx512 ? ActFormat::F32 : W.type == GgmlType::Q6_K ? ActFormat::Q8S16 : ActFormat::Q8;
+  if (W.layout == Layout::Tiles16) {
+    if (active_isa() != Isa::Avx512) return ActFormat::F32;
+    return W.type == GgmlType::Q6_K ? ActFormat::Q8S16 : W.type == GgmlType::Q4_K ? ActFormat::Q8K32 : ActFormat::Q8;
+  }
   return kernel_table(active_isa()).get(W.type) ? activation_format(W.type) : ActFormat::F32;
 }
 

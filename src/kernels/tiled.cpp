@@ -40,6 +40,11 @@ size_t tiled_bytes(const WeightView& W) {
 
 namespace {
 
+// Where m_j of row r sits in a Q4_K tile-block.
+constexpr size_t q4_k_tile_min_at(int j, int64_t r) {
+  return kQ4KTileMin + 32 * static_cast<size_t>(j / 2) + 2 * static_cast<size_t>(r) + static_cast<size_t>(j % 2);
+}
+
 // Row r's part of a Q4_K tile-block from the file's super-block.
 void pack_q4_k_row(const BlockQ4_K& blk, int r, uint8_t* out) {
   std::memcpy(out + 2 * r, &blk.d, 2);
@@ -48,7 +53,7 @@ void pack_q4_k_row(const BlockQ4_K& blk, int r, uint8_t* out) {
   unpack_k_scales(blk.scales, sc, m);
   for (int j = 0; j < 8; ++j) {
     out[kQ4KTileSc + kTileRows * j + r] = sc[j];
-    out[kQ4KTileMin + kTileRows * j + r] = m[j];
+    out[q4_k_tile_min_at(j, r)] = m[j];
   }
   for (int c = 0; c < 4; ++c)
     for (int g = 0; g < 8; ++g) std::memcpy(out + kQ4KTileQuants + 512 * c + 64 * g + 4 * r, blk.qs + 32 * c + 4 * g, 4);
@@ -145,9 +150,8 @@ void dequantize_q4_k_tile_row(const uint8_t* tb, int64_t lane, float* out) {
   std::memcpy(&h[1], tb + 2 * kTileRows + 2 * lane, 2);
   const float d = fp16_to_fp32(h[0]), dmin = fp16_to_fp32(h[1]);
   for (int c = 0; c < 4; ++c) {
-    const float d1 = d * tb[kQ4KTileSc + kTileRows * (2 * c) + lane], m1 = dmin * tb[kQ4KTileMin + kTileRows * (2 * c) + lane];
-    const float d2 = d * tb[kQ4KTileSc + kTileRows * (2 * c + 1) + lane],
-                m2 = dmin * tb[kQ4KTileMin + kTileRows * (2 * c + 1) + lane];
+    const float d1 = d * tb[kQ4KTileSc + kTileRows * (2 * c) + lane], m1 = dmin * tb[q4_k_tile_min_at(2 * c, lane)];
+    const float d2 = d * tb[kQ4KTileSc + kTileRows * (2 * c + 1) + lane], m2 = dmin * tb[q4_k_tile_min_at(2 * c + 1, lane)];
     for (int g = 0; g < 8; ++g)
       for (int i = 0; i < 4; ++i) {
         const uint8_t q = tb[kQ4KTileQuants + 512 * c + 64 * g + 4 * lane + i];

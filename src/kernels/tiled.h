@@ -12,7 +12,9 @@
 // Q8_0: 8 groups; group s holds columns 4s..4s+3 as unsigned bytes q + 128.
 // Q4_K (weight = d·sc_j·q − dmin·m_j in sub-block j of 32 columns, q in 0..15):
 //   16 × fp16 d, 16 × fp16 dmin (64 bytes), then sc_j of the 16 rows for j = 0..7 as
-//   bytes (128), then m_j likewise (128) — the file's 6-bit fields unpacked — then 4
+//   bytes (128), then m_j in pairs (128): 32 bytes per pair p, m_2p and m_2p+1 of row r
+//   at 2r and 2r + 1, so widened to int16 each row's pair is one dword against the
+//   activations' pair of sums (the file's 6-bit fields unpacked) — then 4
 //   chunks of 512 bytes: chunk c is 8 groups, group g holding each row's original
 //   qs[32c+4g..32c+4g+3], whose low nibbles are columns 4g..4g+3 of sub-block 2c and
 //   high nibbles the same columns of sub-block 2c+1. 2368 bytes for 4096 weights
@@ -45,7 +47,7 @@ size_t tile_block_bytes(GgmlType t);
 
 // The parts of a Q4_K tile-block.
 constexpr size_t kQ4KTileSc = 4 * kTileRows;             // sc_j of row r at kQ4KTileSc + 16 j + r
-constexpr size_t kQ4KTileMin = kQ4KTileSc + 8 * kTileRows;  // m_j likewise
+constexpr size_t kQ4KTileMin = kQ4KTileSc + 8 * kTileRows;  // m_j of row r at kQ4KTileMin + 32 (j/2) + 2r + j%2
 constexpr size_t kQ4KTileQuants = kQ4KTileMin + 8 * kTileRows;
 constexpr size_t kQ4KTileBytes = kQ4KTileQuants + 4 * 8 * 64;
 
@@ -56,8 +58,9 @@ constexpr size_t kQ6KTileSub = 3 * 64;                          // groups A, B, 
 constexpr size_t kQ6KTileBytes = kQ6KTileQuants + 16 * kQ6KTileSub;
 
 // y[t * ldy + 16 i + r] for tiles i < n_tiles of nb tile-blocks each, rows r < 16 (rows
-// beyond `valid_rows` in the range are not written), tokens t < ntok with ActQ8
-// activation rows x_stride apart.
+// beyond `valid_rows` in the range are not written), tokens t < ntok with activation
+// rows (kernel_activation_format: ActQ8, ActQ8S16 for Q6_K, ActQ8K32 for Q4_K) x_stride
+// apart.
 using TiledFn = void (*)(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                          const uint8_t* x, size_t x_stride, int64_t ntok, float* y, size_t ldy);
 

@@ -16,6 +16,17 @@
 namespace mlamoe::kernels {
 namespace {
 
+// A 64-byte vector loaded into a register once. Without the empty asm GCC folds the load
+// into every instruction that uses the vector (both nibble masks, a mask and a shift),
+// and a Zen 4 core moves one 512-bit load per cycle: the Q4_K decode kernel's dot
+// products alone on L1-resident tiles took 39 ns per tile-block with the load folded
+// twice and 27 ns with one load.
+inline __m512i load_once(const uint8_t* p) {
+  __m512i v = _mm512_loadu_si512(p);
+  asm("" : "+v"(v));
+  return v;
+}
+
 struct UnpackQ4_0 {
   static constexpr GgmlType kType = GgmlType::Q4_0;
   static constexpr int kOffset = 8;
@@ -24,7 +35,7 @@ struct UnpackQ4_0 {
   static inline void unpack(const uint8_t* q, __m512i* w) {
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     for (int g = 0; g < 4; ++g) {
-      const __m512i v = _mm512_loadu_si512(q + 64 * g);
+      const __m512i v = load_once(q + 64 * g);
       w[g] = _mm512_and_si512(v, low4);
       w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
     }
@@ -35,7 +46,7 @@ struct UnpackQ4_0 {
   static inline void unpack_high_in_place(const uint8_t* q, __m512i* w) {
     const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
     for (int g = 0; g < 4; ++g) {
-      const __m512i v = _mm512_loadu_si512(q + 64 * g);
+      const __m512i v = load_once(q + 64 * g);
       w[g] = _mm512_and_si512(v, low4);
       w[g + 4] = _mm512_and_si512(v, high4);
     }
@@ -56,6 +67,7 @@ struct UnpackQ8_0 {
 // Each kind of tile as the driver below sees it: dot (NT ≥ 2 tokens) and dot_decode.
 template <class U>
 struct Block32Tiles {
+  using Act = ActQ8;
   template <int NT>
   static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows);
   template <bool Prefetch>
@@ -152,28 +164,51 @@ void tile_dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, 
 constexpr int kTokenGroup = 8;
 constexpr int64_t kTokenChunk = 64;  // 160 KB of activations: an L2 slice (1 MB) holds them
 
-// Q4_K super-blocks (tiled.h): per sub-block j of 32 columns the 8 vpdpbusd give Σ q·x
-// of 16 rows in int32; it is weighted by d·sc_j · dx_j, and dmin·m_j · dx_j·Σx_j is
-// taken off (d·sc_j and dmin·m_j rounded as the file's dequantizer rounds them).
+// Q4_K super-blocks (tiled.h) against ActQ8K32 activations (one scale dx per super-block):
+// per sub-block j the vpdpbusd give Σ q·x of 16 rows in int32, weighted by sc_j in int32
+// (vpmulld) and summed over the super-block; the mins Σ_j m_j · Σx_j are two sub-blocks
+// per vpdpwssd (tiled.h's m pairs against the activations' pairs of sums). So a
+// super-block ends in two int32 sums per row and two float multiply-adds:
+// d·dx·Σ sc_j Σq·x − dmin·dx·Σ m_j Σx, where the per-32 scaled form spent a convert, two
+// scalings and a fused add per sub-block on the sum and as many on the min: kernels_bench
+// q4_K/avx512-tiled/n64/t2 (prefill) 2.0–2.4 → 2.35–2.7 GB/s of weights, alternating
+// runs. The one-token kernel gained little from it (it was bound by its loads: load_once).
 struct Q4KTiles {
-  // sc_j (or m_j) of the 16 rows times the super-block's d (or dmin).
-  static inline __m512 scaled(__m512 d, const uint8_t* bytes16) {
-    return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes16)))));
-  }
+  using Act = ActQ8K32;
+  // (the zero-masked form: GCC 12 warns of the plain one's undefined pass-through here)
   static inline __m512 d_of(const uint8_t* tb, size_t at) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb + at)));
+    return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb + at)));
   }
-  static inline float min_weight(const ActQ8& x) { return x.d * static_cast<float>(x.sum); }
+  // sc_j of the 16 rows as int32.
+  static inline __m512i sc(const uint8_t* tb, int j) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileSc + kTileRows * j)));
+  }
+  // m_2p, m_2p+1 of the 16 rows as int16 pairs.
+  static inline __m512i min_pair(const uint8_t* tb, int p) {
+    return _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb + kQ4KTileMin + 32 * p)));
+  }
+  static inline __m512i sums_pair(const ActQ8K32& x, int p) {
+    int32_t v;
+    std::memcpy(&v, x.sums + 2 * p, 4);
+    return _mm512_set1_epi32(v);
+  }
+  // acc += d·dx·total − dmin·dx·mins for one super-block.
+  static inline __m512 finish(const uint8_t* tb, float dx, __m512i total, __m512i mins, __m512 acc) {
+    const __m512 vdx = _mm512_set1_ps(dx);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(d_of(tb, 0), vdx), acc);
+    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(d_of(tb, 2 * kTileRows), vdx), acc);
+  }
 
   template <int NT>
-  static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
+  static void dot(const uint8_t* tile, int64_t nb, const ActQ8K32* const* xs, float* const* ys, __mmask16 rows) {
     constexpr int C = kChains<NT>;
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     __m512 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* tb = tile + static_cast<size_t>(b) * kQ4KTileBytes;
-      const __m512 d = d_of(tb, 0), dmin = d_of(tb, 2 * kTileRows);
+      __m512i total[NT];
+      for (int t = 0; t < NT; ++t) total[t] = _mm512_setzero_si512();
       for (int j = 0; j < 8; ++j) {  // sub-block j: nibbles of chunk j/2, low for even j
         const uint8_t* q = tb + kQ4KTileQuants + 512 * (j / 2);
         __m512i w[8];
@@ -181,57 +216,59 @@ struct Q4KTiles {
           const __m512i v = _mm512_loadu_si512(q + 64 * g);
           w[g] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, low4);
         }
-        const __m512 ds = scaled(d, tb + kQ4KTileSc + kTileRows * j), dm = scaled(dmin, tb + kQ4KTileMin + kTileRows * j);
-        const int64_t xb = 8 * b + j;
         __m512i isum[NT][C];
         for (int t = 0; t < NT; ++t)
           for (int c = 0; c < C; ++c) isum[t][c] = _mm512_setzero_si512();
         for (int g = 0; g < 8; ++g)
           for (int t = 0; t < NT; ++t)
-            isum[t][g % C] = _mm512_dpbusd_epi32(isum[t][g % C], w[g], broadcast4(xs[t][xb].qs + 4 * g));
+            isum[t][g % C] = _mm512_dpbusd_epi32(isum[t][g % C], w[g], broadcast4(xs[t][b].qs + 32 * j + 4 * g));
+        const __m512i sc_j = sc(tb, j);
         for (int t = 0; t < NT; ++t) {
           __m512i sum = isum[t][0];
           for (int c = 1; c < C; ++c) sum = _mm512_add_epi32(sum, isum[t][c]);
-          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(ds, _mm512_set1_ps(xs[t][xb].d)), acc[t]);
-          acc[t] = _mm512_fnmadd_ps(dm, _mm512_set1_ps(min_weight(xs[t][xb])), acc[t]);
+          total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc_j));
         }
+      }
+      __m512i m[4];
+      for (int p = 0; p < 4; ++p) m[p] = min_pair(tb, p);
+      for (int t = 0; t < NT; ++t) {
+        __m512i mins = _mm512_setzero_si512();
+        for (int p = 0; p < 4; ++p) mins = _mm512_dpwssd_epi32(mins, m[p], sums_pair(xs[t][b], p));
+        acc[t] = finish(tb, xs[t][b].d, total[t], mins, acc[t]);
       }
     }
     for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(ys[t], rows, acc[t]);
   }
 
   // One token: prefetches as Block32Tiles' decode does; each 64-byte group feeds both
-  // sub-blocks of its chunk, the high nibbles unshifted (16× their value, taken out of
-  // the int32 sum with one shift).
+  // sub-blocks of its chunk, the high nibbles unshifted (16× their value, exact in
+  // int32, so their weighted sum is shifted back once per super-block).
   template <bool Prefetch>
-  static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows) {
+  static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8K32* x, float* y, __mmask16 rows) {
     const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
-    __m512 acc = _mm512_setzero_ps(), acc_min = _mm512_setzero_ps();
+    __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* tb = tile + static_cast<size_t>(b) * kQ4KTileBytes;
       prefetch_ahead<Prefetch>(tb, kQ4KTileBytes);
-      const __m512 d = d_of(tb, 0), dmin = d_of(tb, 2 * kTileRows);
-      const ActQ8* xb = x + 8 * b;
+      const ActQ8K32& xb = x[b];
+      __m512i total_low = _mm512_setzero_si512(), total_high = total_low;  // even, odd sub-blocks
       for (int c = 0; c < 4; ++c) {
         const uint8_t* q = tb + kQ4KTileQuants + 512 * c;
-        const ActQ8 &x_low = xb[2 * c], &x_high = xb[2 * c + 1];
+        const int8_t *x_low = xb.qs + 64 * c, *x_high = x_low + 32;
         __m512i low[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, high[2] = {low[0], low[0]};
         for (int g = 0; g < 8; ++g) {
-          const __m512i v = _mm512_loadu_si512(q + 64 * g);
-          low[g % 2] = _mm512_dpbusd_epi32(low[g % 2], _mm512_and_si512(v, low4), broadcast4(x_low.qs + 4 * g));
-          high[g % 2] = _mm512_dpbusd_epi32(high[g % 2], _mm512_and_si512(v, high4), broadcast4(x_high.qs + 4 * g));
+          const __m512i v = load_once(q + 64 * g);
+          low[g % 2] = _mm512_dpbusd_epi32(low[g % 2], _mm512_and_si512(v, low4), broadcast4(x_low + 4 * g));
+          high[g % 2] = _mm512_dpbusd_epi32(high[g % 2], _mm512_and_si512(v, high4), broadcast4(x_high + 4 * g));
         }
-        const __m512i lo = _mm512_add_epi32(low[0], low[1]);
-        const __m512i hi = _mm512_srai_epi32(_mm512_add_epi32(high[0], high[1]), 4);
-        const uint8_t* sc = tb + kQ4KTileSc + kTileRows * 2 * c;
-        const uint8_t* m = tb + kQ4KTileMin + kTileRows * 2 * c;
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), _mm512_mul_ps(scaled(d, sc), _mm512_set1_ps(x_low.d)), acc);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), _mm512_mul_ps(scaled(d, sc + kTileRows), _mm512_set1_ps(x_high.d)), acc);
-        acc_min = _mm512_fmadd_ps(scaled(dmin, m), _mm512_set1_ps(min_weight(x_low)), acc_min);
-        acc_min = _mm512_fmadd_ps(scaled(dmin, m + kTileRows), _mm512_set1_ps(min_weight(x_high)), acc_min);
+        total_low = _mm512_add_epi32(total_low, _mm512_mullo_epi32(_mm512_add_epi32(low[0], low[1]), sc(tb, 2 * c)));
+        total_high = _mm512_add_epi32(total_high, _mm512_mullo_epi32(_mm512_add_epi32(high[0], high[1]), sc(tb, 2 * c + 1)));
       }
+      __m512i mins = _mm512_setzero_si512();
+      for (int p = 0; p < 4; ++p) mins = _mm512_dpwssd_epi32(mins, min_pair(tb, p), sums_pair(xb, p));
+      acc = finish(tb, xb.d, _mm512_add_epi32(total_low, _mm512_srai_epi32(total_high, 4)), mins, acc);
     }
-    _mm512_mask_storeu_ps(y, rows, _mm512_sub_ps(acc, acc_min));
+    _mm512_mask_storeu_ps(y, rows, acc);
   }
 };
 
@@ -241,12 +278,13 @@ struct Q4KTiles {
 // half sums), which takes the offset out exactly in int32, and is weighted by
 // d·sc_j · dx.
 struct Q6KTiles {
+  using Act = ActQ8;  // read as ActQ8S16 (the same bytes with the sum split)
   static inline const ActQ8S16& act(const ActQ8* x) { return *reinterpret_cast<const ActQ8S16*>(x); }
   // w[g] = 16 rows × columns 16j + 4g .. 16j + 4g + 3 as bytes q.
   static inline void unpack(const uint8_t* tb, int j, __m512i* w) {
     const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j);
     const __m512i low6 = _mm512_set1_epi8(0x3F), low2 = _mm512_set1_epi8(0x03), low4 = _mm512_set1_epi8(0x0F);
-    const __m512i a = _mm512_loadu_si512(sub), b = _mm512_loadu_si512(sub + 64), c = _mm512_loadu_si512(sub + 128);
+    const __m512i a = load_once(sub), b = load_once(sub + 64), c = load_once(sub + 128);
     w[0] = _mm512_and_si512(a, low6);
     w[1] = _mm512_and_si512(b, low6);
     w[2] = _mm512_and_si512(c, low6);
@@ -337,7 +375,7 @@ void Block32Tiles<U>::dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x
 }
 
 template <class K, bool Prefetch, int NT>
-void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
+void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const typename K::Act* const* xs, float* const* ys, __mmask16 rows) {
   if constexpr (NT > 1) {
     if (nt < NT) return tile_dot_n<K, Prefetch, NT - 1>(nt, tile, nb, xs, ys, rows);
   }
@@ -345,12 +383,17 @@ void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const ActQ8* const* xs,
   else K::template dot<NT>(tile, nb, xs, ys, rows);
 }
 
+// The valid rows of tile i as a mask.
+inline __mmask16 tile_rows(int64_t valid_rows, int64_t i) {
+  const int64_t left = valid_rows - i * kTileRows;
+  return left >= kTileRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
 template <class K, bool Prefetch>
 void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                  const uint8_t* x, size_t x_stride, int64_t c0, int64_t c1, float* y, size_t ldy) {
   for (int64_t i = 0; i < n_tiles; ++i) {
-    const int64_t left = valid_rows - i * kTileRows;
-    const __mmask16 rows = left >= kTileRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+    const __mmask16 rows = tile_rows(valid_rows, i);
     const uint8_t* tile = tiles + static_cast<size_t>(i) * tile_stride;
     if (c0 == 0 && c1 > 1 && i + 1 < n_tiles)
       // The next tile comes from memory while this one is swept by every token group
@@ -360,10 +403,10 @@ void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int6
       for (size_t o = 0; o < tile_stride; o += 64) _mm_prefetch(reinterpret_cast<const char*>(tile + tile_stride + o), _MM_HINT_T1);
     for (int64_t t0 = c0; t0 < c1; t0 += kTokenGroup) {
       const int nt = c1 - t0 < kTokenGroup ? static_cast<int>(c1 - t0) : kTokenGroup;
-      const ActQ8* xs[kTokenGroup] = {};
+      const typename K::Act* xs[kTokenGroup] = {};
       float* ys[kTokenGroup] = {};
       for (int t = 0; t < nt; ++t) {
-        xs[t] = reinterpret_cast<const ActQ8*>(x + static_cast<size_t>(t0 + t) * x_stride);
+        xs[t] = reinterpret_cast<const typename K::Act*>(x + static_cast<size_t>(t0 + t) * x_stride);
         ys[t] = y + static_cast<size_t>(t0 + t) * ldy + static_cast<size_t>(i * kTileRows);
       }
       tile_dot_n<K, Prefetch, kTokenGroup>(nt, tile, nb, xs, ys, rows);

@@ -1,7 +1,9 @@
 // Every fused kernel × every ISA this CPU has, against the reference (dequantize the
 // row with format/quant, dot in double). Two checks per output:
 //  * exact arithmetic: against Σ w_c · x̂_c with x̂ the quantized activations the kernel
-//    actually multiplies — only float32 rounding may differ;
+//    actually multiplies — only float32 rounding may differ, relative to the size of
+//    what is summed (for Q4_K/Q5_K the scale part d·sc·q and the min part dmin·m of a
+//    weight, which kernels sum apart: a weight of 0 can be two large equal parts);
 //  * end to end: against matmul_reference on the float activations, within the error
 //    budget the activation format allows, Σ |w_c| · d_block(c) / 2.
 #include <gtest/gtest.h>
@@ -109,6 +111,19 @@ Weights make_weights(GgmlType type, int64_t rows, int64_t cols, Data data, std::
   return w;
 }
 
+// |dmin · m| of column k's sub-block in a Q4_K/Q5_K row (both start d, dmin, scales),
+// else 0: with it |d·sc·q| + |dmin·m| ≤ |w| + 2 |dmin·m|.
+double min_part(GgmlType type, const uint8_t* row, int64_t k) {
+  if (type != GgmlType::Q4_K && type != GgmlType::Q5_K) return 0;
+  const size_t bs = type_traits(type)->type_size;
+  const uint8_t* blk = row + bs * static_cast<size_t>(k / QK_K);
+  uint16_t dmin;
+  std::memcpy(&dmin, blk + 2, 2);
+  uint8_t sc[8], m[8];
+  unpack_k_scales(blk + 4, sc, m);
+  return std::fabs(static_cast<double>(fp16_to_fp32(dmin)) * m[k % QK_K / 32]);
+}
+
 std::vector<float> make_activations(int64_t n, int64_t cols, Data data, std::mt19937& rng) {
   std::vector<float> x(static_cast<size_t>(n * cols));
   std::normal_distribution<float> normal(0.f, 1.f);
@@ -182,7 +197,7 @@ void check(const Case& c, Isa isa, int64_t n, std::mt19937& rng) {
       for (int64_t k = 0; k < cols; ++k) {
         const double wk = wr[static_cast<size_t>(k)], xk = xh[static_cast<size_t>(k)];
         exact += wk * xk;
-        magnitude += std::fabs(wk * xk);
+        magnitude += (std::fabs(wk) + 2 * min_part(c.type, w.view.row(r), k)) * std::fabs(xk);
         magnitude_x += std::fabs(wk * xt[k]);
         budget += std::fabs(wk) * std::fabs(xt[k] - xk);  // what activation rounding may cost
       }
@@ -388,7 +403,7 @@ TEST(ActivationQuant, EveryIsaGivesTheScalarBytes) {
   for (int64_t i = 1024; i < 1056; ++i) rows[5][static_cast<size_t>(i)] = 1e-38f * static_cast<float>(i - 1040);
   for (auto& v : rows[1]) v *= 1e37f;
   for (const auto& x : rows)
-    for (ActFormat f : {ActFormat::Q8, ActFormat::Q8S16}) {
+    for (ActFormat f : {ActFormat::Q8, ActFormat::Q8S16, ActFormat::Q8K32}) {
       std::vector<uint8_t> want(activation_row_bytes(f, cols)), got(want.size());
       set_isa(Isa::Scalar);
       quantize_activation_row(f, x.data(), want.data(), cols);
@@ -403,7 +418,7 @@ TEST(ActivationQuant, EveryIsaGivesTheScalarBytes) {
 
 TEST(ActivationQuant, RoundTripWithinHalfAStep) {
   std::mt19937 rng(5);
-  for (ActFormat f : {ActFormat::Q8, ActFormat::Q8K}) {
+  for (ActFormat f : {ActFormat::Q8, ActFormat::Q8K, ActFormat::Q8K32}) {
     std::vector<float> x = make_activations(1, 1024, Data::Adversarial, rng), back(1024);
     std::vector<uint8_t> q(activation_row_bytes(f, 1024));
     quantize_activation_row(f, x.data(), q.data(), 1024);
@@ -424,6 +439,15 @@ TEST(ActivationQuant, RoundTripWithinHalfAStep) {
         EXPECT_EQ(s, blk->bsums[g]);
       }
     }
+    if (f == ActFormat::Q8K32)  // sums are the sums of the quants per 32
+      for (int b = 0; b < 1024 / 256; ++b) {
+        auto* blk = reinterpret_cast<const ActQ8K32*>(q.data()) + b;
+        for (int j = 0; j < 8; ++j) {
+          int s = 0;
+          for (int i = 0; i < 32; ++i) s += blk->qs[32 * j + i];
+          EXPECT_EQ(s, blk->sums[j]) << "block " << b << " sum " << j;
+        }
+      }
   }
 }
 
