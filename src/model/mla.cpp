@@ -5,6 +5,8 @@
 // Naive:    k_nope = W_UK c_kv, v = W_UV c_kv per head, then standard attention.
 // Absorbed: q_nope·(W_UK c_kv) = (W_UK^T q_nope)·c_kv, so scores are taken directly
 //           against the cached latents, and W_UV is applied once after the weighted sum.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -13,6 +15,7 @@
 #include "kernels/attention_dense.h"
 #include "kernels/kernels.h"
 #include "kernels/phase_profile.h"
+#include "kernels/work_queue.h"
 #include "model/layers.h"
 #include "model/ops.h"
 #include "model/rope.h"
@@ -74,14 +77,17 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   const int64_t rows = T * D.H;
   std::vector<float> q_lat(static_cast<size_t>(rows * D.d_c)), q_rope(static_cast<size_t>(rows * D.d_rope));
   std::vector<int64_t> last_pos(static_cast<size_t>(rows));
-  // One parallel pass over the heads (each head's W_UK^T is too small to split); taken
-  // one at a time, as a static half stalls the faster core behind the slower.
+  // One parallel pass over the heads (each head's W_UK^T is too small to split). Each
+  // thread takes the heads of its own half one at a time, so consecutive heads' weights
+  // are one stream, and the faster core then takes heads from the back of the other's
+  // half (a static half stalled it behind the slower; heads dealt out in turn had each
+  // core jump to a new 70 KB stream every head).
+  kernels::SplitQueue absorb_heads(D.H, kernels::threads(), 1);
 #pragma omp parallel num_threads(kernels::threads())
   {
     kernels::PhaseTimer phase(kernels::Phase::AbsorbQuery);
     std::vector<float> q_nope(static_cast<size_t>(T * D.d_nope)), q_lat_h(static_cast<size_t>(T * D.d_c));
-#pragma omp for schedule(dynamic, 1) nowait
-    for (int64_t h = 0; h < D.H; ++h) {
+    for (int64_t h, h1; absorb_heads.next(omp_get_thread_num(), h, h1);) {
       for (int64_t t = 0; t < T; ++t)
         std::copy_n(q.data() + (t * D.H + h) * D.d_qk, D.d_nope, q_nope.data() + t * D.d_nope);
       absorb_query(L, D, h, q_nope.data(), T, q_lat_h.data());
@@ -165,12 +171,12 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
     i = j;
   }
 
+  kernels::SplitQueue value_heads(D.H, kernels::threads(), 1);  // as the absorbing pass
 #pragma omp parallel num_threads(kernels::threads())
   {
     kernels::PhaseTimer phase(kernels::Phase::ValueUp);
     std::vector<float> x(static_cast<size_t>(T * D.d_c)), v(static_cast<size_t>(T * D.d_v));
-#pragma omp for schedule(dynamic, 1) nowait
-    for (int64_t h = 0; h < D.H; ++h) {
+    for (int64_t h, h1; value_heads.next(omp_get_thread_num(), h, h1);) {
       for (int64_t t = 0; t < T; ++t)
         std::copy_n(ctx_lat.data() + (slot[static_cast<size_t>(t)] * D.H + h) * D.d_c, D.d_c, x.data() + t * D.d_c);
       up_project_value(L, D, h, x.data(), T, v.data());
