@@ -171,7 +171,7 @@ constexpr int64_t kTokenChunk = 64;  // 160 KB of activations: an L2 slice (1 MB
 // super-block ends in two int32 sums per row and two float multiply-adds:
 // d·dx·Σ sc_j Σq·x − dmin·dx·Σ m_j Σx, where the per-32 scaled form spent a convert, two
 // scalings and a fused add per sub-block on the sum and as many on the min: kernels_bench
-// q4_K/avx512-tiled/n64/t2 (prefill) 2.0–2.4 → 2.35–2.7 GB/s of weights, alternating
+// q4_K/avx512-tiled/n64/t2 (prefill) 1.79–2.13 → 2.20–2.67 GB/s of weights, alternating
 // runs. The one-token kernel gained little from it (it was bound by its loads: load_once).
 struct Q4KTiles {
   using Act = ActQ8K32;
