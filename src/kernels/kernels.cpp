@@ -201,7 +201,7 @@ int work_threads(const WeightView& W, int64_t n) {
 void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq, size_t x_stride, int64_t n, float* Y,
                  size_t ldy) {
   if (r1 <= r0) return;
-  count_weight_bytes(bytes_read(W, r0, r1));
+  if (phase_profiling()) count_weight_bytes(bytes_read(W, r0, r1));
   if (W.layout == Layout::Tiles16) {
     if (r0 % kTileRows) fail("matmul: tiled rows must start at a multiple of ", kTileRows);
     const Settings& set = settings();

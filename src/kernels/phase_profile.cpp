@@ -12,7 +12,7 @@ namespace {
 constexpr int kPhases = static_cast<int>(Phase::Count);
 constexpr int kMaxThreads = 256;
 
-// One cache line per thread and counter kind, so the threads never share a line.
+// A thread's counters, on cache lines of their own: the threads never share a line.
 struct alignas(64) ThreadSlot {
   int64_t work_ns[kPhases] = {}, wait_ns[kPhases] = {}, count[kPhases] = {};
   uint64_t bytes[kPhases] = {};

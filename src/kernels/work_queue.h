@@ -32,6 +32,13 @@ class SplitQueue {
     return false;
   }
 
+  // fn(u) for every unit thread `self` takes, in the order it takes them.
+  template <class Fn>
+  void for_each_unit(int self, Fn&& fn) {
+    for (int64_t u0, u1; next(self, u0, u1);)
+      for (int64_t u = u0; u < u1; ++u) fn(u);
+  }
+
  private:
   struct alignas(64) Segment {
     std::atomic<uint64_t> range{0};  // front << 32 | back

@@ -87,7 +87,7 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   {
     kernels::PhaseTimer phase(kernels::Phase::AbsorbQuery);
     std::vector<float> q_nope(static_cast<size_t>(T * D.d_nope)), q_lat_h(static_cast<size_t>(T * D.d_c));
-    for (int64_t h, h1; absorb_heads.next(omp_get_thread_num(), h, h1);) {
+    absorb_heads.for_each_unit(omp_get_thread_num(), [&](int64_t h) {
       for (int64_t t = 0; t < T; ++t)
         std::copy_n(q.data() + (t * D.H + h) * D.d_qk, D.d_nope, q_nope.data() + t * D.d_nope);
       absorb_query(L, D, h, q_nope.data(), T, q_lat_h.data());
@@ -97,7 +97,7 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
         std::copy_n(q.data() + (t * D.H + h) * D.d_qk + D.d_nope, D.d_rope, q_rope.data() + row * D.d_rope);
         last_pos[static_cast<size_t>(row)] = positions[static_cast<size_t>(t)];
       }
-    }
+    });
     phase.end_of_region();
   }
 
@@ -176,12 +176,12 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   {
     kernels::PhaseTimer phase(kernels::Phase::ValueUp);
     std::vector<float> x(static_cast<size_t>(T * D.d_c)), v(static_cast<size_t>(T * D.d_v));
-    for (int64_t h, h1; value_heads.next(omp_get_thread_num(), h, h1);) {
+    value_heads.for_each_unit(omp_get_thread_num(), [&](int64_t h) {
       for (int64_t t = 0; t < T; ++t)
         std::copy_n(ctx_lat.data() + (slot[static_cast<size_t>(t)] * D.H + h) * D.d_c, D.d_c, x.data() + t * D.d_c);
       up_project_value(L, D, h, x.data(), T, v.data());
       for (int64_t t = 0; t < T; ++t) std::copy_n(v.data() + t * D.d_v, D.d_v, attn + (t * D.H + h) * D.d_v);
-    }
+    });
     phase.end_of_region();
   }
 }

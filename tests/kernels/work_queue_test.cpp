@@ -78,3 +78,19 @@ TEST(SplitQueue, AThiefTakesHalfOfWhatIsLeftFromTheBack) {
   EXPECT_FALSE(q.next(1, u0, u1));
   EXPECT_FALSE(q.next(0, u0, u1));
 }
+
+// for_each_unit visits every unit of every run a thread takes, once, whatever the chunk.
+TEST(SplitQueue, ForEachUnitVisitsEveryUnitOnce) {
+  for (int64_t chunk : {int64_t{1}, int64_t{7}})
+    for (int threads : {1, 3}) {
+      const int64_t units = 100;
+      SplitQueue q(units, threads, chunk);
+      std::vector<int> seen(static_cast<size_t>(units), 0);
+#pragma omp parallel num_threads(threads)
+      q.for_each_unit(omp_get_thread_num(), [&](int64_t u) {
+#pragma omp atomic
+        ++seen[static_cast<size_t>(u)];
+      });
+      for (int64_t u = 0; u < units; ++u) EXPECT_EQ(seen[static_cast<size_t>(u)], 1) << "unit " << u << " chunk " << chunk;
+    }
+}
