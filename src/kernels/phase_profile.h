@@ -28,7 +28,7 @@ void reset_phase_profile();
 
 struct PhaseTotals {
   double work_s = 0, wait_s = 0;  // summed over threads
-  double span_s = 0;              // the phase's wall time: the longest thread's work + wait
+  double span_s = 0;              // the phase's wall time, on the team's first thread
   uint64_t weight_bytes = 0;      // read by the products run inside the phase
   int64_t count = 0;              // times the phase ran
 };
