@@ -80,6 +80,9 @@ struct StreamedMatrix {
   const uint8_t* data() const { return view.data; }
 };
 
+// The roofline probe's stream (membw.cpp) without its software prefetch: on the Zen 4
+// host that is the faster form; where the prefetching form is faster (the probe takes
+// the better of the two), these ratios read a little high.
 uint64_t plain_loads(const uint8_t* p, size_t bytes, int threads) {
   const auto stream = kernel_table(active_isa()).stream_sum;
   uint64_t sum = 0;
