@@ -4,6 +4,7 @@
 #include <functional>
 #include <limits>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/error.h"
 #include "tokenizer/jinja.h"
@@ -250,6 +251,27 @@ class Renderer {
     return v;
   }
 
+  // Whether v holds, at any depth, the attributes `target` of a namespace. Storing such
+  // a value in that namespace would make a reference cycle, which shared ownership
+  // never frees. Iterative, and each list or dict visited once: values may share
+  // structure (a list of itself, doubled in a loop) and nest deeply.
+  static bool holds(const Value& v, const Dict* target) {
+    std::unordered_set<const void*> seen;
+    std::vector<const Value*> todo{&v};
+    while (!todo.empty()) {
+      const Value* x = todo.back();
+      todo.pop_back();
+      if (x->dict) {
+        if (x->dict.get() == target) return true;
+        if (seen.insert(x->dict.get()).second)
+          for (const auto& kv : *x->dict) todo.push_back(&kv.second);
+      }
+      if (x->list && seen.insert(x->list.get()).second)
+        for (const Value& item : *x->list) todo.push_back(&item);
+    }
+    return false;
+  }
+
   Value lookup(const std::string& name) const {
     for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
       auto f = it->find(name);
@@ -275,6 +297,8 @@ class Renderer {
         } else {
           Value ns = lookup(n.targets[0]);
           if (ns.kind != Value::Kind::Namespace) runtime_error("cannot set attribute of non-namespace '" + n.targets[0] + "'");
+          if (holds(v, ns.dict.get()))
+            runtime_error("cannot store namespace '" + n.targets[0] + "' inside itself (" + n.targets[0] + "." + n.targets[1] + ")");
           bool found = false;
           for (auto& kv : *ns.dict)
             if (kv.first == n.targets[1]) kv.second = v, found = true;

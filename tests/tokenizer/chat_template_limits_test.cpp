@@ -48,6 +48,32 @@ TEST(ChatTemplateLimits, HostileTemplatesFailWithOneLine) {
   EXPECT_GE(n, 10);
 }
 
+// A namespace stored in itself, directly or inside a list or dict, would be a reference
+// cycle that shared ownership never frees (LeakSanitizer found it: fuzz input
+// leak-namespace-set-to-itself). It is refused; namespaces holding other namespaces and
+// lists that share structure still work.
+TEST(ChatTemplateLimits, NamespaceCannotHoldItself) {
+  for (const char* src : {"{% set ns = namespace() %}{% set ns.me = ns %}",
+                          "{% set ns = namespace() %}{% set l = [1, [ns]] %}{% set ns.x = {'k': l} %}"}) {
+    SCOPED_TRACE(src);
+    try {
+      (void)ChatTemplate(src, "", "").apply({}, false);
+      ADD_FAILURE() << "rendered, expected an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cannot store namespace 'ns' inside itself"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(ChatTemplate("{% set a = namespace(v=1) %}{% set b = namespace(v=2) %}{% set a.other = b %}{% set b.v = 3 %}{{ a.other.v }}", "", "")
+                .apply({}, false),
+            "3");
+  // 2^48 paths through 48 shared lists: the check visits each list once.
+  EXPECT_EQ(ChatTemplate("{% set acc = namespace(l=[]) %}{% for i in range(48) %}{% set acc.l = [acc.l, acc.l] %}{% endfor %}"
+                         "{% set ns = namespace() %}{% set ns.x = acc.l %}{{ ns.x | length }}",
+                         "", "")
+                .apply({}, false),
+            "2");
+}
+
 TEST(ChatTemplateLimits, ArithmeticStillExactNearTheLimits) {
   ChatTemplate t("{{ 9223372036854775806 + 1 }} {{ -9223372036854775807 - 1 }} {{ (-7) // 2 }} {{ (-7) % 3 }} "
                  "{% for i in range(9223372036854775800, 9223372036854775807, 3) %}{{ i }},{% endfor %}",
