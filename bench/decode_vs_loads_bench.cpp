@@ -10,7 +10,6 @@
 // prefetch off and on (kernels.h, decode_prefetch()).
 //   ./build/bench/decode_vs_loads_bench --benchmark_filter='q4_K'
 #include <benchmark/benchmark.h>
-#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,8 +20,9 @@
 
 #include "common/mapped_file.h"
 #include "format/quant.h"
-#include "kernels/dispatch.h"
 #include "kernels/kernels.h"
+#include "kernels/membw.h"
+#include "repeated_rows.h"
 
 using namespace mlamoe;
 using namespace mlamoe::kernels;
@@ -47,7 +47,7 @@ size_t matrix_bytes() {
 
 // A 2048-column matrix of `type` in the layout decode reads (Tiles16 where the active
 // ISA has a tiled kernel), in transparent huge pages like the engine's repacked
-// weights. 64 quantized rows repeat: the bytes still come from DRAM.
+// weights (rows from repeated_rows.h).
 struct StreamedMatrix {
   AnonymousMemory rows_memory, tiles_memory;
   WeightView view;
@@ -59,15 +59,7 @@ struct StreamedMatrix {
     const int64_t rows = static_cast<int64_t>(matrix_bytes() / rb) / 64 * 64;
     rows_memory = AnonymousMemory(rb * static_cast<size_t>(rows));
     uint8_t* data = rows_memory.data();
-    std::mt19937 rng(7);
-    std::normal_distribution<float> normal(0.f, 0.02f);
-    std::vector<float> row(static_cast<size_t>(cols));
-    for (int64_t r = 0; r < 64; ++r) {
-      for (float& v : row) v = normal(rng);
-      quantize_row(type, row.data(), data + rb * static_cast<size_t>(r), cols);
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 64; r < rows; ++r) std::copy_n(data + rb * static_cast<size_t>(r % 64), rb, data + rb * static_cast<size_t>(r));
+    bench::fill_repeated_rows(type, data, rows, cols);
     view = WeightView{type, data, rows, cols, rb};
     bytes = rb * static_cast<size_t>(rows);
     if (const size_t tb = tiled_bytes(view)) {
@@ -80,20 +72,10 @@ struct StreamedMatrix {
   const uint8_t* data() const { return view.data; }
 };
 
-// The roofline probe's stream (membw.cpp) without its software prefetch: on the Zen 4
+// The roofline probe's pass (kernels/membw.h) without its software prefetch: on the Zen 4
 // host that is the faster form; where the prefetching form is faster (the probe takes
 // the better of the two), these ratios read a little high.
-uint64_t plain_loads(const uint8_t* p, size_t bytes, int threads) {
-  const auto stream = kernel_table(active_isa()).stream_sum;
-  uint64_t sum = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : sum)
-  {
-    const size_t i = static_cast<size_t>(omp_get_thread_num()), m = static_cast<size_t>(omp_get_num_threads());
-    const size_t lo = (bytes / m * i) & ~size_t(127), hi = i + 1 == m ? bytes : (bytes / m * (i + 1)) & ~size_t(127);
-    sum += stream(p + lo, hi - lo, false);
-  }
-  return sum;
-}
+uint64_t plain_loads(const uint8_t* p, size_t bytes) { return stream_read(p, bytes, false); }
 
 void run(benchmark::State& state, GgmlType type, int threads, bool prefetch, int rounds) {
   set_threads(threads);
@@ -105,10 +87,10 @@ void run(benchmark::State& state, GgmlType type, int threads, bool prefetch, int
   for (float& v : x) v = normal(rng);
   std::vector<double> loads_gbps, ratio;
   for (auto _ : state) {
-    plain_loads(m.data(), m.bytes, threads);  // warm-up: page tables, TLB, thread wake-up
+    plain_loads(m.data(), m.bytes);  // warm-up: page tables, TLB, thread wake-up
     for (int r = 0; r < rounds; ++r) {
       auto t0 = std::chrono::steady_clock::now();
-      benchmark::DoNotOptimize(plain_loads(m.data(), m.bytes, threads));
+      benchmark::DoNotOptimize(plain_loads(m.data(), m.bytes));
       const double loads_s = seconds_since(t0);
       t0 = std::chrono::steady_clock::now();
       matmul(m.view, x.data(), 1, y.data());

@@ -14,6 +14,7 @@
 #include "format/quant.h"
 #include "kernels/kernels.h"
 #include "kernels/membw.h"
+#include "repeated_rows.h"
 
 using namespace mlamoe;
 using namespace mlamoe::kernels;
@@ -31,19 +32,7 @@ Matrix make_matrix(GgmlType type, int64_t rows, int64_t cols) {
   Matrix m;
   const size_t rb = row_bytes(type, cols);
   m.bytes.resize(rb * static_cast<size_t>(rows));
-  std::mt19937 rng(42);
-  std::normal_distribution<float> normal(0.f, 0.02f);
-  std::vector<float> row(static_cast<size_t>(cols));
-  // Quantizing every row of a 128 MB matrix is slow; 64 distinct rows repeated are as
-  // good for timing (the bytes still stream from DRAM).
-  for (int64_t r = 0; r < rows; ++r) {
-    if (r < 64) {
-      for (auto& v : row) v = normal(rng);
-      quantize_row(type, row.data(), m.bytes.data() + rb * static_cast<size_t>(r), cols);
-    } else {
-      std::copy_n(m.bytes.data() + rb * static_cast<size_t>(r % 64), rb, m.bytes.data() + rb * static_cast<size_t>(r));
-    }
-  }
+  bench::fill_repeated_rows(type, m.bytes.data(), rows, cols);
   m.view = WeightView{type, m.bytes.data(), rows, cols, rb};
   return m;
 }

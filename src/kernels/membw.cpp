@@ -20,6 +20,28 @@
 
 namespace mlamoe::kernels {
 
+namespace {
+
+// Thread i of m's slice of `bytes`: 128-byte aligned, the last one to the end.
+void thread_slice(size_t bytes, size_t i, size_t m, size_t& lo, size_t& hi) {
+  lo = (bytes / m * i) & ~size_t(127);
+  hi = i + 1 == m ? bytes : (bytes / m * (i + 1)) & ~size_t(127);
+}
+
+}  // namespace
+
+uint64_t stream_read(const uint8_t* data, size_t bytes, bool prefetch) {
+  const auto stream = kernel_table(active_isa()).stream_sum;
+  uint64_t sum = 0;
+#pragma omp parallel num_threads(std::max(1, threads())) reduction(+ : sum)
+  {
+    size_t lo, hi;
+    thread_slice(bytes, static_cast<size_t>(omp_get_thread_num()), static_cast<size_t>(omp_get_num_threads()), lo, hi);
+    sum += stream(data + lo, hi - lo, prefetch);
+  }
+  return sum;
+}
+
 struct ReadBandwidthProbe::Buffer {
   // In transparent huge pages, like the repacked weights (Model::tile_weights), so the
   // probe reads memory the way decode reads the weights (on this VM the two page sizes
@@ -29,30 +51,28 @@ struct ReadBandwidthProbe::Buffer {
   AnonymousMemory memory;
   std::atomic<uint64_t> sink{0};
 
-  void pass(bool first_touch, bool prefetch = true) {
+  // First touch by the reader threads (pages land near them), with distinct contents in
+  // every 64-byte line: pages of one repeated byte can be merged by the host (KSM /
+  // same-page sharing), and then "streaming" them reads one cached page.
+  void first_touch() {
     uint8_t* data = memory.data();
-    const auto stream = kernel_table(active_isa()).stream_sum;
 #pragma omp parallel num_threads(std::max(1, threads()))
     {
-      const size_t i = static_cast<size_t>(omp_get_thread_num()), m = static_cast<size_t>(omp_get_num_threads());
-      const size_t lo = (bytes / m * i) & ~size_t(127), hi = i + 1 == m ? bytes : (bytes / m * (i + 1)) & ~size_t(127);
-      // First touch by the reader (pages land near it), with distinct contents in every
-      // 64-byte line: pages of one repeated byte can be merged by the host (KSM / same-page
-      // sharing), and then "streaming" them reads one cached page.
-      if (first_touch)
-        for (size_t o = lo; o + 8 <= hi; o += 8) {
-          const uint64_t v = (o >> 3) * 0x9E3779B97F4A7C15ull;
-          std::memcpy(data + o, &v, 8);
-        }
-      else sink.fetch_add(stream(data + lo, hi - lo, prefetch), std::memory_order_relaxed);
+      size_t lo, hi;
+      thread_slice(bytes, static_cast<size_t>(omp_get_thread_num()), static_cast<size_t>(omp_get_num_threads()), lo, hi);
+      for (size_t o = lo; o + 8 <= hi; o += 8) {
+        const uint64_t v = (o >> 3) * 0x9E3779B97F4A7C15ull;
+        std::memcpy(data + o, &v, 8);
+      }
     }
   }
+  void pass(bool prefetch = true) { sink.fetch_add(stream_read(memory.data(), bytes, prefetch), std::memory_order_relaxed); }
 };
 
 ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes)
     : buffer_(std::make_unique<Buffer>(std::max<size_t>(bytes, size_t(64) << 20) & ~size_t(4095))) {
-  buffer_->pass(true);
-  buffer_->pass(false);  // warm-up: TLB, page tables, the threads' first wake-up
+  buffer_->first_touch();
+  buffer_->pass();  // warm-up: TLB, page tables, the threads' first wake-up
 }
 
 ReadBandwidthProbe::~ReadBandwidthProbe() = default;
@@ -65,7 +85,7 @@ double ReadBandwidthProbe::gbps(int reps) {
   for (int r = 0; r < 2 * reps; ++r) {
     const bool prefetch = r % 2 == 0;
     const auto t0 = std::chrono::steady_clock::now();
-    buffer_->pass(false, prefetch);
+    buffer_->pass(prefetch);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rates[prefetch].push_back(static_cast<double>(buffer_->bytes) / s / 1e9);
   }

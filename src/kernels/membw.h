@@ -1,6 +1,7 @@
 // Measures this machine's sustained read bandwidth (the decode roofline's denominator).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 namespace mlamoe::kernels {
@@ -19,6 +20,11 @@ class ReadBandwidthProbe {
   struct Buffer;
   std::unique_ptr<Buffer> buffer_;
 };
+
+// One pass of the probe over [data, data + bytes): every thread (threads()) streams its
+// slice with the active ISA's widest loads, with or without the stream's software
+// prefetch. Returns the sum (so the reads are not optimized away).
+uint64_t stream_read(const uint8_t* data, size_t bytes, bool prefetch);
 
 // One probe of `bytes` (default 1 GiB): the median of `reps` passes after a warm-up.
 double measure_read_bandwidth_gbps(size_t bytes = size_t(1) << 30, int reps = 5);
