@@ -256,6 +256,7 @@ class Renderer {
   // never frees. Iterative, and each list or dict visited once: values may share
   // structure (a list of itself, doubled in a loop) and nest deeply.
   static bool holds(const Value& v, const Dict* target) {
+    if (!v.list && !v.dict) return false;  // the common case, a counter or a string: no allocation
     std::unordered_set<const void*> seen;
     std::vector<const Value*> todo{&v};
     while (!todo.empty()) {
