@@ -57,7 +57,9 @@ void up_project_value(const LayerWeights& L, const Dims& D, int64_t h, const flo
 // one sequence with all their heads, so each cached run is read once for all of them;
 // when there are few groups (decode) each is also cut into key ranges (2 per thread, of
 // kMinKeys to kMaxKeys keys) whose online-softmax states are merged in order afterwards;
-// whole 1024-key ranges left a 1-token decode over a shorter cache to one thread. The
+// whole 1024-key ranges left a 1-token decode over a shorter cache to one thread. With
+// fewer ranges than threads (under 2·kMinKeys keys on 2 threads) the group's heads are
+// shared out instead: one range had left the other thread waiting half the phase. The
 // cut depends only on the batch, the context length and the thread count, never on how
 // the cache stores blocks.
 void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t layer, const Dims& D,
@@ -117,15 +119,23 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   }
   struct Item {
     size_t group;
+    int64_t row0, rows;  // the group's rows this item takes (all, or a share of its heads)
     int64_t from, to;
   };
   std::vector<Item> items;
-  const bool split = static_cast<int64_t>(groups.size()) < 4 * kernels::threads();
+  const int nt = kernels::threads();
+  const bool split = static_cast<int64_t>(groups.size()) < 4 * nt;
   for (size_t gi = 0; gi < groups.size(); ++gi) {
-    const int64_t n = groups[gi].n, per_item = (n + 2 * kernels::threads() - 1) / (2 * kernels::threads());
-    const int64_t step = split ? std::clamp(per_item, kMinKeys, kMaxKeys) : n;
-    for (int64_t from = 0; from < groups[gi].n; from += step)
-      items.push_back({gi, from, std::min(groups[gi].n, from + step)});
+    const Group& g = groups[gi];
+    const int64_t per_item = (g.n + 2 * nt - 1) / (2 * nt);
+    const int64_t step = split ? std::clamp(per_item, kMinKeys, kMaxKeys) : g.n;
+    // Too few keys to give every thread a range (a decode step early in a sequence):
+    // the heads are shared out instead, each part over all the keys.
+    const int64_t parts = split && (g.n + step - 1) / step < nt ? std::min<int64_t>(nt, g.rows) : 1;
+    for (int64_t p = 0; p < parts; ++p) {
+      const int64_t r0 = g.rows * p / parts, r1 = g.rows * (p + 1) / parts;
+      for (int64_t from = 0; from < g.n; from += step) items.push_back({gi, g.row0 + r0, r1 - r0, from, std::min(g.n, from + step)});
+    }
   }
 
   // Read-ahead hint for each sequence's whole sweep (threads then take ranges of it);
@@ -147,14 +157,14 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
       const Item& it = items[i];
       const Group& g = groups[it.group];
       kernels::LatentQueries lq;
-      lq.q_lat = q_lat.data() + g.row0 * D.d_c;
-      lq.q_rope = q_rope.data() + g.row0 * D.d_rope;
-      lq.last_pos = last_pos.data() + g.row0;
-      lq.rows = g.rows;
+      lq.q_lat = q_lat.data() + it.row0 * D.d_c;
+      lq.q_rope = q_rope.data() + it.row0 * D.d_rope;
+      lq.last_pos = last_pos.data() + it.row0;
+      lq.rows = it.rows;
       lq.d_c = D.d_c;
       lq.d_r = D.d_rope;
       lq.scale = scale;
-      states[i].reset(g.rows, D.d_c);
+      states[i].reset(it.rows, D.d_c);
       ctx.kv.for_each_run_in(g.seq, layer, it.from, it.to, [&](int64_t j0, int64_t cnt, const float* c_kv, const float* k_rope) {
         kernels::latent_attention_accumulate(lq, j0, cnt, c_kv, k_rope, states[i]);
       });
@@ -162,12 +172,12 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
     phase.end_of_region();
   }
 
-  // Merge each group's key ranges in order; the latent context per row.
+  // Merge each group's key ranges (of the same rows) in order; the latent context per row.
   std::vector<float> ctx_lat(static_cast<size_t>(rows * D.d_c));
   for (size_t i = 0; i < items.size();) {
     size_t j = i + 1;
-    for (; j < items.size() && items[j].group == items[i].group; ++j) kernels::latent_attention_merge(states[i], states[j], D.d_c);
-    kernels::latent_attention_finish(states[i], D.d_c, ctx_lat.data() + groups[items[i].group].row0 * D.d_c);
+    for (; j < items.size() && items[j].row0 == items[i].row0; ++j) kernels::latent_attention_merge(states[i], states[j], D.d_c);
+    kernels::latent_attention_finish(states[i], D.d_c, ctx_lat.data() + items[i].row0 * D.d_c);
     i = j;
   }
 
