@@ -1,6 +1,7 @@
 // Absorbed MLA attention over one run of cached latents, written once for any vector
 // width V (struct with Vec, kWidth, kMaxRows (query rows per group: what its registers
-// hold), zero, load, store, set1, mul, fmadd, hsum). Included
+// hold), zero, load, store, set1, mul, fmadd, keep (pins a value to a register),
+// lane_sums and vec_exp2.h's ops). Included
 // by each ISA's file inside an anonymous namespace, so each gets its own copy compiled
 // with its flags (like tiling.h). Keys are taken in tiles of kKeyTile and query rows
 // in groups of up to V::kMaxRows: a tile is read once per group while the group's queries and
@@ -14,6 +15,7 @@
 #include <cstdint>
 
 #include "kernels/attention.h"
+#include "kernels/vec_exp2.h"
 
 namespace {
 
@@ -37,7 +39,10 @@ void scores(const float* const* ql, const float* const* qr, const float* c, cons
     typename V::Vec kv[K];
     for (int k = 0; k < K; ++k) kv[k] = V::load(c + k * d_c + dc);
     for (int i = 0; i < R; ++i) {
-      const typename V::Vec qv = V::load(ql[i] + dc);
+      // Once in a register for the K keys: compilers fold it into each FMA as a memory
+      // operand, and the reloads had made this loop load-bound (1.2-1.3x slower).
+      typename V::Vec qv = V::load(ql[i] + dc);
+      V::keep(qv);
       for (int k = 0; k < K; ++k) acc[i][k] = V::fmadd(qv, kv[k], acc[i][k]);
     }
   }
@@ -50,9 +55,16 @@ void scores(const float* const* ql, const float* const* qr, const float* c, cons
       for (int k = 0; k < K; ++k) acc[i][k] = V::fmadd(qv, kv[k], acc[i][k]);
     }
   }
+  // All R·K horizontal sums in one transposing reduction (R·K <= kWidth; the unused
+  // inputs are zeros). Each sum is added in the same order wherever it sits, so a key
+  // scored in a pair or alone gets the same bits.
+  typename V::Vec all[V::kWidth];
+  for (int t = 0; t < V::kWidth; ++t) all[t] = t < R * K ? acc[t / K][t % K] : V::zero();
+  alignas(64) float sums[V::kWidth];
+  V::store(sums, V::lane_sums(all));
   for (int i = 0; i < R; ++i)
     for (int k = 0; k < K; ++k) {
-      float s = V::hsum(acc[i][k]);
+      float s = sums[i * K + k];
       for (int64_t d = dc; d < d_c; ++d) s = __builtin_fmaf(ql[i][d], c[k * d_c + d], s);
       for (int64_t d = dr; d < d_r; ++d) s = __builtin_fmaf(qr[i][d], r[k * d_r + d], s);
       S[i * kKeyTile + k] = s;
@@ -139,29 +151,46 @@ void row_group(const LatentQueries& q, int64_t r0, int64_t key_pos, int64_t nk, 
   if (k < max_visible)
     scores<V, R, 1>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k]);
 
-  // Online softmax, key by key (scalar: one exp per (row, key)).
+  // Online softmax, key by key: the running max in a scalar pass that leaves the
+  // exponents (score − max, and old max − new max where the max grew: 0, so 2^0 = 1
+  // exactly, where it did not), all of them through exp2_of in whole vectors, then
+  // each row's denominator in key order. Libm's expf per (row, key) had cost ~8 %.
+  constexpr int64_t W = V::kWidth;
+  const int64_t padded = (max_visible + W - 1) / W * W;
   uint8_t rescale[kKeyTile] = {};
   for (int i = 0; i < R; ++i) {
-    float m = st.m[static_cast<size_t>(r0 + i)], l = st.l[static_cast<size_t>(r0 + i)];
+    float m = st.m[static_cast<size_t>(r0 + i)];
     for (int64_t j = 0; j < max_visible; ++j) {
-      corr[i][j] = 1.f;
+      corr[i][j] = 0.f;
       if (j >= visible[i]) {
-        p[i][j] = 0.f;
+        p[i][j] = neg_inf;
         continue;
       }
       const float score = q.scale * S[i][j];
       if (score > m) {
-        corr[i][j] = m == neg_inf ? 0.f : __builtin_expf(m - score);
+        corr[i][j] = m - score;  // −inf at the first key: nothing to rescale
         rescale[j] = 1;
-        l *= corr[i][j];
         m = score;
-        p[i][j] = 1.f;
+        p[i][j] = 0.f;
       } else {
-        p[i][j] = __builtin_expf(score - m);
+        p[i][j] = score - m;
       }
+    }
+    for (int64_t j = max_visible; j < padded; ++j) p[i][j] = corr[i][j] = 0.f;
+    st.m[static_cast<size_t>(r0 + i)] = m;
+  }
+  const typename V::Vec log2e = V::set1(kLog2e);
+  for (int i = 0; i < R; ++i)
+    for (int64_t j = 0; j < padded; j += W) {
+      V::store(&p[i][j], exp2_of<V>(V::mul(V::load(&p[i][j]), log2e)));
+      V::store(&corr[i][j], exp2_of<V>(V::mul(V::load(&corr[i][j]), log2e)));
+    }
+  for (int i = 0; i < R; ++i) {
+    float l = st.l[static_cast<size_t>(r0 + i)];
+    for (int64_t j = 0; j < max_visible; ++j) {
+      if (rescale[j]) l *= corr[i][j];
       l += p[i][j];
     }
-    st.m[static_cast<size_t>(r0 + i)] = m;
     st.l[static_cast<size_t>(r0 + i)] = l;
   }
   accumulate_out<V, R>(o, p, corr, rescale, c, max_visible, q.d_c);
