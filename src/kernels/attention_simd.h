@@ -29,13 +29,17 @@ constexpr int64_t kKeyTile = 32;
 
 // dot(q_lat_i, c_kv_k) + dot(q_rope_i, k_rope_k) for R rows × K keys into S[i·kKeyTile + k].
 template <class V, int R, int K>
+// `next`, when set, is the K keys scored after these: one line of each is prefetched per
+// step, as far into its row as this step reads of the current ones.
 void scores(const float* const* ql, const float* const* qr, const float* c, const float* r, int64_t d_c, int64_t d_r,
-            float* S) {
+            float* S, const float* next) {
   typename V::Vec acc[R][K];
   for (int i = 0; i < R; ++i)
     for (int k = 0; k < K; ++k) acc[i][k] = V::zero();
   int64_t dc = 0;
   for (; dc + V::kWidth <= d_c; dc += V::kWidth) {
+    if (next)
+      for (int k = 0; k < K; ++k) __builtin_prefetch(next + k * d_c + dc);
     typename V::Vec kv[K];
     for (int k = 0; k < K; ++k) kv[k] = V::load(c + k * d_c + dc);
     for (int i = 0; i < R; ++i) {
@@ -127,8 +131,9 @@ void accumulate_out(float* const* o, const float (*p)[kKeyTile], const float (*c
 
 // One group of R query rows (starting at row r0) against keys [k0, k0 + nk) of the call.
 template <class V, int R>
+// run_left: keys of the run from c on (prefetches stay inside the run).
 void row_group(const LatentQueries& q, int64_t r0, int64_t key_pos, int64_t nk, const float* c, const float* r,
-               LatentAttentionState& st) {
+               LatentAttentionState& st, int64_t run_left) {
   const float neg_inf = -__builtin_inff();
   int64_t visible[R], max_visible = 0;
   for (int i = 0; i < R; ++i) {
@@ -146,10 +151,15 @@ void row_group(const LatentQueries& q, int64_t r0, int64_t key_pos, int64_t nk, 
   }
   alignas(64) float S[R][kKeyTile], p[R][kKeyTile], corr[R][kKeyTile];
   int64_t k = 0;
+  // Keys are read two rows at a time, 2 KB apart, so the hardware's stream prefetch
+  // (trained per 4 KB page) runs dry at every pair: the first row group prefetches the
+  // next pair while it scores this one. Latents from DRAM (a 32K-key sweep): 32.6-33.3
+  // GMAC/s against 29.4-30.4 without; from L2, 1.5 % slower.
   for (; k + 2 <= max_visible; k += 2)
-    scores<V, R, 2>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k]);
+    scores<V, R, 2>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k],
+                    r0 == 0 && k + 4 <= run_left ? c + (k + 2) * q.d_c : nullptr);
   if (k < max_visible)
-    scores<V, R, 1>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k]);
+    scores<V, R, 1>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k], nullptr);
 
   // Online softmax, key by key: the running max in a scalar pass that leaves the
   // exponents (score − max, and old max − new max where the max grew: 0, so 2^0 = 1
@@ -205,14 +215,14 @@ void accumulate_runs(const LatentQueries& q, int64_t j0, int64_t count, const fl
     const float* r = k_rope + k0 * q.d_r;
     for (int64_t r0 = 0; r0 < q.rows; r0 += V::kMaxRows) {
       switch (min_of(V::kMaxRows, q.rows - r0)) {
-        case 8: row_group<V, 8>(q, r0, j0 + k0, nk, c, r, s); break;
-        case 7: row_group<V, 7>(q, r0, j0 + k0, nk, c, r, s); break;
-        case 6: row_group<V, 6>(q, r0, j0 + k0, nk, c, r, s); break;
-        case 5: row_group<V, 5>(q, r0, j0 + k0, nk, c, r, s); break;
-        case 4: row_group<V, 4>(q, r0, j0 + k0, nk, c, r, s); break;
-        case 3: row_group<V, 3>(q, r0, j0 + k0, nk, c, r, s); break;
-        case 2: row_group<V, 2>(q, r0, j0 + k0, nk, c, r, s); break;
-        default: row_group<V, 1>(q, r0, j0 + k0, nk, c, r, s); break;
+        case 8: row_group<V, 8>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
+        case 7: row_group<V, 7>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
+        case 6: row_group<V, 6>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
+        case 5: row_group<V, 5>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
+        case 4: row_group<V, 4>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
+        case 3: row_group<V, 3>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
+        case 2: row_group<V, 2>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
+        default: row_group<V, 1>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
       }
     }
   }
