@@ -28,9 +28,9 @@ inline int64_t clamp_to(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo 
 constexpr int64_t kKeyTile = 32;
 
 // dot(q_lat_i, c_kv_k) + dot(q_rope_i, k_rope_k) for R rows × K keys into S[i·kKeyTile + k].
-template <class V, int R, int K>
 // `next`, when set, is the K keys scored after these: one line of each is prefetched per
 // step, as far into its row as this step reads of the current ones.
+template <class V, int R, int K>
 void scores(const float* const* ql, const float* const* qr, const float* c, const float* r, int64_t d_c, int64_t d_r,
             float* S, const float* next) {
   typename V::Vec acc[R][K];
@@ -129,9 +129,9 @@ void accumulate_out(float* const* o, const float (*p)[kKeyTile], const float (*c
     }
 }
 
-// One group of R query rows (starting at row r0) against keys [k0, k0 + nk) of the call.
-template <class V, int R>
+// One group of R query rows (starting at row r0) against keys [k0, k0 + nk) of the call;
 // run_left: keys of the run from c on (prefetches stay inside the run).
+template <class V, int R>
 void row_group(const LatentQueries& q, int64_t r0, int64_t key_pos, int64_t nk, const float* c, const float* r,
                LatentAttentionState& st, int64_t run_left) {
   const float neg_inf = -__builtin_inff();
