@@ -40,7 +40,8 @@ struct LayerWeights {
   WeightView router;                        // d -> n_routed (gate logits)
   std::vector<float> routing_bias;          // e_score_correction_bias (V3), selection only
   std::vector<ExpertWeights> experts;       // routed experts
-  ExpertWeights shared;                     // all shared experts as one wider MLP
+  ExpertWeights shared;                     // all shared experts as one wider MLP (untiled
+                                            // when routed_and_shared holds them)
   // The routed experts followed by the shared experts taken apart again (the shared
   // MLP is n_shared experts side by side), when they have the routed experts' shape:
   // then one MoE pass runs both kinds. Empty otherwise.
