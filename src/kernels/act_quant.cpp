@@ -65,7 +65,7 @@ void quantize_activation_row(ActFormat f, const float* x, void* dst, int64_t col
         b[i].d = quantize_block(x, 32, b[i].qs);
         int32_t s = 0;
         for (int j = 0; j < 32; ++j) s += b[i].qs[j];
-        b[i].sum = s;
+        b[i].minus_8_sum = -8 * s;
       }
       return;
     }

@@ -23,7 +23,8 @@ namespace mlamoe::kernels {
 #pragma pack(push, 1)
 struct ActQ8 {
   float d;        // x ≈ d * qs
-  int32_t sum;    // sum of qs
+  int32_t minus_8_sum;  // −8 Σ qs: Q4_0's offset term (weights q − 8), ready to load as
+                        // the int32 sum's start (Q8_0's −128 Σ qs is 16× it)
   int8_t qs[32];
 };
 #pragma pack(pop)

@@ -53,7 +53,7 @@ int64_t quantize_q8_blocks_avx2(const float* x, ActQ8* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i, x += 32) {
     float amax;
     if (!finite_amax(x, 32, &amax)) return i;
-    b[i].sum = quantize32(x, _mm256_set1_ps(127.f / amax), b[i].qs);
+    b[i].minus_8_sum = -8 * quantize32(x, _mm256_set1_ps(127.f / amax), b[i].qs);
     b[i].d = static_cast<float>(static_cast<double>(amax) / 127.0);
   }
   return n;

@@ -40,7 +40,7 @@ struct Q4_0 {  // (q - 8) · x = q · x - 8 Σx
         const ActQ8& a = reinterpret_cast<const ActQ8*>(xs[t])[b];
         int32_t s = 0;
         for (int j = 0; j < 16; ++j) s += (w[b].qs[j] & 0xF) * a.qs[j] + (w[b].qs[j] >> 4) * a.qs[j + 16];
-        acc[t] += static_cast<float>(s - 8 * a.sum) * (dw * a.d);
+        acc[t] += static_cast<float>(s + a.minus_8_sum) * (dw * a.d);
       }
     }
     for (int t = 0; t < T; ++t) out[t] = acc[t];

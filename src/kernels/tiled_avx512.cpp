@@ -135,7 +135,7 @@ void tile_dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* co
     U::unpack(tb + kTileScaleBytes, w);
     __m512i isum[NT][C];
     for (int t = 0; t < NT; ++t) {
-      isum[t][0] = _mm512_set1_epi32(-U::kOffset * xs[t][b].sum);
+      isum[t][0] = _mm512_set1_epi32(U::kOffset / 8 * xs[t][b].minus_8_sum);
       for (int c = 1; c < C; ++c) isum[t][c] = _mm512_setzero_si512();
     }
     for (int s = 0; s < 8; ++s)
@@ -165,7 +165,7 @@ void tile_dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, 
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb)));
     __m512i w[8];
     U::unpack_high_in_place(tb + kTileScaleBytes, w);
-    __m512i low = _mm512_set1_epi32(-U::kOffset * x[b].sum), high = _mm512_setzero_si512();
+    __m512i low = _mm512_set1_epi32(U::kOffset / 8 * x[b].minus_8_sum), high = _mm512_setzero_si512();
     for (int s = 0; s < 4; ++s) {
       low = dpbusd_x4(low, w[s], x[b].qs + 4 * s);
       high = dpbusd_x4(high, w[s + 4], x[b].qs + 16 + 4 * s);

@@ -466,7 +466,7 @@ TEST(ActivationQuant, Q8S16IsQ8WithTheSumSplitInHalves) {
     std::memcpy(&a8, q8.data() + sizeof(ActQ8) * b, sizeof a8);
     EXPECT_EQ(std::memcmp(&s16.d, &a8.d, 4), 0);
     EXPECT_EQ(std::memcmp(s16.qs, a8.qs, 32), 0);
-    EXPECT_EQ(s16.sums[0] + s16.sums[1], a8.sum);
+    EXPECT_EQ(-8 * (s16.sums[0] + s16.sums[1]), a8.minus_8_sum);
     int lo = 0;
     for (int j = 0; j < 16; ++j) lo += s16.qs[j];
     EXPECT_EQ(lo, s16.sums[0]);
