@@ -153,10 +153,13 @@ struct Case {
   size_t pad = 0;
   bool tiled = false;  // re-laid out as Tiles16 (made under AVX-512), then run under `isa`
   int64_t slice_c0 = 0, slice_cols = 0;  // if slice_cols: columns [c0, c0 + cols) of both layouts
+  bool slice_then_tile = false;           // the file's rows sliced, then tiled on their own
 };
 
 void check(const Case& c, Isa isa, int64_t n, std::mt19937& rng) {
   Weights w = make_weights(c.type, c.rows, c.cols, c.data, rng, c.pad);
+  const int64_t cols = c.slice_cols ? c.slice_cols : c.cols;
+  if (c.slice_then_tile) w.view = column_slice(w.view, c.slice_c0, cols);
   WeightView view = w.view;
   std::vector<uint8_t> tiles;
   if (c.tiled) {
@@ -165,8 +168,7 @@ void check(const Case& c, Isa isa, int64_t n, std::mt19937& rng) {
     ASSERT_FALSE(tiles.empty()) << type_name(c.type) << " has no tiled form";
     view = tile_weights(w.view, tiles.data());
   }
-  const int64_t cols = c.slice_cols ? c.slice_cols : c.cols;
-  if (c.slice_cols) {
+  if (c.slice_cols && !c.slice_then_tile) {
     w.view = column_slice(w.view, c.slice_c0, cols);
     view = column_slice(view, c.slice_c0, cols);
   }
@@ -362,7 +364,9 @@ TEST(DecodePrefetch, TunedOnlyOnWeightsBeyondTheCaches) {
 }
 
 // Column slices (a shared expert's part of the shared down matrix) fall on tile-blocks:
-// 32 columns, or the K-quants' 256-column super-blocks; a cut inside one is refused.
+// 32 columns, or the K-quants' 256-column super-blocks; a cut inside one is refused. The
+// model slices the file's rows first and tiles each slice on its own (one contiguous
+// stream per expert): rows longer than the slice, read at the full matrix's stride.
 TEST_P(TiledMatmulTest, ColumnSlicesOnTileBlockBoundaries) {
   if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   const GgmlType type = GetParam();
@@ -374,6 +378,7 @@ TEST_P(TiledMatmulTest, ColumnSlicesOnTileBlockBoundaries) {
     for (auto [c0, len] : {std::pair<int64_t, int64_t>{0, bc}, {bc, 2 * bc}, {3 * bc, bc}}) {
       check({type, 21, 4 * bc, Data::Random, 8, true, c0, len}, Isa::Avx512, n, rng);
       check({type, 35, 4 * bc, Data::Adversarial, 0, true, c0, len}, Isa::Avx512, n, rng);
+      check({type, 35, 4 * bc, Data::Adversarial, 0, true, c0, len, /*slice_then_tile=*/true}, Isa::Avx512, n, rng);
     }
   Weights w = make_weights(type, 16, 2 * bc, Data::Random, rng);
   std::vector<uint8_t> tiles(tiled_bytes(w.view));
