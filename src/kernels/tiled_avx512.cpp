@@ -82,9 +82,9 @@ inline __m512i broadcast4(const int8_t* p) {
 
 // acc + w · (the 4 activation bytes at p, broadcast to every row), the broadcast taken
 // from memory inside the instruction ({1to16}); from broadcast4 GCC emits a separate
-// vpbroadcastd. For Q4_0/Q8_0 decode only: their tile-block loop went from 45 to 37
+// vpbroadcastd. For Q4_0/Q8_0 decode only: Q4_0's tile-block loop went from 45 to 37
 // instructions, and a streamed decode is bound by how far ahead of its loads the core
-// can look, not by arithmetic (L1-resident tiles run 2.5× faster), so fewer
+// can look, not by arithmetic (cache-resident tiles run 3× faster), so fewer
 // instructions per byte read faster: decode_vs_loads_bench q4_0 kernel/loads 0.90–0.91
 // → 0.93–0.96 (Zen 5, old and new alternating). Measured worse elsewhere, so not used
 // there: Q6_K decode 0.84–0.85 → 0.81, Q4_K 0.91–0.93 → 0.89–0.91, and the
