@@ -30,14 +30,22 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
   return freq;
 }
 
-void apply_rope(float* x, int64_t pos, const std::vector<float>& inv_freq) {
+void RopeRotation::set(int64_t pos, const std::vector<float>& inv_freq) {
+  cos.resize(inv_freq.size());
+  sin.resize(inv_freq.size());
   for (size_t i = 0; i < inv_freq.size(); ++i) {
     // float32 angle, as the reference computes torch.outer(t, freqs) in float32
-    float theta = static_cast<float>(pos) * inv_freq[i];
-    float cs = std::cos(theta), sn = std::sin(theta);
-    float x0 = x[2 * i], x1 = x[2 * i + 1];
-    x[2 * i] = x0 * cs - x1 * sn;
-    x[2 * i + 1] = x0 * sn + x1 * cs;
+    const float theta = static_cast<float>(pos) * inv_freq[i];
+    cos[i] = std::cos(theta);
+    sin[i] = std::sin(theta);
+  }
+}
+
+void RopeRotation::apply(float* x) const {
+  for (size_t i = 0; i < cos.size(); ++i) {
+    const float x0 = x[2 * i], x1 = x[2 * i + 1];
+    x[2 * i] = x0 * cos[i] - x1 * sin[i];
+    x[2 * i + 1] = x0 * sin[i] + x1 * cos[i];
   }
 }
 

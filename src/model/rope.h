@@ -13,7 +13,12 @@ namespace mlamoe {
 
 std::vector<float> rope_inv_freq(const ModelConfig& c);  // one per rotary pair
 
-// Rotates `x` (rope_dim values) in place for position `pos`.
-void apply_rope(float* x, int64_t pos, const std::vector<float>& inv_freq);
+// The rotation of one position, computed once for all the vectors it turns (a token's
+// query heads and its shared key): cos and sin of pos·θ_i per pair.
+struct RopeRotation {
+  std::vector<float> cos, sin;
+  void set(int64_t pos, const std::vector<float>& inv_freq);
+  void apply(float* x) const;  // rotates x (rope_dim values) in place
+};
 
 }  // namespace mlamoe
