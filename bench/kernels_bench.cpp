@@ -80,6 +80,40 @@ void run_matmul(benchmark::State& state, GgmlType type, Isa isa, int64_t n, int 
                                                 benchmark::Counter::kIsRate);
 }
 
+// MLA's absorbed query for a legacy attn_kv_b (V2-Lite shape): W_UK^T of each head,
+// 512 latent rows × 128 columns, kept as the file's Q4_0 integers with their scales
+// along the columns (matmul_column_scaled), one token, one thread. `heads` heads back
+// to back: 1 stays in L2 (the arithmetic alone); 16 × 27 × 4 (78 MB, four decode steps'
+// worth) streams from DRAM. ns_per_head against a decode's absorb phase (--phases)
+// tells arithmetic from memory.
+void run_absorb(benchmark::State& state, int64_t heads) {
+  set_isa(cpu_supports(Isa::Avx512) ? Isa::Avx512 : cpu_supports(Isa::Avx2) ? Isa::Avx2 : Isa::Scalar);
+  set_threads(1);
+  const int64_t d_c = 512, d_nope = 128, group = 32;
+  Matrix uk = make_matrix(GgmlType::Q4_0, heads * d_nope, d_c);  // W_UK rows of every head, as in attn_kv_b
+  std::vector<uint8_t> t_bytes(static_cast<size_t>(heads) * column_scaled_transpose_bytes(row_slice(uk.view, 0, d_nope)));
+  std::vector<float> scales(static_cast<size_t>(heads * (d_c / group) * d_nope));
+  std::vector<Matrix> tiled(static_cast<size_t>(heads));
+  std::vector<WeightView> w(static_cast<size_t>(heads));
+  for (int64_t h = 0; h < heads; ++h) {
+    const WeightView head = row_slice(uk.view, h * d_nope, d_nope);
+    const size_t tb = column_scaled_transpose_bytes(head);
+    w[static_cast<size_t>(h)] = transpose_column_scaled(head, t_bytes.data() + h * tb, scales.data() + h * (d_c / group) * d_nope);
+    if (const size_t n = tiled_bytes(w[static_cast<size_t>(h)])) {
+      tiled[static_cast<size_t>(h)].tiles.resize(n);
+      w[static_cast<size_t>(h)] = tile_weights(w[static_cast<size_t>(h)], tiled[static_cast<size_t>(h)].tiles.data());
+    }
+  }
+  std::vector<float> x(static_cast<size_t>(d_nope), 0.5f), y(static_cast<size_t>(d_c));
+  for (auto _ : state)
+    for (int64_t h = 0; h < heads; ++h) {
+      matmul_column_scaled(w[static_cast<size_t>(h)], scales.data() + h * (d_c / group) * d_nope, group, x.data(), 1, y.data());
+      benchmark::DoNotOptimize(y.data());
+    }
+  state.counters["ns_per_head"] = benchmark::Counter(static_cast<double>(heads) * static_cast<double>(state.iterations()),
+                                                     benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,6 +135,8 @@ int main(int argc, char** argv) {
           }
       }
     }
+  benchmark::RegisterBenchmark("absorb/q4_0-column-scaled/hot", run_absorb, 1)->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("absorb/q4_0-column-scaled/16x27x4", run_absorb, 16 * 27 * 4)->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("membw/read", [](benchmark::State& state) {
     set_threads(2);
     double g = 0;
