@@ -114,3 +114,36 @@ TEST_F(EveryIsa, AutoTakesNaiveForTheLongPromptAndAbsorbedForTheDecode) {
         << isa_name << ": decode row not absorbed";
   }
 }
+
+// A decode step over more cached keys than one range holds: the absorbed path cuts
+// the keys into ranges the threads share (65-127 keys: two; 300: four or five) and
+// merges their online-softmax states. Its row must agree with the naive path, which
+// attends over all keys at once, on 1, 2 and 3 threads (a range count that does not
+// divide the keys, and leftovers of one key).
+TEST_F(EveryIsa, AbsorbedDecodeOverManyKeysMatchesNaive) {
+  const int saved_threads = kernels::threads();
+  auto model = Model::load(fixture_path("v2lite", "model.gguf"));
+  const std::vector<int32_t> fixture = fixture_tokens("v2lite");
+  auto token = [&](size_t i) { return fixture[(i * 7) % fixture.size()]; };
+  for (kernels::Isa isa : {kernels::Isa::Scalar, kernels::Isa::Avx2, kernels::Isa::Avx512}) {
+    if (!kernels::cpu_supports(isa)) continue;
+    kernels::set_isa(isa);
+    for (int threads : {1, 2, 3})
+      for (int32_t cached : {64, 65, 100, 127, 300}) {
+        kernels::set_threads(threads);
+        auto decode_row = [&](AttentionMode mode) {
+          Engine e(*model, {512, mode});  // past the fixture's 128 positions: both paths rotate alike
+          Batch prompt;
+          for (int32_t i = 0; i < cached; ++i) prompt.add(token(size_t(i)), i, 0, false);
+          e.forward(prompt);
+          Batch step;
+          step.add(token(size_t(cached)), cached, 0);
+          return e.forward(step);
+        };
+        const std::vector<float> naive = decode_row(AttentionMode::Naive), absorbed = decode_row(AttentionMode::Absorbed);
+        ASSERT_EQ(absorbed.size(), naive.size());
+        EXPECT_LT(rel_diff(absorbed, naive), 1e-4) << kernels::isa_name(isa) << ", " << threads << " threads, " << cached << " cached";
+      }
+  }
+  kernels::set_threads(saved_threads);
+}
