@@ -55,13 +55,13 @@ void up_project_value(const LayerWeights& L, const Dims& D, int64_t h, const flo
 // then W_UV applied once per head. Writes T × (H·d_v).
 // Threads share (token group, key range) items: a group is up to kGroupTokens tokens of
 // one sequence with all their heads, so each cached run is read once for all of them;
-// when there are few groups (decode) each is also cut into key ranges (2 per thread, of
-// kMinKeys to kMaxKeys keys) whose online-softmax states are merged in order afterwards;
-// whole 1024-key ranges left a 1-token decode over a shorter cache to one thread. With
-// fewer ranges than threads (at most kMinKeys keys on 2 threads) the group's heads are
-// shared out instead: one range had left the other thread waiting half the phase. The
-// cut depends only on the batch, the context length and the thread count, never on how
-// the cache stores blocks.
+// when there are few groups (decode) each is also cut into key ranges of equal length
+// (about 2 per thread, kMinKeys/2 to kMaxKeys keys each) whose online-softmax states are
+// merged in order afterwards; whole 1024-key ranges left a 1-token decode over a shorter
+// cache to one thread. With fewer ranges than threads (at most kMinKeys keys on 2
+// threads) the group's heads are shared out instead: one range had left the other thread
+// waiting half the phase. The cut depends only on the batch, the context length and the
+// thread count, never on how the cache stores blocks.
 void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t layer, const Dims& D,
                      const std::vector<float>& q, int64_t T, float* attn) {
   constexpr int64_t kGroupTokens = 4, kMinKeys = 64, kMaxKeys = 1024;
