@@ -91,23 +91,26 @@ void run_absorb(benchmark::State& state, int64_t heads) {
   set_threads(1);
   const int64_t d_c = 512, d_nope = 128, group = 32;
   Matrix uk = make_matrix(GgmlType::Q4_0, heads * d_nope, d_c);  // W_UK rows of every head, as in attn_kv_b
-  std::vector<uint8_t> t_bytes(static_cast<size_t>(heads) * column_scaled_transpose_bytes(row_slice(uk.view, 0, d_nope)));
-  std::vector<float> scales(static_cast<size_t>(heads * (d_c / group) * d_nope));
-  std::vector<Matrix> tiled(static_cast<size_t>(heads));
-  std::vector<WeightView> w(static_cast<size_t>(heads));
+  const size_t head_bytes = column_scaled_transpose_bytes(row_slice(uk.view, 0, d_nope));
+  const int64_t head_scales = (d_c / group) * d_nope;
+  std::vector<uint8_t> transposed(static_cast<size_t>(heads) * head_bytes);
+  std::vector<float> scales(static_cast<size_t>(heads * head_scales));
+  std::vector<std::vector<uint8_t>> tiles(static_cast<size_t>(heads));
+  std::vector<WeightView> w;
   for (int64_t h = 0; h < heads; ++h) {
-    const WeightView head = row_slice(uk.view, h * d_nope, d_nope);
-    const size_t tb = column_scaled_transpose_bytes(head);
-    w[static_cast<size_t>(h)] = transpose_column_scaled(head, t_bytes.data() + h * tb, scales.data() + h * (d_c / group) * d_nope);
-    if (const size_t n = tiled_bytes(w[static_cast<size_t>(h)])) {
-      tiled[static_cast<size_t>(h)].tiles.resize(n);
-      w[static_cast<size_t>(h)] = tile_weights(w[static_cast<size_t>(h)], tiled[static_cast<size_t>(h)].tiles.data());
+    WeightView t = transpose_column_scaled(row_slice(uk.view, h * d_nope, d_nope), transposed.data() + h * head_bytes,
+                                           scales.data() + h * head_scales);
+    std::vector<uint8_t>& tiled = tiles[static_cast<size_t>(h)];
+    if (const size_t n = tiled_bytes(t)) {
+      tiled.resize(n);
+      t = tile_weights(t, tiled.data());
     }
+    w.push_back(t);
   }
   std::vector<float> x(static_cast<size_t>(d_nope), 0.5f), y(static_cast<size_t>(d_c));
   for (auto _ : state)
     for (int64_t h = 0; h < heads; ++h) {
-      matmul_column_scaled(w[static_cast<size_t>(h)], scales.data() + h * (d_c / group) * d_nope, group, x.data(), 1, y.data());
+      matmul_column_scaled(w[static_cast<size_t>(h)], scales.data() + h * head_scales, group, x.data(), 1, y.data());
       benchmark::DoNotOptimize(y.data());
     }
   state.counters["ns_per_head"] = benchmark::Counter(static_cast<double>(heads) * static_cast<double>(state.iterations()),
