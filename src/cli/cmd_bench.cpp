@@ -267,8 +267,10 @@ int run_bench(int argc, char** argv) {
     std::printf("model: %s (%s of weights, %s streamed per token)\n", model->path().c_str(),
                 human_bytes(static_cast<double>(model->weight_bytes())).c_str(), human_bytes(static_cast<double>(bpt)).c_str());
     std::printf("threads: %d, isa: %s\n", kernels::threads(), isa.c_str());
-    std::printf("load: %.2f s (%s re-laid out for the int8 kernels); peak RSS %s = %.1f%% of the file\n", load_s,
-                human_bytes(static_cast<double>(model->tiled_weight_bytes())).c_str(), human_bytes(peak_rss).c_str(),
+    const std::string tiles = model->tiles_from_cache()
+                                  ? "tiles mapped from the tile cache"
+                                  : human_bytes(static_cast<double>(model->tiled_weight_bytes())) + " re-laid out for the int8 kernels";
+    std::printf("load: %.2f s (%s); peak RSS %s = %.1f%% of the file\n", load_s, tiles.c_str(), human_bytes(peak_rss).c_str(),
                 100.0 * peak_rss / file_bytes);
     if (const kernels::PrefetchChoice& pf = model->prefetch_choice(); pf.tuned)
       std::printf("decode prefetch: %s (one-token products at load: %.1f GB/s with, %.1f without)\n", pf.on ? "on" : "off",

@@ -18,6 +18,7 @@ struct ModelFlags {
   std::string attn = "auto";  // per sequence, the cheaper path (model/mla.cpp naive_is_cheaper)
   bool verbose = false;
   bool no_repack = false;
+  std::string tile_cache;
 
   // Registers -m/--model, -t/--threads, -c/--ctx-size, --attn, --verbose, --no-repack.
   void add_to(CLI::App& app, bool model_required = true);

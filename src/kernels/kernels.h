@@ -87,6 +87,11 @@ size_t tiled_bytes(const WeightView& W);
 // Writes the tiled copy of W (a Rows view) into dst (tiled_bytes(W) bytes, 64-byte
 // aligned) and returns a view of it.
 WeightView tile_weights(const WeightView& W, uint8_t* dst);
+// The view tile_weights returns, for tiles already at dst (a tile cache, model/tile_cache.h).
+WeightView tiled_view(const WeightView& W, const uint8_t* dst);
+// Bumped whenever the bytes tile_weights (or transpose_column_scaled) writes for the same
+// input change, so tile caches made by an older build are not used.
+constexpr uint32_t kTileFormatVersion = 1;
 
 // Views of part of a matrix in either layout, no copy: rows [r0, r0 + n) (r0 a multiple
 // of 16 when tiled) and columns [c0, c0 + n) (c0 and n multiples of the block size).

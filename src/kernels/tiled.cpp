@@ -102,14 +102,20 @@ void pack_tile_block(const WeightView& W, int64_t row0, int64_t b, uint8_t* out)
 
 }  // namespace
 
-WeightView tile_weights(const WeightView& W, uint8_t* dst) {
+WeightView tiled_view(const WeightView& W, const uint8_t* dst) {
   if (!tiled_bytes(W)) fail("tile_weights: no tiled kernel for this matrix");
-  const int64_t n_tiles = (W.rows + kTileRows - 1) / kTileRows, nb = W.cols / tile_block_cols(W.type);
-  const size_t bb = tile_block_bytes(W.type);
+  const int64_t nb = W.cols / tile_block_cols(W.type);
   WeightView t = W;
   t.layout = Layout::Tiles16;
-  t.tile_stride = static_cast<size_t>(nb) * bb;
+  t.tile_stride = static_cast<size_t>(nb) * tile_block_bytes(W.type);
   t.data = dst;
+  return t;
+}
+
+WeightView tile_weights(const WeightView& W, uint8_t* dst) {
+  const WeightView t = tiled_view(W, dst);
+  const int64_t n_tiles = (W.rows + kTileRows - 1) / kTileRows, nb = W.cols / tile_block_cols(W.type);
+  const size_t bb = tile_block_bytes(W.type);
 #pragma omp parallel for schedule(static) if (n_tiles > 8 && !omp_in_parallel())
   for (int64_t i = 0; i < n_tiles; ++i)
     for (int64_t b = 0; b < nb; ++b) pack_tile_block(W, i * kTileRows, b, dst + static_cast<size_t>(i) * t.tile_stride + static_cast<size_t>(b) * bb);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "common/error.h"
@@ -156,7 +157,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   m->split_shared_experts();
   if (opts.repack) {
     m->transpose_legacy_w_uk();
-    m->tile_weights(opts.verbose);
+    m->tile_weights(opts);
   }
   if (opts.verbose) {
     std::fprintf(stderr, "loaded %s: %lld layers, %zu tensors, %.2f MB of weights\n", path.c_str(),
@@ -240,10 +241,9 @@ void Model::split_shared_experts() {
   }
 }
 
-// Every matrix the int8 kernels take in tiles goes into one arena; the file's pages of
-// those tensors are then released, so resident memory stays about one model's size.
-// Not tiled: token_embd (read a row at a time).
-void Model::tile_weights(bool verbose) {
+// Every matrix the int8 kernels take in tiles. Not tiled: token_embd (read a row at a
+// time).
+std::vector<WeightView*> Model::matrices_to_tile() {
   std::vector<WeightView*> views;
   auto add = [&](WeightView& w) {
     if (!w.empty() && kernels::tiled_bytes(w)) views.push_back(&w);
@@ -263,30 +263,103 @@ void Model::tile_weights(bool verbose) {
     if (L.routed_and_shared.empty()) add_ffn(L.shared);  // else only the split copy is used
     for (size_t j = L.experts.size(); j < L.routed_and_shared.size(); ++j) add_ffn(L.routed_and_shared[j]);
   }
-  auto aligned = [](size_t n) { return (n + 63) & ~size_t{63}; };
-  std::vector<size_t> offset(views.size() + 1, 0);
-  for (size_t i = 0; i < views.size(); ++i) offset[i + 1] = offset[i] + aligned(kernels::tiled_bytes(*views[i]));
-  const size_t total = offset.back();
-  if (total == 0) return;
-  tiled_ = AnonymousMemory(total);
-  std::unique_ptr<Progress> progress;
-  if (verbose || total > (size_t{256} << 20)) progress = std::make_unique<Progress>("repacking weights", total);
-  // One parallel loop over the matrices (hundreds of expert slices), not one per matrix.
-  std::atomic<size_t> done{0};
-#pragma omp parallel for schedule(dynamic, 1)
+  return views;
+}
+
+namespace {
+
+// Lays a few matrices out again (their first 64 rows) and compares them with a tile
+// cache's bytes: catches a cache whose tiles do not match its table, or a build whose
+// tiles changed without a new kernels::kTileFormatVersion.
+bool cache_agrees_on_samples(const std::vector<WeightView*>& views, const std::vector<TiledMatrix>& layout,
+                             const uint8_t* tiles) {
+  constexpr size_t kSamples = 8;
+  std::vector<uint8_t> scratch;
+  for (size_t k = 0; k < kSamples; ++k) {
+    const size_t i = k * (views.size() - 1) / (kSamples - 1);
+    const WeightView head = kernels::row_slice(*views[i], 0, std::min<int64_t>(views[i]->rows, 64));
+    scratch.assign(kernels::tiled_bytes(head), 0);
+    kernels::tile_weights(head, scratch.data());
+    if (std::memcmp(scratch.data(), tiles + layout[i].offset, scratch.size()) != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// The tiled matrices live in one arena, laid out here or mapped from a tile cache; the
+// file's pages of those tensors are then released, so resident memory stays about one
+// model's size.
+void Model::tile_weights(const LoadOptions& opts) {
+  std::vector<WeightView*> views = matrices_to_tile();
+  if (views.empty()) {
+    if (!opts.tile_cache.empty())
+      std::fprintf(stderr, "tile cache %s: not written (no matrix of this model is laid out for the int8 kernels on this CPU)\n",
+                   opts.tile_cache.c_str());
+    return;
+  }
+  std::vector<TiledMatrix> layout;
+  uint64_t at = 0;
+  for (const WeightView* w : views) {
+    const uint64_t bytes = kernels::tiled_bytes(*w);
+    layout.push_back({w->type, w->rows, w->cols, at, bytes});
+    at += (bytes + 63) & ~uint64_t{63};
+  }
+  const uint8_t* tiles = nullptr;
+  const uint64_t fingerprint = opts.tile_cache.empty() ? 0 : gguf_fingerprint(*gguf_);
+  if (!opts.tile_cache.empty()) {
+    std::string why_not;
+    tile_cache_ = TileCache::open(opts.tile_cache, fingerprint, layout, &why_not);
+    if (tile_cache_.is_open() && !cache_agrees_on_samples(views, layout, tile_cache_.tiles())) {
+      why_not = "its tiles differ from this build's layout";
+      tile_cache_ = TileCache();
+    }
+    if (!why_not.empty())
+      std::fprintf(stderr, "tile cache %s: %s; laying the weights out again\n", opts.tile_cache.c_str(), why_not.c_str());
+    if (tile_cache_.is_open()) {
+      tile_cache_.read_in();
+      tiles = tile_cache_.tiles();
+    }
+  }
+  if (!tiles) {
+    tiles = lay_out(views, layout, opts.verbose);
+    if (!opts.tile_cache.empty()) {
+      try {
+        TileCache::write(opts.tile_cache, fingerprint, layout, tiles);
+      } catch (const Error& e) {  // the model is loaded; only the next load pays
+        std::fprintf(stderr, "warning: tile cache not written: %s\n", e.what());
+      }
+    }
+  }
   for (size_t i = 0; i < views.size(); ++i) {
     const WeightView source = *views[i];
-    *views[i] = kernels::tile_weights(source, tiled_.data() + offset[i]);
+    *views[i] = kernels::tiled_view(source, tiles + layout[i].offset);
     gguf_->release(source.data, static_cast<size_t>(source.rows) * source.row_stride);
-    done += offset[i + 1] - offset[i];
-    if (progress && omp_get_thread_num() == 0) progress->update(done);
   }
-  if (progress) progress->finish();
   for (LayerWeights& L : layers)  // the routed experts' tiled views, ahead of the shared ones
     if (!L.routed_and_shared.empty()) std::copy(L.experts.begin(), L.experts.end(), L.routed_and_shared.begin());
   legacy_w_uk_blocks_.clear();  // tiled now
   legacy_w_uk_blocks_.shrink_to_fit();
   prefetch_choice_ = kernels::tune_decode_prefetch(views.data(), views.size());
+}
+
+// Lays every matrix out into tiled_ and returns it.
+const uint8_t* Model::lay_out(const std::vector<WeightView*>& views, const std::vector<TiledMatrix>& layout, bool verbose) {
+  const uint64_t total = layout.back().offset + layout.back().bytes;
+  tiled_ = AnonymousMemory(total);
+  std::unique_ptr<Progress> progress;
+  if (verbose || total > (uint64_t{256} << 20)) progress = std::make_unique<Progress>("repacking weights", total);
+  // One parallel loop over the matrices (hundreds of expert slices), not one per matrix.
+  std::atomic<uint64_t> done{0};
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t i = 0; i < views.size(); ++i) {
+    kernels::tile_weights(*views[i], tiled_.data() + layout[i].offset);
+    gguf_->release(views[i]->data, static_cast<size_t>(views[i]->rows) * views[i]->row_stride);
+    done += layout[i].bytes;
+    if (progress && omp_get_thread_num() == 0) progress->update(done);
+  }
+  if (progress) progress->finish();
+  return tiled_.data();
 }
 
 static uint64_t bytes_of(const WeightView& w) { return w.data ? static_cast<uint64_t>(w.rows) * w.row_stride : 0; }

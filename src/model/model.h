@@ -9,6 +9,7 @@
 #include "format/gguf.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
+#include "model/tile_cache.h"
 
 namespace mlamoe {
 
@@ -56,6 +57,9 @@ class Model {
     // Re-lay out Q4_0/Q8_0 matrices in tiles for the int8 kernels when the CPU has them
     // (kernels/tiled.h); off: every weight is used in place from the file.
     bool repack = true;
+    // A tile cache file (model/tile_cache.h): the laid-out weights are mapped from it
+    // when it was made from this file by this build, else laid out and written there.
+    std::string tile_cache;
   };
   // Opens, validates and maps a GGUF file; throws Error naming the file and tensor.
   static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& opts);
@@ -73,18 +77,22 @@ class Model {
   // FFNs + shared experts + top-k routed experts + head): the roofline numerator.
   uint64_t bytes_per_token() const;
   uint64_t weight_bytes() const;  // all tensors
-  uint64_t tiled_weight_bytes() const { return tiled_.size(); }
+  uint64_t tiled_weight_bytes() const { return tiled_.size(); }  // laid out at this load
+  bool tiles_from_cache() const { return tile_cache_.is_open(); }
   // Whether decode prefetches in software, as measured on these weights at load.
   const kernels::PrefetchChoice& prefetch_choice() const { return prefetch_choice_; }
 
  private:
   Model() = default;
-  void tile_weights(bool verbose);
+  void tile_weights(const LoadOptions& opts);
+  std::vector<WeightView*> matrices_to_tile();
+  const uint8_t* lay_out(const std::vector<WeightView*>& views, const std::vector<TiledMatrix>& layout, bool verbose);
   void transpose_legacy_w_uk();
   void split_shared_experts();
   bool transpose_legacy_w_uk_quantized(LayerWeights& L);
   std::unique_ptr<GgufFile> gguf_;
-  AnonymousMemory tiled_;  // the re-laid-out matrices, if any
+  AnonymousMemory tiled_;  // the re-laid-out matrices, if laid out at this load
+  TileCache tile_cache_;   // or mapped from a tile cache
   kernels::PrefetchChoice prefetch_choice_;
   std::vector<float> legacy_w_uk_;  // W_UK^T per head, from a legacy attn_kv_b (float32)
   std::vector<std::vector<uint8_t>> legacy_w_uk_blocks_;  // or its blocks, until tiled

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/files.h"
+#include "common/fnv1a.h"
 #include "format/quant.h"
 
 namespace mlamoe {
@@ -13,18 +14,6 @@ namespace mlamoe {
 namespace {
 
 constexpr char kMagic[8] = {'M', 'L', 'A', 'K', 'V', 'S', 'E', 'S'};
-
-struct Fnv1a {
-  uint64_t h = 0xcbf29ce484222325ull;
-  void add(const void* data, size_t n) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  }
-  template <typename T>
-  void add_value(const T& v) {
-    add(&v, sizeof v);
-  }
-};
 
 struct Header {
   char magic[8];

@@ -141,3 +141,30 @@ TEST(CliBench, KernelEnvironmentSettings) {
   }
   ::unsetenv("MLAMOE_PREFETCH");
 }
+
+// --tile-cache: the first load lays the weights out and writes the cache, the second maps
+// it; a cache that cannot be written is a warning, not a failed run.
+TEST(CliBench, TileCacheIsWrittenThenMapped) {
+  const std::string dir = mlamoe::test::temp_dir(), model = dir + "/tile_cache_q4_0.gguf", cache = dir + "/q4_0.tiles";
+  auto r = run_mlamoe({"gen-random", "--config", mlamoe::test::shared_dir() + "/fixtures/v2lite/config.json", "--out", model,
+                       "--type", "q4_0", "--seed", "5"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<std::string> bench = {"bench", "-m", model, "-p", "0", "-n", "2", "-r", "1", "--tile-cache"};
+  auto with_cache = [&](const std::string& path) {
+    std::vector<std::string> args = bench;
+    args.push_back(path);
+    return run_mlamoe(args);
+  };
+  r = with_cache(cache);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  if (r.out.find("load: ") != std::string::npos && r.out.find(" 0 B re-laid out") != std::string::npos)
+    GTEST_SKIP() << "no tiled int8 kernels on this CPU";
+  EXPECT_NE(r.out.find("re-laid out for the int8 kernels"), std::string::npos) << r.out;
+  r = with_cache(cache);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("(tiles mapped from the tile cache)"), std::string::npos) << r.out;
+
+  r = with_cache(dir + "/no/such/dir/x.tiles");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: tile cache not written: " + dir + "/no/such/dir/x.tiles: cannot write"), std::string::npos) << r.err;
+}
