@@ -303,6 +303,7 @@ int run_bench(int argc, char** argv) {
                        {"n_gen", n_gen},              {"repetitions", reps},
                        {"depth", depth},              {"load_s", load_s},           {"peak_rss_bytes", peak_rss},
                        {"decode_prefetch", kernels::decode_prefetch()},
+                       {"tiles_from_cache", model->tiles_from_cache()},
                        {"kv_bytes_per_token", {{"stored", kvb.stored}, {"type", kf.type}, {"mla_16bit", kvb.mla},
                                                {"mha_16bit", kvb.mha}, {"gqa8_16bit", kvb.gqa8}, {"mqa_16bit", kvb.mqa}}}};
       if (!phase_json.is_null()) j["decode_phases"] = phase_json;

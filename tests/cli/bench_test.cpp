@@ -163,6 +163,11 @@ TEST(CliBench, TileCacheIsWrittenThenMapped) {
   r = with_cache(cache);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("(tiles mapped from the tile cache)"), std::string::npos) << r.out;
+  std::vector<std::string> json_args = bench;
+  json_args.insert(json_args.end(), {cache, "--json"});
+  r = run_mlamoe(json_args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(last_line_json(r.out)["tiles_from_cache"].get<bool>()) << r.out;
 
   r = with_cache(dir + "/no/such/dir/x.tiles");
   EXPECT_EQ(r.exit_code, 0) << r.err;
