@@ -296,6 +296,7 @@ void PagedKvCache::unpin(const Run& r) const {
     // A single-pass sweep will not read this page again before it has read every other
     // page of the context: of all resident pages it is needed last, so it goes first.
     p.spent = true;
+    p.passed_in = queue_generation_;
     lru_.splice(lru_.begin(), lru_, p.lru);
     room_event();
   }
@@ -358,6 +359,7 @@ size_t PagedKvCache::read_batch(uint64_t id, size_t max_pages, bool first_uncond
     Page& p = page(pid);
     if (p.data || p.loading || !p.on_disk) break;
     const bool must = first_unconditional && ids.empty();
+    if (!must && passed_this_sweep(p)) break;
     if (!make_room(page_bytes_, /*read_ahead=*/!must) && !must) break;
     p.loading = true;
     resident_ += page_bytes_;  // counted before the read, so concurrent loads see it
@@ -386,6 +388,28 @@ size_t PagedKvCache::read_batch(uint64_t id, size_t max_pages, bool first_uncond
 
 void PagedKvCache::release_pin(uint64_t id) const { --page(id).pins; }
 
+// A demand read that finds no spent page evicts one the sweep has yet to read (read
+// ahead for it, or for the next layer); read-ahead would not come back to it, having
+// passed it in its queue, and the sweep would demand-read it: queue it again.
+void PagedKvCache::read_again_later(uint64_t id) const {
+  const Page& p = page(id);
+  if (!sweep_single_pass_ || !opts_.prefetch || queue_generation_ == 0 || p.spent || passed_this_sweep(p)) return;
+  const int64_t layer = static_cast<int64_t>(id % static_cast<uint64_t>(n_layers_));
+  if (layer != sweep_layer_ && layer != (sweep_layer_ + 1) % n_layers_) return;
+  const Seq* s = find_seq(sweep_seq_);
+  if (!s) return;
+  const auto block = static_cast<int32_t>(id / static_cast<uint64_t>(n_layers_));
+  const size_t nb = std::min(s->table.size(), static_cast<size_t>((sweep_n_ + B_ - 1) / B_));
+  if (std::find(s->table.begin(), s->table.begin() + static_cast<std::ptrdiff_t>(nb), block) == s->table.begin() + static_cast<std::ptrdiff_t>(nb))
+    return;
+  prefetch_queue_.push_back(id);
+  prefetch_cv_.notify_all();
+}
+
+bool PagedKvCache::passed_this_sweep(const Page& p) const {
+  return sweep_single_pass_ && queue_generation_ != 0 && p.passed_in == queue_generation_;
+}
+
 bool PagedKvCache::read_ahead_may_evict(const Page& p) const {
   if (sweep_single_pass_) return p.spent;  // never what the sweep has yet to read
   return sweep_start_ == 0 || p.last_use < sweep_start_;  // the sweep may reread what it used
@@ -402,6 +426,7 @@ bool PagedKvCache::make_room(uint64_t bytes, bool read_ahead) const {
     if (it == lru_.end()) break;
     const uint64_t victim = *it++;
     if (read_ahead && !read_ahead_may_evict(page(victim))) return false;
+    if (!read_ahead) read_again_later(victim);
     evict(victim);
   }
   // Pinned pages may exceed a tiny budget: each reader needs its page in RAM.
@@ -474,7 +499,16 @@ void PagedKvCache::will_read(int32_t seq, int64_t layer, int64_t n, bool single_
   // the next decode step).
   const size_t nb = std::min(s->table.size(), static_cast<size_t>((n + B_ - 1) / B_));
   for (int64_t l : {layer, (layer + 1) % n_layers_})
-    for (size_t i = 0; i < nb; ++i) prefetch_queue_.push_back(page_id(s->table[i], l));
+    for (size_t i = 0; i < nb; ++i) {
+      const uint64_t id = page_id(s->table[i], l);
+      prefetch_queue_.push_back(id);
+      // Spent in an earlier sweep but read by this one or the next: read-ahead must not
+      // evict it for the pages behind it (it would not come back for it).
+      if (Page& p = page(id); p.data && p.spent) {
+        p.spent = false;
+        lru_.splice(lru_.end(), lru_, p.lru);
+      }
+    }
   prefetch_cv_.notify_all();
 }
 
@@ -506,6 +540,7 @@ void PagedKvCache::prefetch_loop() {
     if (stop_) return;
     const uint64_t id = prefetch_queue_.front();
     prefetch_queue_.pop_front();
+    if (passed_this_sweep(page(id))) continue;  // the sweep overtook read-ahead here
     // Room may only come from what read-ahead may evict (read_ahead_may_evict).
     const size_t n = read_batch(id, batch_pages_, /*first_unconditional=*/false, lk);
     stats_.pages_prefetched += n;

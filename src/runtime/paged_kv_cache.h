@@ -157,6 +157,9 @@ class PagedKvCache final : public KvCache {
     bool dirty = false;    // RAM copy differs from disk
     bool loading = false;  // a read from disk is under way (outside the lock)
     bool spent = false;    // read by a single-pass sweep since it was last pinned
+    // The sweep (queue_generation_) that read it in a single pass: read-ahead must not
+    // bring it back once evicted, or pages the sweep has passed fill the budget.
+    uint64_t passed_in = 0;
     uint64_t last_use = 0;
     std::list<uint64_t>::iterator lru;
   };
@@ -196,6 +199,8 @@ class PagedKvCache final : public KvCache {
   bool make_room(uint64_t bytes, bool read_ahead) const;
   // What read-ahead may displace: in a single-pass sweep (decode), pages it already
   // read; otherwise pages not used since the sweep began (it may reread the others).
+  bool passed_this_sweep(const Page& p) const;
+  void read_again_later(uint64_t id) const;  // Lock held
   bool read_ahead_may_evict(const Page& p) const;
   void evict(uint64_t id) const;
   void write_page(uint64_t id) const;
