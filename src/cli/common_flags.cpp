@@ -54,6 +54,7 @@ AttentionMode parse_attention(const std::string& s) {
 
 std::unique_ptr<Model> ModelFlags::load() const {
   if (threads < 0) fail("-t: thread count must be positive");
+  if (no_repack && !tile_cache.empty()) fail("--tile-cache keeps the re-laid-out weights; it cannot go with --no-repack");
   kernels::set_threads(threads);
   Model::LoadOptions opts;
   opts.verbose = verbose;

@@ -169,6 +169,12 @@ TEST(CliBench, TileCacheIsWrittenThenMapped) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(last_line_json(r.out)["tiles_from_cache"].get<bool>()) << r.out;
 
+  std::vector<std::string> both = bench;
+  both.insert(both.end(), {cache, "--no-repack"});
+  r = run_mlamoe(both);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: --tile-cache keeps the re-laid-out weights; it cannot go with --no-repack\n");
+
   r = with_cache(dir + "/no/such/dir/x.tiles");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("warning: tile cache not written: " + dir + "/no/such/dir/x.tiles: cannot write"), std::string::npos) << r.err;
