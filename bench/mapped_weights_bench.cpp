@@ -43,6 +43,12 @@ struct Weights {
   bool ok = false;
 };
 
+// Huge pages requested and every page read in, as TileCache::read_in does.
+void read_in(const uint8_t* p, size_t n) {
+  ::madvise(const_cast<uint8_t*>(p), n, MADV_HUGEPAGE);
+  ::madvise(const_cast<uint8_t*>(p), n, MADV_POPULATE_READ);
+}
+
 Weights& weights() {
   static Weights w = [] {
     Weights w;
@@ -54,12 +60,10 @@ Weights& weights() {
     if (!w.matrix_bytes) return w;
     if (const char* cache = std::getenv("MLAMOE_BENCH_TILE_CACHE")) {
       w.mapped = MappedFile(cache);
-      const size_t skip = size_t{2} << 20;
-      w.n_matrices = static_cast<int64_t>((w.mapped.size() - std::min(w.mapped.size(), skip)) / w.matrix_bytes);
-      auto* p = const_cast<uint8_t*>(w.mapped.data());
-      ::madvise(p + skip, w.mapped.size() - skip, MADV_HUGEPAGE);
-      ::madvise(p, w.mapped.size(), MADV_POPULATE_READ);
-      w.mapped_tiles = p + skip;
+      const size_t skip = std::min(w.mapped.size(), size_t{2} << 20), tile_bytes = w.mapped.size() - skip;
+      w.n_matrices = static_cast<int64_t>(tile_bytes / w.matrix_bytes);
+      w.mapped_tiles = w.mapped.data() + skip;
+      read_in(w.mapped_tiles, tile_bytes);
       w.anonymous = AnonymousMemory(w.matrix_bytes * w.n_matrices);
       std::memcpy(w.anonymous.data(), w.mapped_tiles, w.anonymous.size());
       w.order.resize(kPerPass);
@@ -75,10 +79,8 @@ Weights& weights() {
     f.commit();
     w.mapped = MappedFile(path);
     std::remove(path.c_str());  // the mapping keeps the pages
-    auto* p = const_cast<uint8_t*>(w.mapped.data());
-    ::madvise(p, w.mapped.size(), MADV_HUGEPAGE);
-    ::madvise(p, w.mapped.size(), MADV_POPULATE_READ);
-    w.mapped_tiles = p;
+    w.mapped_tiles = w.mapped.data();
+    read_in(w.mapped_tiles, w.mapped.size());
     w.order.resize(kPerPass);
     w.ok = true;
     return w;

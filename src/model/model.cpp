@@ -334,7 +334,8 @@ void Model::tile_weights(const LoadOptions& opts) {
   for (size_t i = 0; i < views.size(); ++i) {
     const WeightView source = *views[i];
     *views[i] = kernels::tiled_view(source, tiles + layout[i].offset);
-    gguf_->release(source.data, static_cast<size_t>(source.rows) * source.row_stride);
+    // lay_out released each source as soon as it was laid out
+    if (tile_cache_.is_open()) gguf_->release(source.data, static_cast<size_t>(source.rows) * source.row_stride);
   }
   for (LayerWeights& L : layers)  // the routed experts' tiled views, ahead of the shared ones
     if (!L.routed_and_shared.empty()) std::copy(L.experts.begin(), L.experts.end(), L.routed_and_shared.begin());
@@ -345,7 +346,7 @@ void Model::tile_weights(const LoadOptions& opts) {
 
 // Lays every matrix out into tiled_ and returns it.
 const uint8_t* Model::lay_out(const std::vector<WeightView*>& views, const std::vector<TiledMatrix>& layout, bool verbose) {
-  const uint64_t total = layout.back().offset + layout.back().bytes;
+  const uint64_t total = tiled_total_bytes(layout);
   tiled_ = AnonymousMemory(total);
   std::unique_ptr<Progress> progress;
   if (verbose || total > (uint64_t{256} << 20)) progress = std::make_unique<Progress>("repacking weights", total);

@@ -38,10 +38,6 @@ struct Entry {  // TiledMatrix on disk
   uint64_t offset, bytes;
 };
 
-uint64_t total_bytes(const std::vector<TiledMatrix>& layout) {
-  return layout.empty() ? 0 : layout.back().offset + layout.back().bytes;
-}
-
 uint64_t tiles_offset_for(size_t n_matrices) {
   const uint64_t table = sizeof(Header) + n_matrices * sizeof(Entry) + sizeof(uint64_t);
   return (table + kTilesAlignment - 1) / kTilesAlignment * kTilesAlignment;
@@ -55,7 +51,7 @@ Header header_for(uint64_t fingerprint, const std::vector<TiledMatrix>& layout) 
   h.fingerprint = fingerprint;
   h.n_matrices = layout.size();
   h.tiles_offset = tiles_offset_for(layout.size());
-  h.tile_bytes = total_bytes(layout);
+  h.tile_bytes = tiled_total_bytes(layout);
   return h;
 }
 
@@ -98,6 +94,10 @@ std::string mismatch(const MappedFile& f, const Header& want, const std::vector<
 }
 
 }  // namespace
+
+uint64_t tiled_total_bytes(const std::vector<TiledMatrix>& layout) {
+  return layout.empty() ? 0 : layout.back().offset + layout.back().bytes;
+}
 
 uint64_t gguf_fingerprint(const GgufFile& f) {
   Fnv1a sum;

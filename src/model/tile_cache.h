@@ -28,6 +28,9 @@ struct TiledMatrix {
   bool operator==(const TiledMatrix&) const = default;
 };
 
+// Bytes of the tiles of `layout` (0 for none).
+uint64_t tiled_total_bytes(const std::vector<TiledMatrix>& layout);
+
 // Identifies a model file's contents without reading all of it: its size, its header
 // (metadata and tensor table) and the first and last 4 KiB of every tensor's data.
 uint64_t gguf_fingerprint(const GgufFile& f);

@@ -399,9 +399,8 @@ void PagedKvCache::read_again_later(uint64_t id) const {
   const Seq* s = find_seq(sweep_seq_);
   if (!s) return;
   const auto block = static_cast<int32_t>(id / static_cast<uint64_t>(n_layers_));
-  const size_t nb = std::min(s->table.size(), static_cast<size_t>((sweep_n_ + B_ - 1) / B_));
-  if (std::find(s->table.begin(), s->table.begin() + static_cast<std::ptrdiff_t>(nb), block) == s->table.begin() + static_cast<std::ptrdiff_t>(nb))
-    return;
+  const auto swept_end = s->table.begin() + static_cast<std::ptrdiff_t>(swept_blocks(*s, sweep_n_));
+  if (std::find(s->table.begin(), swept_end, block) == swept_end) return;
   prefetch_queue_.push_back(id);
   prefetch_cv_.notify_all();
 }
@@ -497,7 +496,7 @@ void PagedKvCache::will_read(int32_t seq, int64_t layer, int64_t n, bool single_
   if (!s) return;
   // This layer's pages in sweep order, then the next layer's (wrapping to layer 0 for
   // the next decode step).
-  const size_t nb = std::min(s->table.size(), static_cast<size_t>((n + B_ - 1) / B_));
+  const size_t nb = swept_blocks(*s, n);
   for (int64_t l : {layer, (layer + 1) % n_layers_})
     for (size_t i = 0; i < nb; ++i) {
       const uint64_t id = page_id(s->table[i], l);

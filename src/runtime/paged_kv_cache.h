@@ -20,6 +20,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -197,10 +198,14 @@ class PagedKvCache final : public KvCache {
   // Evicts LRU pages until `bytes` more fit in the budget; returns false if it could not
   // (with read_ahead, only pages read_ahead_may_evict).
   bool make_room(uint64_t bytes, bool read_ahead) const;
+  // Read by the current single-pass sweep: read-ahead does not bring it back.
+  bool passed_this_sweep(const Page& p) const;
+  // Queues an evicted page again when the current sweep has yet to read it (Lock held).
+  void read_again_later(uint64_t id) const;
+  // The blocks of `s` a sweep over n positions reads.
+  size_t swept_blocks(const Seq& s, int64_t n) const { return std::min(s.table.size(), static_cast<size_t>((n + B_ - 1) / B_)); }
   // What read-ahead may displace: in a single-pass sweep (decode), pages it already
   // read; otherwise pages not used since the sweep began (it may reread the others).
-  bool passed_this_sweep(const Page& p) const;
-  void read_again_later(uint64_t id) const;  // Lock held
   bool read_ahead_may_evict(const Page& p) const;
   void evict(uint64_t id) const;
   void write_page(uint64_t id) const;
