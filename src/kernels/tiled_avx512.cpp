@@ -3,7 +3,8 @@
 // 32-column block of 16 rows is 8 instructions per token; the block's fp16 scales become
 // one vector of 16 floats, and the unsigned offset (8 or 128) is taken out exactly in
 // int32 by starting the sum at −offset · Σx. Weights are unpacked once per tile-block and
-// reused by up to 8 tokens held in registers.
+// reused by the tokens held in registers: up to 8 against one tile, or, for Q4_0/Q8_0
+// prefill, 5 against two tiles at once (tile_group_dot).
 // No standard-library templates here: an instantiation compiled with AVX-512 flags could
 // be the copy the linker keeps for the whole program.
 #include <immintrin.h>
@@ -40,6 +41,11 @@ struct UnpackQ4_0 {
       w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
     }
   }
+  // Group-column s alone (w[s] of unpack), for kernels that cannot hold all eight.
+  static inline __m512i unpack_one(const uint8_t* q, int s) {
+    const __m512i v = _mm512_loadu_si512(q + 64 * (s % 4));
+    return _mm512_and_si512(s < 4 ? v : _mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
+  }
   // Decode's cheaper form: the high nibbles stay in place (worth 16× their value), which
   // saves the shifts; the products of w[4..7] are then taken out by kHighShift.
   static constexpr int kHighShift = 4;
@@ -60,6 +66,7 @@ struct UnpackQ8_0 {
   static inline void unpack(const uint8_t* q, __m512i* w) {
     for (int s = 0; s < 8; ++s) w[s] = _mm512_loadu_si512(q + 64 * s);
   }
+  static inline __m512i unpack_one(const uint8_t* q, int s) { return _mm512_loadu_si512(q + 64 * s); }
   static constexpr int kHighShift = 0;
   static inline void unpack_high_in_place(const uint8_t* q, __m512i* w) { unpack(q, w); }
 };
@@ -72,6 +79,15 @@ struct Block32Tiles {
   static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows);
   template <bool Prefetch>
   static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows);
+  // Prefill's register block: 2 tiles × 5 tokens (20 accumulators, 2 weight vectors).
+  // One tile × 8 tokens keeps only 8 dpbusd chains in flight, and a Zen 5 core needs
+  // ~12 to issue 2 per cycle (8 chains: 6.6 G/s, 12: 8.2 G/s, a 20-line loop); it also
+  // spends a broadcast per dpbusd. kernels_bench GMAC/s, t2, 3 alternating rounds:
+  // q8_0 n64 581–610 → 686–705, n512 593–620 → 694–710; q4_0 n64 622–641 → 680–716;
+  // 2×6 and 3×4 measured close behind 2×5, 3×3 lower.
+  static constexpr int kGroupTiles = 2, kGroupTokens = 5;
+  template <int NT>
+  static void dot_group(const uint8_t* const* tiles, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 last_rows);
 };
 
 inline __m512i broadcast4(const int8_t* p) {
@@ -148,6 +164,40 @@ void tile_dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* co
     }
   }
   for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(ys[t], rows, acc[t]);
+}
+
+// TT tiles (16·TT rows) against NT tokens: each activation broadcast feeds the TT tiles'
+// dpbusd, and TT·NT chains are in flight. Kept out of line: inlined into tiled_chunk its
+// loop came out 7-10 % slower (q8_0 n64/n512, t1/t2, alternating runs).
+template <class U, int TT, int NT>
+__attribute__((noinline)) void tile_group_dot(const uint8_t* const* tiles, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 last_rows) {
+  __m512 acc[TT][NT];
+  for (int k = 0; k < TT; ++k)
+    for (int t = 0; t < NT; ++t) acc[k][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const size_t at = static_cast<size_t>(b) * U::kBlockBytes;
+    __m512i isum[TT][NT];
+    for (int t = 0; t < NT; ++t) {
+      const __m512i init = _mm512_set1_epi32(U::kOffset / 8 * xs[t][b].minus_8_sum);
+      for (int k = 0; k < TT; ++k) isum[k][t] = init;
+    }
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; ++s) {
+      __m512i w[TT];
+      for (int k = 0; k < TT; ++k) w[k] = U::unpack_one(tiles[k] + at + kTileScaleBytes, s);
+      for (int t = 0; t < NT; ++t) {
+        const __m512i x = broadcast4(xs[t][b].qs + 4 * s);
+        for (int k = 0; k < TT; ++k) isum[k][t] = _mm512_dpbusd_epi32(isum[k][t], w[k], x);
+      }
+    }
+    for (int k = 0; k < TT; ++k) {
+      const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tiles[k] + at)));
+      for (int t = 0; t < NT; ++t)
+        acc[k][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[k][t]), _mm512_mul_ps(dw, _mm512_set1_ps(xs[t][b].d)), acc[k][t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    for (int k = 0; k < TT; ++k) _mm512_mask_storeu_ps(ys[t] + k * kTileRows, k + 1 < TT ? 0xFFFF : last_rows, acc[k][t]);
 }
 
 // One tile against one token (decode): streams the tile once, so it prefetches, and
@@ -389,6 +439,22 @@ void Block32Tiles<U>::dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x
   tile_dot_decode<U, Prefetch>(tile, nb, x, y, rows);
 }
 
+template <class U>
+template <int NT>
+void Block32Tiles<U>::dot_group(const uint8_t* const* tiles, int64_t nb, const ActQ8* const* xs, float* const* ys,
+                                __mmask16 last_rows) {
+  tile_group_dot<U, kGroupTiles, NT>(tiles, nb, xs, ys, last_rows);
+}
+
+template <class K, int NT>
+void tile_group_dot_n(int nt, const uint8_t* const* tiles, int64_t nb, const typename K::Act* const* xs, float* const* ys,
+                      __mmask16 last_rows) {
+  if constexpr (NT > 1) {
+    if (nt < NT) return tile_group_dot_n<K, NT - 1>(nt, tiles, nb, xs, ys, last_rows);
+  }
+  K::template dot_group<NT>(tiles, nb, xs, ys, last_rows);
+}
+
 template <class K, bool Prefetch, int NT>
 void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const typename K::Act* const* xs, float* const* ys, __mmask16 rows) {
   if constexpr (NT > 1) {
@@ -404,28 +470,63 @@ inline __mmask16 tile_rows(int64_t valid_rows, int64_t i) {
   return left >= kTileRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
 }
 
+inline int64_t smaller(int64_t a, int64_t b) { return a < b ? a : b; }  // (std::min: see the top)
+
+// Tiles a kernel sweeps together for two or more tokens: K::kGroupTiles where it has a
+// group kernel, else 1.
+template <class K>
+constexpr int group_tiles() {
+  if constexpr (requires { K::kGroupTiles; }) return K::kGroupTiles;
+  else return 1;
+}
+
 template <class K, bool Prefetch>
 void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                  const uint8_t* x, size_t x_stride, int64_t c0, int64_t c1, float* y, size_t ldy) {
-  for (int64_t i = 0; i < n_tiles; ++i) {
-    const __mmask16 rows = tile_rows(valid_rows, i);
+  using Act = typename K::Act;
+  // Tokens t0 .. t0+nt-1 as the kernels take them: their activations, and their outputs
+  // from tile i on.
+  const auto tokens = [&](int64_t t0, int nt, int64_t i, const Act** xs, float** ys) {
+    for (int t = 0; t < nt; ++t) {
+      xs[t] = reinterpret_cast<const Act*>(x + static_cast<size_t>(t0 + t) * x_stride);
+      ys[t] = y + static_cast<size_t>(t0 + t) * ldy + static_cast<size_t>(i * kTileRows);
+    }
+  };
+  for (int64_t i = 0; i < n_tiles;) {
+    const int64_t tt = c1 - c0 > 1 && i + group_tiles<K>() <= n_tiles ? group_tiles<K>() : 1;
     const uint8_t* tile = tiles + static_cast<size_t>(i) * tile_stride;
-    if (c0 == 0 && c1 > 1 && i + 1 < n_tiles)
-      // The next tile comes from memory while this one is swept by every token group
+    if (c0 == 0 && c1 > 1 && i + tt < n_tiles) {
+      // The next tiles come from memory while these are swept by every token group
       // (decode prefetches inside its kernel; later chunks find the tiles in L2). MoE
       // phase of pp512 on the 27-layer Q4_0 file, 6 alternating runs each, medians:
       // 2.37 s without, 2.21 s with (pp512 125 -> 135 tok/s).
-      for (size_t o = 0; o < tile_stride; o += 64) _mm_prefetch(reinterpret_cast<const char*>(tile + tile_stride + o), _MM_HINT_T1);
-    for (int64_t t0 = c0; t0 < c1; t0 += kTokenGroup) {
-      const int nt = c1 - t0 < kTokenGroup ? static_cast<int>(c1 - t0) : kTokenGroup;
-      const typename K::Act* xs[kTokenGroup] = {};
-      float* ys[kTokenGroup] = {};
-      for (int t = 0; t < nt; ++t) {
-        xs[t] = reinterpret_cast<const typename K::Act*>(x + static_cast<size_t>(t0 + t) * x_stride);
-        ys[t] = y + static_cast<size_t>(t0 + t) * ldy + static_cast<size_t>(i * kTileRows);
-      }
-      tile_dot_n<K, Prefetch, kTokenGroup>(nt, tile, nb, xs, ys, rows);
+      const size_t ahead = static_cast<size_t>(smaller(tt, n_tiles - i - tt)) * tile_stride;
+      for (size_t o = 0; o < ahead; o += 64) _mm_prefetch(reinterpret_cast<const char*>(tile + tt * tile_stride + o), _MM_HINT_T1);
     }
+    if constexpr (group_tiles<K>() > 1) {
+      if (tt > 1) {
+        constexpr int TT = group_tiles<K>(), NT = K::kGroupTokens;
+        const uint8_t* group[TT];
+        for (int k = 0; k < TT; ++k) group[k] = tile + k * tile_stride;
+        for (int64_t t0 = c0; t0 < c1; t0 += NT) {
+          const int nt = static_cast<int>(smaller(NT, c1 - t0));
+          const Act* xs[NT] = {};
+          float* ys[NT] = {};
+          tokens(t0, nt, i, xs, ys);
+          tile_group_dot_n<K, NT>(nt, group, nb, xs, ys, tile_rows(valid_rows, i + TT - 1));
+        }
+        i += TT;
+        continue;
+      }
+    }
+    for (int64_t t0 = c0; t0 < c1; t0 += kTokenGroup) {
+      const int nt = static_cast<int>(smaller(kTokenGroup, c1 - t0));
+      const Act* xs[kTokenGroup] = {};
+      float* ys[kTokenGroup] = {};
+      tokens(t0, nt, i, xs, ys);
+      tile_dot_n<K, Prefetch, kTokenGroup>(nt, tile, nb, xs, ys, tile_rows(valid_rows, i));
+    }
+    ++i;
   }
 }
 
