@@ -305,6 +305,57 @@ struct Q4KTiles {
     for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(ys[t], rows, acc[t]);
   }
 
+  // Prefill's register block, as Block32Tiles': 2 tiles × 4 tokens (each sub-block's
+  // sums, the super-block's totals and the accumulators: 24 registers).
+  static constexpr int kGroupTiles = 2, kGroupTokens = 4;
+  template <int NT>
+  __attribute__((noinline)) static void dot_group(const uint8_t* const* tiles, int64_t nb, const ActQ8K32* const* xs,
+                                                  float* const* ys, __mmask16 last_rows) {
+    constexpr int TT = kGroupTiles;
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[TT][NT];
+    for (int k = 0; k < TT; ++k)
+      for (int t = 0; t < NT; ++t) acc[k][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const size_t at = static_cast<size_t>(b) * kQ4KTileBytes;
+      __m512i total[TT][NT];
+      for (int k = 0; k < TT; ++k)
+        for (int t = 0; t < NT; ++t) total[k][t] = _mm512_setzero_si512();
+      for (int j = 0; j < 8; ++j) {  // sub-block j: nibbles of chunk j/2, low for even j
+        const size_t q = at + kQ4KTileQuants + 512 * static_cast<size_t>(j / 2);
+        __m512i isum[TT][NT];
+        for (int k = 0; k < TT; ++k)
+          for (int t = 0; t < NT; ++t) isum[k][t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) {
+          __m512i w[TT];
+          for (int k = 0; k < TT; ++k) {
+            const __m512i v = _mm512_loadu_si512(tiles[k] + q + 64 * g);
+            w[k] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, low4);
+          }
+          for (int t = 0; t < NT; ++t) {
+            const __m512i x = broadcast4(xs[t][b].qs + 32 * j + 4 * g);
+            for (int k = 0; k < TT; ++k) isum[k][t] = _mm512_dpbusd_epi32(isum[k][t], w[k], x);
+          }
+        }
+        for (int k = 0; k < TT; ++k) {
+          const __m512i sc_j = sc(tiles[k] + at, j);
+          for (int t = 0; t < NT; ++t) total[k][t] = _mm512_add_epi32(total[k][t], _mm512_mullo_epi32(isum[k][t], sc_j));
+        }
+      }
+      for (int k = 0; k < TT; ++k) {
+        const uint8_t* tb = tiles[k] + at;
+        for (int t = 0; t < NT; ++t) {
+          __m512i mins = _mm512_setzero_si512();
+          for (int p = 0; p < 4; ++p) mins = _mm512_dpwssd_epi32(mins, min_pair(tb, p), sums_pair(xs[t][b], p));
+          acc[k][t] = finish(tb, xs[t][b].d, total[k][t], mins, acc[k][t]);
+        }
+      }
+    }
+    for (int t = 0; t < NT; ++t)
+      for (int k = 0; k < TT; ++k) _mm512_mask_storeu_ps(ys[t] + k * kTileRows, k + 1 < TT ? 0xFFFF : last_rows, acc[k][t]);
+  }
+
   // One token: prefetches as Block32Tiles' decode does; each 64-byte group feeds both
   // sub-blocks of its chunk, the high nibbles unshifted (16× their value, exact in
   // int32, so their weighted sum is shifted back once per super-block).
