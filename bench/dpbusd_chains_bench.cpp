@@ -7,7 +7,9 @@
 //
 //   build/bench/dpbusd_chains_bench
 //
-// Reports G dpbusd/s and GMAC/s (64 multiply-adds each) per chain count, one thread.
+// Reports G dpbusd/s and GMAC/s (64 multiply-adds each) per chain count, one thread; the
+// _with_F_fma runs add F float multiply-add chains to 12 dpbusd chains (if the two share
+// pipes, dpbusd/s falls to 12/(12+F) of the peak).
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 
@@ -22,9 +24,12 @@ using AliasedInt32 = int32_t __attribute__((may_alias));
 // statement that ties it to its register: from the intrinsic GCC 12 at -O3 copied every
 // accumulator to another register once per round (5.3-5.9 G dpbusd/s at any chain count,
 // against 8.2 in this form).
+#define MLAMOE_FOR_6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 #define MLAMOE_FOR_16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
 
-template <int N>
+// N dpbusd chains, and F (≤ 6) float multiply-add chains beside them: whether the two
+// share pipes (the prefill kernels end every block's dpbusd chains in float work).
+template <int N, int F = 0>
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void chains(benchmark::State& state) {
   if (!__builtin_cpu_supports("avx512vnni")) {
     state.SkipWithError("no AVX-512 VNNI on this CPU");
@@ -32,22 +37,32 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void chains(benchmark::St
   }
 #define MLAMOE_DECLARE(i) __m512i a##i = _mm512_set1_epi32(i);
   MLAMOE_FOR_16(MLAMOE_DECLARE)
+#define MLAMOE_DECLARE_FLOAT(i) __m512 f##i = _mm512_set1_ps(i);
+  MLAMOE_FOR_6(MLAMOE_DECLARE_FLOAT)
+  __m512 m = _mm512_set1_ps(1.0001f), c = _mm512_set1_ps(0.5f);
   __m512i w = _mm512_set1_epi32(0x01020304);
   const int8_t* x = g_activations;
   constexpr int kRounds = 1024;
   for (auto _ : state) {
     for (int r = 0; r < kRounds; ++r) {
-      asm("" : "+v"(w), "+r"(x));  // neither hoisted nor folded
+      asm("" : "+v"(w), "+r"(x), "+v"(m), "+v"(c));  // neither hoisted nor folded
 #define MLAMOE_STEP(i)                                  \
   if constexpr (i < N)                                  \
     asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(a##i) : "v"(w), "m"(*reinterpret_cast<const AliasedInt32*>(x + 4 * i)));
       MLAMOE_FOR_16(MLAMOE_STEP)
+#define MLAMOE_FLOAT_STEP(i) \
+  if constexpr (i < F) asm("vfmadd231ps %2, %1, %0" : "+v"(f##i) : "v"(m), "v"(c));
+      MLAMOE_FOR_6(MLAMOE_FLOAT_STEP)
     }
   }
   __m512i sum = _mm512_setzero_si512();
 #define MLAMOE_SUM(i) sum = _mm512_add_epi32(sum, a##i);
   MLAMOE_FOR_16(MLAMOE_SUM)
   benchmark::DoNotOptimize(sum);
+  __m512 float_sum = _mm512_setzero_ps();  // (one value kept: DoNotOptimize on each would keep them in memory)
+#define MLAMOE_SUM_FLOAT(i) float_sum = _mm512_add_ps(float_sum, f##i);
+  MLAMOE_FOR_6(MLAMOE_SUM_FLOAT)
+  benchmark::DoNotOptimize(float_sum);
   const double ops = static_cast<double>(state.iterations()) * kRounds * N;
   state.counters["G_dpbusd_per_s"] = benchmark::Counter(ops / 1e9, benchmark::Counter::kIsRate);
   state.counters["GMACps"] = benchmark::Counter(ops * 64 / 1e9, benchmark::Counter::kIsRate);
@@ -59,6 +74,8 @@ BENCHMARK(chains<8>)->Name("dpbusd/chains8");
 BENCHMARK(chains<10>)->Name("dpbusd/chains10");
 BENCHMARK(chains<12>)->Name("dpbusd/chains12");
 BENCHMARK(chains<16>)->Name("dpbusd/chains16");
+BENCHMARK(chains<12, 3>)->Name("dpbusd/chains12_with_3_fma");
+BENCHMARK(chains<12, 6>)->Name("dpbusd/chains12_with_6_fma");
 
 }  // namespace
 

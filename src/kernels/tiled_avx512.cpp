@@ -81,7 +81,7 @@ struct Block32Tiles {
   static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows);
   // Prefill's register block: 2 tiles × 5 tokens (20 accumulators, 2 weight vectors).
   // One tile × 8 tokens keeps only 8 dpbusd chains in flight, and a Zen 5 core needs
-  // ~12 to issue 2 per cycle (bench/dpbusd_chains_bench: 8 chains 7.6 G/s, 12 8.8); it
+  // ~12 to issue 2 per cycle (bench/dpbusd_chains_bench: 8 chains 7.4–7.5 G/s, 12 8.3); it
   // also spends a broadcast per dpbusd. kernels_bench GMAC/s, t2, 3 alternating rounds:
   // q8_0 n64 581–610 → 686–705, n512 593–620 → 694–710; q4_0 n64 622–641 → 680–716;
   // 2×6 and 3×4 measured close behind 2×5, 3×3 lower.
