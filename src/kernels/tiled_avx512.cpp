@@ -3,8 +3,8 @@
 // 32-column block of 16 rows is 8 instructions per token; the block's fp16 scales become
 // one vector of 16 floats, and the unsigned offset (8 or 128) is taken out exactly in
 // int32 by starting the sum at −offset · Σx. Weights are unpacked once per tile-block and
-// reused by the tokens held in registers: up to 8 against one tile, or, for Q4_0/Q8_0
-// prefill, 5 against two tiles at once (tile_group_dot).
+// reused by the tokens held in registers: up to 8 against one tile, or, in prefill, 5
+// (Q4_0/Q8_0: tile_group_dot) or 4 (Q4_K: Q4KTiles::dot_group) against two tiles at once.
 // No standard-library templates here: an instantiation compiled with AVX-512 flags could
 // be the copy the linker keeps for the whole program.
 #include <immintrin.h>
