@@ -31,7 +31,8 @@ const GgmlType kTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlT
 // Every tile width of both ISAs (4 and 8 tokens), and 75: past the tiled kernel's
 // 64-token chunk, with a short last group.
 const int64_t kTokens[] = {1, 2, 3, 5, 6, 7, 16, 33, 75};
-// The tiled kernels' token groups are 8 wide and their chunks 64 tokens: both edges.
+// The tiled kernels' token groups are 8 wide against one tile, 5 (Q4_0/Q8_0) or 4 (Q4_K)
+// against two, and their chunks 64 tokens: every remainder and both edges.
 const int64_t kTiledTokens[] = {1, 2, 3, 5, 6, 7, 8, 9, 16, 33, 64, 75};
 
 std::vector<Isa> available_isas() {
@@ -309,6 +310,33 @@ TEST_P(TiledMatmulTest, AgreesWithTheReferenceOnEveryIsa) {
     check({GetParam(), 301, cols_for(GetParam(), 8), Data::Random, 0, true}, isa, 1, rng);
     check({GetParam(), 131, cols_for(GetParam(), 4), Data::Adversarial, 0, true}, isa, 33, rng);
   }
+}
+
+// Prefill sweeps tiles two at a time (Q4_0/Q8_0 against 5 tokens, Q4_K against 4); a
+// matrix of one tile takes the one-tile kernel. Both form the same integer sums and the
+// same float steps per row and token, so a two-tile matrix's products equal those of its
+// two tiles run one at a time, bit for bit (one thread: two would take a tile each).
+TEST_P(TiledMatmulTest, TwoTileBlocksGiveTheOneTileProductsBitForBit) {
+  if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(91 + static_cast<int>(GetParam()));
+  set_isa(Isa::Avx512);
+  set_threads(1);
+  const int64_t cols = cols_for(GetParam(), 3);
+  Weights w = make_weights(GetParam(), 2 * kTileRows, cols, Data::Adversarial, rng);
+  std::vector<uint8_t> tiles(tiled_bytes(w.view));
+  const WeightView both = tile_weights(w.view, tiles.data());
+  for (int64_t n : {2, 4, 5, 9, 64, 75}) {
+    const std::vector<float> x = make_activations(n, cols, Data::Random, rng);
+    std::vector<float> y(static_cast<size_t>(n * both.rows), NAN), y_tile(static_cast<size_t>(n * kTileRows), NAN);
+    matmul(both, x.data(), n, y.data());
+    for (int64_t tile = 0; tile < 2; ++tile) {
+      matmul(row_slice(both, tile * kTileRows, kTileRows), x.data(), n, y_tile.data());
+      for (int64_t t = 0; t < n; ++t)
+        EXPECT_EQ(0, std::memcmp(y.data() + t * both.rows + tile * kTileRows, y_tile.data() + t * kTileRows, kTileRows * sizeof(float)))
+            << n << " tokens, token " << t << ", tile " << tile;
+    }
+  }
+  set_threads(2);
 }
 
 // The one-token kernels with and without software prefetch: the same products, bit for
