@@ -320,6 +320,7 @@ TEST_P(TiledMatmulTest, TwoTileBlocksGiveTheOneTileProductsBitForBit) {
   if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   std::mt19937 rng(91 + static_cast<int>(GetParam()));
   set_isa(Isa::Avx512);
+  const int threads_before = threads();
   set_threads(1);
   const int64_t cols = cols_for(GetParam(), 3);
   Weights w = make_weights(GetParam(), 2 * kTileRows, cols, Data::Adversarial, rng);
@@ -336,7 +337,7 @@ TEST_P(TiledMatmulTest, TwoTileBlocksGiveTheOneTileProductsBitForBit) {
             << n << " tokens, token " << t << ", tile " << tile;
     }
   }
-  set_threads(2);
+  set_threads(threads_before);
 }
 
 // The one-token kernels with and without software prefetch: the same products, bit for
