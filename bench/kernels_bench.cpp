@@ -80,41 +80,33 @@ void run_matmul(benchmark::State& state, GgmlType type, Isa isa, int64_t n, int 
                                                 benchmark::Counter::kIsRate);
 }
 
-// MLA's absorbed query for a legacy attn_kv_b (V2-Lite shape): W_UK^T of each head,
-// 512 latent rows × 128 columns, kept as the file's Q4_0 integers with their scales
-// along the columns (matmul_column_scaled), one token, one thread. `heads` heads back
-// to back: 1 stays in L2 (the arithmetic alone); 16 × 27 × 4 (78 MB, four decode steps'
-// worth) streams from DRAM. ns_per_head against a decode's absorb phase (--phases)
-// tells arithmetic from memory.
-void run_absorb(benchmark::State& state, int64_t heads) {
-  set_isa(cpu_supports(Isa::Avx512) ? Isa::Avx512 : cpu_supports(Isa::Avx2) ? Isa::Avx2 : Isa::Scalar);
-  set_threads(1);
-  const int64_t d_c = 512, d_nope = 128, group = 32;
-  Matrix uk = make_matrix(GgmlType::Q4_0, heads * d_nope, d_c);  // W_UK rows of every head, as in attn_kv_b
-  const size_t head_bytes = column_scaled_transpose_bytes(row_slice(uk.view, 0, d_nope));
-  const int64_t head_scales = (d_c / group) * d_nope;
-  std::vector<uint8_t> transposed(static_cast<size_t>(heads) * head_bytes);
-  std::vector<float> scales(static_cast<size_t>(heads * head_scales));
-  std::vector<std::vector<uint8_t>> tiles(static_cast<size_t>(heads));
-  std::vector<WeightView> w;
-  for (int64_t h = 0; h < heads; ++h) {
-    WeightView t = transpose_column_scaled(row_slice(uk.view, h * d_nope, d_nope), transposed.data() + h * head_bytes,
-                                           scales.data() + h * head_scales);
-    std::vector<uint8_t>& tiled = tiles[static_cast<size_t>(h)];
-    if (const size_t n = tiled_bytes(t)) {
-      tiled.resize(n);
-      t = tile_weights(t, tiled.data());
-    }
-    w.push_back(t);
+// MLA's absorbed query for a legacy attn_kv_b (V2-Lite shape): W_UK^T q_nope with
+// each head's W_UK rows (128 × 512) tiled, as the naive path has them, through
+// matmul_transposed's AVX-512 kernel (float axpy over the rows), one token, one
+// thread. `heads` heads back to back: 1 stays in L2 (the arithmetic alone); 16 × 27 × 4
+// (four decode steps' worth, 64-120 MB) streams from DRAM. ns_per_head against a
+// decode's absorb phase (--phases) tells arithmetic from memory.
+void run_absorb(benchmark::State& state, GgmlType type, int64_t heads) {
+  if (!cpu_supports(Isa::Avx512)) {
+    state.SkipWithError("needs AVX-512 (tiled weights)");
+    return;
   }
+  set_isa(Isa::Avx512);
+  set_threads(1);
+  const int64_t d_c = 512, d_nope = 128;
+  Matrix uk = make_matrix(type, heads * d_nope, d_c);  // W_UK rows of every head, as in attn_kv_b
+  std::vector<uint8_t> tiles(tiled_bytes(uk.view));
+  const WeightView all = tile_weights(uk.view, tiles.data());
   std::vector<float> x(static_cast<size_t>(d_nope), 0.5f), y(static_cast<size_t>(d_c));
   for (auto _ : state)
     for (int64_t h = 0; h < heads; ++h) {
-      matmul_column_scaled(w[static_cast<size_t>(h)], scales.data() + h * head_scales, group, x.data(), 1, y.data());
+      matmul_transposed(row_slice(all, h * d_nope, d_nope), x.data(), 1, y.data());
       benchmark::DoNotOptimize(y.data());
     }
   state.counters["ns_per_head"] = benchmark::Counter(static_cast<double>(heads) * static_cast<double>(state.iterations()),
                                                      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["weight_GBps"] = benchmark::Counter(static_cast<double>(tiles.size()) * static_cast<double>(state.iterations()) / 1e9,
+                                                     benchmark::Counter::kIsRate);
 }
 
 }  // namespace
@@ -138,8 +130,11 @@ int main(int argc, char** argv) {
           }
       }
     }
-  benchmark::RegisterBenchmark("absorb/q4_0-column-scaled/hot", run_absorb, 1)->Unit(benchmark::kMicrosecond);
-  benchmark::RegisterBenchmark("absorb/q4_0-column-scaled/16x27x4", run_absorb, 16 * 27 * 4)->Unit(benchmark::kMicrosecond);
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
+    const std::string name = "absorb/" + std::string(type_name(type)) + "-tiled-rows/";
+    benchmark::RegisterBenchmark((name + "hot").c_str(), run_absorb, type, 1)->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark((name + "16x27x4").c_str(), run_absorb, type, 16 * 27 * 4)->UseRealTime()->Unit(benchmark::kMicrosecond);
+  }
   benchmark::RegisterBenchmark("membw/read", [](benchmark::State& state) {
     set_threads(2);
     double g = 0;

@@ -89,9 +89,10 @@ size_t tiled_bytes(const WeightView& W);
 WeightView tile_weights(const WeightView& W, uint8_t* dst);
 // The view tile_weights returns, for tiles already at dst (a tile cache, model/tile_cache.h).
 WeightView tiled_view(const WeightView& W, const uint8_t* dst);
-// Bumped whenever the bytes tile_weights (or transpose_column_scaled) writes for the same
-// input change, so tile caches made by an older build are not used.
-constexpr uint32_t kTileFormatVersion = 1;
+// Bumped whenever the bytes tile_weights writes for the same input change, or which
+// matrices a model tiles, so tile caches made by an older build are not used. 2: a
+// legacy attn_kv_b's W_UK^T is no longer a column-scaled transpose.
+constexpr uint32_t kTileFormatVersion = 2;
 
 // Views of part of a matrix in either layout, no copy: rows [r0, r0 + n) (r0 a multiple
 // of 16 when tiled) and columns [c0, c0 + n) (c0 and n multiples of the block size).
@@ -127,22 +128,7 @@ namespace mlamoe::kernels {
 // n × cols). MLA needs it where a file stores an up-projection in the other
 // orientation (W_UK for the naive path, the legacy attn_kv_b for the absorbed one).
 void matmul_transposed(const WeightView& W, const float* X, int64_t n, float* Y);
+// Whether W (file rows), once tiled, takes matmul_transposed's AVX-512 kernel.
+bool has_tiled_transposed(const WeightView& W);
 
-// Y[t][r] = Σ_c s[r/group][c] · W[r][c] · X[t][c] with s = col_scale (rows/group ×
-// cols): a matrix whose quantization scales run along its columns, one per group of
-// rows — the transpose of a block-quantized matrix. MLA's W_UK^T from a legacy attn_kv_b
-// is kept this way (the file's integers and scales, unit block scales in W), so it
-// streams about as few bytes as the file and runs on the int8 kernels. Rows: a multiple
-// of group. Runs on the calling thread.
-void matmul_column_scaled(const WeightView& W, const float* col_scale, int64_t group, const float* X, int64_t n, float* Y);
-
-// The transpose of a Q4_0, Q8_0 or Q6_K matrix W (rows a multiple of 32, whole blocks)
-// in that form, exactly: dst (column_scaled_transpose_bytes(W), 0 if W does not
-// qualify) gets the cols × rows matrix of W's integers in unit-scale blocks (Q4_0 and
-// Q8_0 keep their type, Q6_K's go into Q8_0), col_scale ((cols/group) × rows floats)
-// W's scales, group = column_scale_group(W.type) (32, or Q6_K's sub-blocks of 16).
-// Returns the view of dst.
-int64_t column_scale_group(GgmlType type);
-size_t column_scaled_transpose_bytes(const WeightView& W);
-WeightView transpose_column_scaled(const WeightView& W, uint8_t* dst, float* col_scale);
 }  // namespace mlamoe::kernels

@@ -34,11 +34,9 @@ struct Dims {
 // q_lat[t] = W_UK[h]^T q_nope[t] for head h (T × d_c).
 void absorb_query(const LayerWeights& L, const Dims& D, int64_t h, const float* q_nope_h, int64_t T, float* q_lat) {
   if (L.w_uk.empty()) {
-    kernels::matmul_transposed(kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope), q_nope_h, T, q_lat);
-  } else if (!L.w_uk_scale.empty()) {  // built from a legacy attn_kv_b, the file's scales beside it
-    const int64_t group = kernels::column_scale_group(L.wkv_b.type);
-    const float* scale = L.w_uk_scale.data() + h * (D.d_c / group) * D.d_nope;
-    kernels::matmul_column_scaled(L.w_uk[static_cast<size_t>(h)], scale, group, q_nope_h, T, q_lat);
+    kernels::matmul_transposed(L.w_uk_rows.empty() ? kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope)
+                                                   : L.w_uk_rows[static_cast<size_t>(h)],
+                               q_nope_h, T, q_lat);
   } else {
     kernels::matmul(L.w_uk[static_cast<size_t>(h)], q_nope_h, T, q_lat);
   }

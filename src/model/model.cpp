@@ -167,17 +167,17 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
 }
 
 // A legacy attn_kv_b holds W_UK with its blocks along the latent dimension, so the
-// absorbed query W_UK^T q_nope would be a transposed product, dequantizing the whole
-// matrix every step. Newer files store W_UK^T per head (attn_k_b); for old ones we build
-// it once at load. With the int8 kernels and Q4_0/Q8_0/Q6_K blocks it keeps the file's
-// values and scales (transpose_legacy_w_uk_quantized: as many bytes per token as the
-// file, 1.6× for Q6_K); otherwise it is float32 (exact, 7× the bytes of Q4_0).
+// absorbed query W_UK^T q_nope is a transposed product. Newer files store W_UK^T per head
+// (attn_k_b). For old ones with Q4_0/Q8_0/Q6_K blocks and the int8 kernels, each head's
+// W_UK rows are tiled as they are (w_uk_rows, which the naive path's keys need anyway)
+// and kernels::matmul_transposed sums them in float: the file's bytes, no copy.
+// Otherwise W_UK^T is built once at load in float32 (exact, 7× the bytes of Q4_0).
 void Model::transpose_legacy_w_uk() {
   const ModelConfig& c = config_;
   const int64_t H = c.n_heads, d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim, d_c = c.kv_lora_rank;
   std::vector<LayerWeights*> as_float;
   for (LayerWeights& L : layers)
-    if (L.w_uk.empty() && !L.wkv_b.empty() && !transpose_legacy_w_uk_quantized(L)) as_float.push_back(&L);
+    if (L.w_uk.empty() && !L.wkv_b.empty() && !keep_legacy_w_uk_rows(L)) as_float.push_back(&L);
   if (as_float.empty()) return;
   const size_t per_head = static_cast<size_t>(d_c * d_nope);
   legacy_w_uk_.assign(as_float.size() * static_cast<size_t>(H) * per_head, 0.f);
@@ -195,23 +195,14 @@ void Model::transpose_legacy_w_uk() {
   }
 }
 
-// W_UK^T keeps the file's integers and scales (kernels::transpose_column_scaled): its
-// scales run along the columns, so they sit beside it in w_uk_scale and
-// kernels::matmul_column_scaled folds them into the query. Only when the int8 kernels
-// will tile it (else the float32 copy is faster to read). W_UV, the other half of
-// attn_kv_b, is already in the right orientation: its per-head rows become w_uv views.
-bool Model::transpose_legacy_w_uk_quantized(LayerWeights& L) {
+// Per head, W_UK's and W_UV's rows of attn_kv_b as views to be tiled, if the tiled W_UK
+// rows take matmul_transposed's kernel. W_UV is already in the right orientation.
+bool Model::keep_legacy_w_uk_rows(LayerWeights& L) {
   const ModelConfig& c = config_;
-  const int64_t H = c.n_heads, d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim, d_c = c.kv_lora_rank;
+  const int64_t H = c.n_heads, d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim;
   auto w_uk_of = [&](int64_t h) { return kernels::row_slice(L.wkv_b, h * (d_nope + d_v), d_nope); };
-  const size_t per_head = kernels::column_scaled_transpose_bytes(w_uk_of(0));
-  if (!per_head || !kernels::tiled_bytes(L.wkv_b)) return false;
-  std::vector<uint8_t>& blocks = legacy_w_uk_blocks_.emplace_back(static_cast<size_t>(H) * per_head);
-  const int64_t scales_per_head = d_c / kernels::column_scale_group(L.wkv_b.type) * d_nope;
-  L.w_uk_scale.assign(static_cast<size_t>(H * scales_per_head), 0.f);
+  if (!kernels::has_tiled_transposed(w_uk_of(0))) return false;
   for (int64_t h = 0; h < H; ++h) {
-    L.w_uk.push_back(kernels::transpose_column_scaled(w_uk_of(h), blocks.data() + static_cast<size_t>(h) * per_head,
-                                                      L.w_uk_scale.data() + h * scales_per_head));
     L.w_uv.push_back(kernels::row_slice(L.wkv_b, h * (d_nope + d_v) + d_nope, d_v));
     L.w_uk_rows.push_back(w_uk_of(h));
   }
@@ -339,8 +330,6 @@ void Model::tile_weights(const LoadOptions& opts) {
   }
   for (LayerWeights& L : layers)  // the routed experts' tiled views, ahead of the shared ones
     if (!L.routed_and_shared.empty()) std::copy(L.experts.begin(), L.experts.end(), L.routed_and_shared.begin());
-  legacy_w_uk_blocks_.clear();  // tiled now
-  legacy_w_uk_blocks_.shrink_to_fit();
   prefetch_choice_ = kernels::tune_decode_prefetch(views.data(), views.size());
 }
 
@@ -379,8 +368,7 @@ uint64_t Model::bytes_per_token() const {
     // there are some.
     const uint64_t kv_b = bytes_of(L.wkv_b), d_nope = c.qk_nope_head_dim, d_v = c.v_head_dim;
     n += bytes_of(L.wq) + bytes_of(L.wq_a) + bytes_of(L.wq_b) + bytes_of(L.wkv_a) + bytes_of(L.wo) +
-         (L.w_uk.empty() ? kv_b * d_nope / (d_nope + d_v) : 0) + (L.w_uv.empty() ? kv_b * d_v / (d_nope + d_v) : 0) +
-         L.w_uk_scale.size() * sizeof(float);
+         (L.w_uk.empty() ? kv_b * d_nope / (d_nope + d_v) : 0) + (L.w_uv.empty() ? kv_b * d_v / (d_nope + d_v) : 0);
     for (const auto& w : L.w_uk) n += bytes_of(w);
     for (const auto& w : L.w_uv) n += bytes_of(w);
     if (L.is_moe) {

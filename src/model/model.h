@@ -28,13 +28,11 @@ struct LayerWeights {
   WeightView wkv_a;                         // d -> kv_lora (c_kv) + d_rope (k_rope)
   std::vector<float> kv_a_norm;
   std::vector<WeightView> w_uk;             // per head: kv_lora rows × d_nope  (absorbed into q)
-  std::vector<float> w_uk_scale;            // legacy attn_kv_b, int8 kernels: per head (kv_lora/group) × d_nope
-                                            // scales of w_uk, whose blocks then have unit scale
-                                            // (group = kernels::column_scale_group(wkv_b.type))
   std::vector<WeightView> w_uv;             // per head: d_v rows × kv_lora     (absorbed into o)
   WeightView wkv_b;                         // legacy attn_kv_b: H*(d_nope+d_v) rows × kv_lora
   std::vector<WeightView> w_uk_rows;        // legacy, int8 kernels: per head W_UK (d_nope rows × kv_lora),
-                                            // tiled for the naive path's key decompression
+                                            // tiled: the naive path's keys, the absorbed query
+                                            // (kernels::matmul_transposed)
   WeightView wo;                            // H*d_v -> d
   // FFN: dense (first layers) or DeepSeekMoE
   WeightView ffn_gate, ffn_up, ffn_down;    // dense
@@ -89,13 +87,12 @@ class Model {
   const uint8_t* lay_out(const std::vector<WeightView*>& views, const std::vector<TiledMatrix>& layout, bool verbose);
   void transpose_legacy_w_uk();
   void split_shared_experts();
-  bool transpose_legacy_w_uk_quantized(LayerWeights& L);
+  bool keep_legacy_w_uk_rows(LayerWeights& L);
   std::unique_ptr<GgufFile> gguf_;
   AnonymousMemory tiled_;  // the re-laid-out matrices, if laid out at this load
   TileCache tile_cache_;   // or mapped from a tile cache
   kernels::PrefetchChoice prefetch_choice_;
   std::vector<float> legacy_w_uk_;  // W_UK^T per head, from a legacy attn_kv_b (float32)
-  std::vector<std::vector<uint8_t>> legacy_w_uk_blocks_;  // or its blocks, until tiled
   ModelConfig config_;
 };
 

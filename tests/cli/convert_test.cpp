@@ -197,16 +197,15 @@ TEST(QuantizeCli, TiledQ4KGivesTheLogitsOfTheFileWeights) {
   }
 }
 
-// A legacy attn_kv_b with 32-multiple head sizes: under the int8 kernels W_UK^T is kept
-// in the file's blocks (column-scaled, kernels::transpose_column_scaled) and the
-// absorbed query is quantized like every other product's input. Against the file
-// layout (float W_UK^T) the random network's near-tie routing can amplify that into a
-// few % (session 3: q4_0 max 0.081 rms 0.028; the file layout on AVX2 vs AVX-512 alone
-// differed by 0.079 / 0.019); a wrong transpose gives unrelated logits (rms ~1).
-// q6_K (a 256-wide latent, so attn_kv_b is Q6_K): its 6-bit integers in Q8_0 blocks,
-// one scale per sub-block of 16. Measured now: q8_0 and q4_0 1.7e-7, q6_K max 0.021
-// rms 0.020 (with a float32 W_UK^T it was 0.092 / 0.023: the other Q6_K tensors' tiled
-// products dominate).
+// A legacy attn_kv_b with 32-multiple head sizes: under the int8 kernels each head's
+// W_UK rows are tiled and the absorbed query W_UK^T q_nope is summed over them in float
+// (kernels::matmul_transposed's AVX-512 kernel); the file layout takes the reference
+// path (the rows dequantized). Both are float, so q8_0 and q4_0 agree to float
+// rounding (measured 1.7e-7); a wrong kernel gives unrelated logits (rms ~1). q6_K (a
+// 256-wide latent, so attn_kv_b is Q6_K): the other Q6_K tensors' tiled products, whose
+// activations are quantized differently from the file layout's, dominate, and the
+// random network's near-tie routing amplifies them: measured max 0.087 rms 0.030 (a
+// float32 W_UK^T built at load gave 0.092 / 0.023, session 3).
 TEST(QuantizeCli, LegacyKvbTiledWUKGivesTheLogitsOfTheFileLayout) {
   const std::string cfg_path = reshaped_config("v2lite",
                                                {{"hidden_size", 128}, {"intermediate_size", 256}, {"moe_intermediate_size", 64},

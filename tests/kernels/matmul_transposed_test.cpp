@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "format/quant.h"
 #include "kernels/kernels.h"
+#include "kernels/tiled.h"
 
 using namespace mlamoe;
 
@@ -44,115 +45,67 @@ TEST(MatmulTransposed, MatchesDefinitionOnDequantizedWeights) {
   }
 }
 
-// matmul_column_scaled: W holds integer blocks of unit scale, the true scales run along
-// the columns (one per group of 32 rows, or 16 as Q6_K's transpose has them). Checked
-// against the definition in double on every ISA, in the file layout and tiled, with
-// the bound that quantizing the scaled activations to int8 allows (half a step of each
-// 32-value block's largest value).
-TEST(MatmulColumnScaled, MatchesDefinitionOnEveryIsaAndLayout) {
+// The AVX-512 transposed kernel on tiled Q4_0, Q8_0 and Q6_K weights against the
+// reference path on the same matrix in the file layout (every weight dequantized, then
+// summed in order). Rows: whole tiles and a ragged last tile (its padding must add
+// nothing); columns: one and several tile-blocks. Rows span 2^-12..2^12 in scale, and a
+// few are all zero. The kernel sums each column in float32 in another order and takes
+// the unsigned offset (8, 128, 32) out as offset · Σ x·scale, so the bound is a few
+// float32 ulps of Σ |x · scale| · (|q| + offset) per column.
+TEST(MatmulTransposed, TiledKernelAgreesWithTheReference) {
   using kernels::Isa;
+  if (!kernels::cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 here: tiled weights need it";
   const Isa saved = kernels::active_isa();
-  const int64_t rows = 96, cols = 64;
+  kernels::set_isa(Isa::Avx512);
   std::mt19937 rng(11);
   std::normal_distribution<float> nd;
-  std::uniform_int_distribution<int> nib(0, 15), i8(-127, 127);
-  struct Case {
-    GgmlType type;
-    int64_t group;
-  };
-  for (const Case& cs : {Case{GgmlType::Q4_0, 32}, Case{GgmlType::Q8_0, 32}, Case{GgmlType::Q8_0, 16}}) {
-    const GgmlType type = cs.type;
-    const int64_t group = cs.group;
-    std::vector<float> scale(static_cast<size_t>(rows / group * cols));
-    for (auto& s : scale) s = std::ldexp(std::fabs(nd(rng)) + 0.1f, static_cast<int>(rng() % 7) - 3);
-    const size_t row_bytes = mlamoe::row_bytes(type, cols);
-    std::vector<uint8_t> data(row_bytes * rows);
-    const uint16_t one = fp32_to_fp16(1.0f);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t b = 0; b < cols / 32; ++b) {
-        uint8_t* blk = data.data() + r * row_bytes + b * (type == GgmlType::Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0));
-        std::memcpy(blk, &one, 2);
-        if (type == GgmlType::Q4_0)
-          for (int i = 0; i < 16; ++i) blk[2 + i] = static_cast<uint8_t>(nib(rng) | nib(rng) << 4);
-        else
-          for (int i = 0; i < 32; ++i) blk[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(i8(rng)));
-      }
-    const kernels::WeightView rows_view{type, data.data(), rows, cols, row_bytes};
-    std::vector<float> deq(static_cast<size_t>(rows * cols));
-    for (int64_t r = 0; r < rows; ++r) dequantize_row(type, rows_view.row(r), deq.data() + r * cols, cols);
-    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-      if (!kernels::cpu_supports(isa)) continue;
-      kernels::set_isa(isa);
-      std::vector<kernels::WeightView> views{rows_view};
-      std::vector<uint8_t> tiles;
-      if (size_t n = kernels::tiled_bytes(rows_view)) {
-        tiles.resize(n + 64);
-        uint8_t* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(tiles.data()) + 63) & ~uintptr_t{63});
-        views.push_back(kernels::tile_weights(rows_view, aligned));
-      }
-      for (const kernels::WeightView& W : views)
-        for (int64_t n : {1, 5, 12}) {
-          std::vector<float> X(static_cast<size_t>(n * cols)), Y(static_cast<size_t>(n * rows), 123.f);
-          for (auto& v : X) v = nd(rng);
-          kernels::matmul_column_scaled(W, scale.data(), group, X.data(), n, Y.data());
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
+    const float offset = type == GgmlType::Q4_0 ? 8.f : type == GgmlType::Q8_0 ? 128.f : 32.f;
+    for (int64_t rows : {int64_t{16}, int64_t{40}, int64_t{128}})
+      for (int64_t cols : type == GgmlType::Q6_K ? std::vector<int64_t>{256, 512} : std::vector<int64_t>{32, 96, 512}) {
+        std::vector<float> wf(static_cast<size_t>(rows * cols));
+        for (int64_t r = 0; r < rows; ++r) {
+          const float row_scale = r % 7 == 3 ? 0.f : std::ldexp(1.f, static_cast<int>(rng() % 25) - 12);
+          for (int64_t c = 0; c < cols; ++c) wf[static_cast<size_t>(r * cols + c)] = row_scale * nd(rng);
+        }
+        const size_t rb = mlamoe::row_bytes(type, cols);
+        std::vector<uint8_t> data(rb * rows);
+        for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, data.data() + r * rb, cols);
+        const kernels::WeightView W{type, data.data(), rows, cols, rb};
+        ASSERT_TRUE(kernels::has_tiled_transposed(W)) << type_name(type);
+        std::vector<uint8_t> tiles(kernels::tiled_bytes(W), 0xCD);
+        const kernels::WeightView T = kernels::tile_weights(W, tiles.data());
+        std::vector<float> deq(static_cast<size_t>(rows * cols));
+        for (int64_t r = 0; r < rows; ++r) dequantize_row(type, W.row(r), deq.data() + r * cols, cols);
+        // |scale| of each weight's block, recovered as the block's largest |value| over
+        // the largest |integer| it can have (an upper bound is all the tolerance needs).
+        const float q_max = type == GgmlType::Q4_0 ? 7.f : type == GgmlType::Q8_0 ? 127.f : 31.f;
+        for (int64_t n : {1, 3, 9}) {
+          // NaN past the last token's rows: the last tile's padding must not read them.
+          std::vector<float> X(static_cast<size_t>(n * rows + kernels::kTileRows), std::nanf("")),
+              fast(static_cast<size_t>(n * cols), 123.f), slow(static_cast<size_t>(n * cols), -5.f);
+          for (int64_t k = 0; k < n * rows; ++k) X[static_cast<size_t>(k)] = nd(rng);
+          kernels::matmul_transposed(T, X.data(), n, fast.data());
+          kernels::matmul_transposed(W, X.data(), n, slow.data());
           for (int64_t t = 0; t < n; ++t)
-            for (int64_t r = 0; r < rows; ++r) {
-              const float* s = scale.data() + r / group * cols;
-              double want = 0, bound = 0;
-              for (int64_t b = 0; b < cols; b += 32) {
-                double amax = 0;
-                for (int64_t c = b; c < b + 32; ++c) amax = std::fmax(amax, std::fabs(double(X[t * cols + c]) * s[c]));
-                for (int64_t c = b; c < b + 32; ++c) {
-                  const double w = deq[r * cols + c], xs = double(X[t * cols + c]) * s[c];
-                  want += w * xs;
-                  bound += std::fabs(w) * (amax / 254.0 * 1.01 + 1e-6 * std::fabs(xs));
-                }
+            for (int64_t c = 0; c < cols; ++c) {
+              double want = 0, mag = 0;
+              for (int64_t r = 0; r < rows; ++r) {
+                const int64_t group = type == GgmlType::Q6_K ? 16 : 32, b0 = c / group * group;  // one scale
+                float amax = 0;
+                for (int64_t k = b0; k < b0 + group; ++k) amax = std::fmax(amax, std::fabs(deq[r * cols + k]));
+                const double w = deq[r * cols + c], x = X[t * rows + r];
+                want += w * x;
+                mag += std::fabs(x) * (std::fabs(w) + 2.0 * offset * amax / q_max);
               }
-              ASSERT_NEAR(Y[t * rows + r], want, bound + 1e-5)
-                  << type_name(type) << " group " << group << " " << kernels::isa_name(isa)
-                  << (W.layout == kernels::Layout::Tiles16 ? " tiled" : " rows") << " n " << n << " t " << t << " r " << r;
+              const float tol = static_cast<float>(1e-6 * mag) + 1e-30f;
+              ASSERT_NEAR(fast[t * cols + c], want, tol) << type_name(type) << " " << rows << "x" << cols << " n " << n << " t " << t << " c " << c;
+              ASSERT_NEAR(slow[t * cols + c], want, tol) << "reference " << type_name(type);
             }
         }
-    }
+      }
   }
   kernels::set_isa(saved);
-}
-
-// The column-scaled transpose holds exactly W's values: scale · integer = W[n][j]
-// (Q6_K: its 6-bit integers in Q8_0 blocks, one scale per sub-block of 16).
-TEST(MatmulColumnScaled, TransposeKeepsEveryValueExactly) {
-  const int64_t rows = 64;
-  std::mt19937 rng(12);
-  std::normal_distribution<float> nd;
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
-    const int64_t cols = type == GgmlType::Q6_K ? 512 : 96, group = kernels::column_scale_group(type);
-    ASSERT_EQ(group, type == GgmlType::Q6_K ? 16 : 32);
-    std::vector<float> wf(static_cast<size_t>(rows * cols));
-    for (auto& v : wf) v = nd(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 9) - 4);
-    const size_t rb = mlamoe::row_bytes(type, cols);
-    std::vector<uint8_t> data(rb * rows);
-    for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, data.data() + r * rb, cols);
-    const kernels::WeightView W{type, data.data(), rows, cols, rb};
-    ASSERT_GT(kernels::column_scaled_transpose_bytes(W), 0u);
-    std::vector<uint8_t> t(kernels::column_scaled_transpose_bytes(W));
-    std::vector<float> scale(static_cast<size_t>(cols / group * rows));
-    const kernels::WeightView T = kernels::transpose_column_scaled(W, t.data(), scale.data());
-    ASSERT_EQ(T.rows, cols);
-    ASSERT_EQ(T.cols, rows);
-    ASSERT_EQ(T.type, type == GgmlType::Q6_K ? GgmlType::Q8_0 : type);
-    std::vector<float> w_row(static_cast<size_t>(cols)), t_row(static_cast<size_t>(rows));
-    for (int64_t j = 0; j < cols; ++j) {
-      kernels::get_row(T, j, t_row.data());
-      for (int64_t n = 0; n < rows; ++n) {
-        kernels::get_row(W, n, w_row.data());
-        ASSERT_EQ(scale[j / group * rows + n] * t_row[n], w_row[j]) << type_name(type) << " j " << j << " n " << n;
-      }
-    }
-  }
-  const kernels::WeightView f32{GgmlType::F32, nullptr, 64, 64, 256};
-  EXPECT_EQ(kernels::column_scaled_transpose_bytes(f32), 0u);
-  const kernels::WeightView q4k{GgmlType::Q4_K, nullptr, 64, 256, mlamoe::row_bytes(GgmlType::Q4_K, 256)};
-  EXPECT_EQ(kernels::column_scaled_transpose_bytes(q4k), 0u);  // mins: not a scale times an integer
 }
 
 // Row and column slices read exactly the values of that part of the matrix, in the
