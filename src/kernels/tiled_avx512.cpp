@@ -13,6 +13,7 @@
 
 #include "kernels/act_quant.h"
 #include "kernels/tiled.h"
+#include "kernels/tiled_avx512.h"
 
 namespace mlamoe::kernels {
 namespace {
@@ -399,15 +400,12 @@ struct Q6KTiles {
   // w[g] = 16 rows × columns 16j + 4g .. 16j + 4g + 3 as bytes q.
   static inline void unpack(const uint8_t* tb, int j, __m512i* w) {
     const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j);
-    const __m512i low6 = _mm512_set1_epi8(0x3F), low2 = _mm512_set1_epi8(0x03), low4 = _mm512_set1_epi8(0x0F);
+    const __m512i low6 = _mm512_set1_epi8(0x3F);
     const __m512i a = load_once(sub), b = load_once(sub + 64), c = load_once(sub + 128);
     w[0] = _mm512_and_si512(a, low6);
     w[1] = _mm512_and_si512(b, low6);
     w[2] = _mm512_and_si512(c, low6);
-    // Bits 6-7 of a, b, c to bits 0-1, 2-3, 4-5 (16-bit shifts: what crosses from the
-    // next byte is selected away), each select (0xCA: mask ? second : third) one op.
-    const __m512i ab = _mm512_ternarylogic_epi32(low2, _mm512_srli_epi16(a, 6), _mm512_srli_epi16(b, 4), 0xCA);
-    w[3] = _mm512_and_si512(_mm512_ternarylogic_epi32(low4, ab, _mm512_srli_epi16(c, 2), 0xCA), low6);
+    w[3] = _mm512_and_si512(q6_k_top_fields(a, b, c), low6);
   }
   // d · sc_j of the 16 rows (sc_j signed).
   static inline __m512 scaled(__m512 d, const uint8_t* tb, int j) {

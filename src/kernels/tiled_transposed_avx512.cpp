@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include "kernels/tiled.h"
+#include "kernels/tiled_avx512.h"
 
 namespace mlamoe::kernels {
 namespace {
@@ -142,11 +143,7 @@ void q6_k_transposed(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, 
         prefetch_lines(q + kQ6KAheadSubBlocks * kQ6KTileSub, kQ6KTileSub);
         __m512i v[4];
         for (int g = 0; g < 3; ++g) v[g] = _mm512_loadu_si512(q + 64 * g);
-        // q_3 = A's top 2 bits | B's << 2 | C's << 4 (its byte's top 2 bits are left
-        // over and masked off with the field).
-        const __m512i a = _mm512_srli_epi16(v[0], 6), bb = _mm512_srli_epi16(v[1], 4), c = _mm512_srli_epi16(v[2], 2);
-        const __m512i ab = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x03), a, bb, 0xCA);  // mask ? a : bb
-        v[3] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0F), ab, c, 0xCA);
+        v[3] = q6_k_top_fields(v[0], v[1], v[2]);  // its top 2 bits go with the field's mask
         accumulate_fields<0, 6>(v, coef, acc);
       }
       store_columns(acc, coef_sum, 32.f, y + kQ6KTileCols * b + 16 * j);
