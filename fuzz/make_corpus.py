@@ -92,6 +92,22 @@ def main():
                                     ("q6_K", 14, 256, 210)]:
         write("gguf", "tiny-" + name + ".gguf", tiny_file(type_id, ne0, row, type_id))
 
+    tile_cache_seeds()
+
+
+def tile_cache_seeds():
+    # Flag byte (tests/model/tile_cache_exercise.h: bit 0 repairs the head's fields, bit 1
+    # its checksum, bit 2 the tiles' length), then the 136-byte head, then the tiles
+    # (1664 bytes for the fixed layout).
+    head, tiles = bytes(136), bytes((i * 37 + 11) % 256 for i in range(1664))
+    write("tile_cache", "valid-repaired.raw", bytes([7]) + head + tiles)
+    write("tile_cache", "valid-exact-tiles.raw", bytes([3]) + head + tiles)
+    write("tile_cache", "short-tiles.raw", bytes([3]) + head + tiles[:1000])
+    write("tile_cache", "long-tiles.raw", bytes([3]) + head + tiles + tiles[:336])
+    write("tile_cache", "bad-checksum.raw", bytes([5]) + head)
+    write("tile_cache", "fields-only.raw", bytes([1]))
+    write("tile_cache", "garbage.raw", bytes([0]) + bytes((i * 73 + 5) % 256 for i in range(200)))
+
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,9 @@
 #include "convert/gen_random.h"
 #include "model/engine.h"
 #include "model/tile_cache.h"
+#include "fuzz_inputs.h"
 #include "test_paths.h"
+#include "tile_cache_exercise.h"
 
 using namespace mlamoe;
 
@@ -165,5 +167,20 @@ TEST_F(TileCacheTest, EveryShortPrefixIsRefused) {
     std::string why;
     EXPECT_FALSE(TileCache::open(path, fp, layout, &why).is_open()) << n;
     EXPECT_FALSE(why.empty()) << n;
+  }
+}
+
+// The tile-cache fuzz corpus (and any crash regressions) through the fuzz target's own
+// code, so plain ctest keeps them fixed without clang; the valid seeds must be accepted.
+TEST(FuzzReplay, TileCacheCorpus) {
+  const std::string path = test::temp_dir() + "/fuzz.tiles";
+  test::replay_fuzz_inputs("tile_cache", "model", 7,
+                           [&](const uint8_t* data, size_t size) { test::exercise_tile_cache(data, size, path); });
+  for (const char* seed : {"valid-repaired.raw", "valid-exact-tiles.raw"}) {
+    std::ifstream in(test::source_dir() + "/fuzz/corpus/tile_cache/" + seed, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    test::exercise_tile_cache(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
+    std::string why;
+    EXPECT_TRUE(TileCache::open(path, test::kFuzzFingerprint, test::fuzz_tile_layout(), &why).is_open()) << seed << ": " << why;
   }
 }
