@@ -513,12 +513,6 @@ void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const typename K::Act* 
   else K::template dot<NT>(tile, nb, xs, ys, rows);
 }
 
-// The valid rows of tile i as a mask.
-inline __mmask16 tile_rows(int64_t valid_rows, int64_t i) {
-  const int64_t left = valid_rows - i * kTileRows;
-  return left >= kTileRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
-}
-
 inline int64_t smaller(int64_t a, int64_t b) { return a < b ? a : b; }  // (std::min: see the top)
 
 // Tiles a kernel sweeps together for two or more tokens: K::kGroupTiles where it has a

@@ -3,7 +3,17 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cstdint>
+
+#include "kernels/tiled.h"
+
 namespace mlamoe::kernels {
+
+// The valid rows of tile i (of a matrix with valid_rows rows) as a mask.
+inline __mmask16 tile_rows(int64_t valid_rows, int64_t i) {
+  const int64_t left = valid_rows - i * kTileRows;
+  return left >= kTileRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
 
 // Q6_K's q_3 from a sub-block's groups A, B, C: bits 6-7 of each byte of a, b, c to bits
 // 0-1, 2-3, 4-5 (16-bit shifts: what crosses from the next byte is selected away), each

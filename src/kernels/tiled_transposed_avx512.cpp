@@ -69,11 +69,7 @@ inline void accumulate_fields(const __m512i* v, __m512 coef, __m512* acc) {
 }
 
 // x[16 i .. 16 i + 15] with the rows past `rows` as 0 (the last tile's padding).
-inline __m512 tile_x(const float* x, int64_t i, int64_t rows) {
-  const int64_t left = rows - i * kTileRows;
-  const __mmask16 m = left >= kTileRows ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
-  return _mm512_maskz_loadu_ps(m, x + i * kTileRows);
-}
+inline __m512 tile_x(const float* x, int64_t i, int64_t rows) { return _mm512_maskz_loadu_ps(tile_rows(rows, i), x + i * kTileRows); }
 
 inline __m512 tile_scales(const uint8_t* tb) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb))); }
 

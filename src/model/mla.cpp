@@ -31,12 +31,16 @@ struct Dims {
         d_v(c.v_head_dim), d_c(c.kv_lora_rank) {}
 };
 
+// W_UK of head h (d_nope rows × d_c) of a legacy attn_kv_b: tiled if the load kept it
+// so (w_uk_rows), else the file's rows.
+WeightView legacy_w_uk_rows(const LayerWeights& L, const Dims& D, int64_t h) {
+  return L.w_uk_rows.empty() ? kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope) : L.w_uk_rows[static_cast<size_t>(h)];
+}
+
 // q_lat[t] = W_UK[h]^T q_nope[t] for head h (T × d_c).
 void absorb_query(const LayerWeights& L, const Dims& D, int64_t h, const float* q_nope_h, int64_t T, float* q_lat) {
   if (L.w_uk.empty()) {
-    kernels::matmul_transposed(L.w_uk_rows.empty() ? kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope)
-                                                   : L.w_uk_rows[static_cast<size_t>(h)],
-                               q_nope_h, T, q_lat);
+    kernels::matmul_transposed(legacy_w_uk_rows(L, D, h), q_nope_h, T, q_lat);
   } else {
     kernels::matmul(L.w_uk[static_cast<size_t>(h)], q_nope_h, T, q_lat);
   }
@@ -241,8 +245,7 @@ struct DecompressedKv {
       std::vector<WeightView> w_uk(static_cast<size_t>(D.H));
       std::vector<kernels::Product> products;
       for (int64_t h = 0; h < D.H; ++h) {
-        w_uk[static_cast<size_t>(h)] = L.w_uk_rows.empty() ? kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v), D.d_nope)
-                                                          : L.w_uk_rows[static_cast<size_t>(h)];
+        w_uk[static_cast<size_t>(h)] = legacy_w_uk_rows(L, D, h);
         products.push_back({&w_uk[static_cast<size_t>(h)], k_buf.data() + h * cnt * D.d_nope});
       }
       products.push_back({&v_all, v_buf.data()});
