@@ -55,6 +55,15 @@ int64_t StTensor::n_elements() const {
   return n;
 }
 
+// Not n_elements() / cols(): a tensor whose last dimension is 0 still has rows (and the
+// division was by zero). The leading product cannot overflow: open() bounds every
+// running product of the shape in order, and a 0 keeps it 0.
+int64_t StTensor::rows() const {
+  int64_t n = 1;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) n *= shape[i];
+  return n;
+}
+
 std::string StTensor::shape_string() const {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);

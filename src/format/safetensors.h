@@ -27,7 +27,7 @@ struct StTensor {
   size_t nbytes = 0;
   const std::string* file = nullptr;  // the shard it lives in
   int64_t n_elements() const;
-  int64_t rows() const { return shape.empty() ? 1 : n_elements() / cols(); }  // all but the last dimension
+  int64_t rows() const;  // the product of all but the last dimension (1 for a scalar)
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
   std::string shape_string() const;  // "[128, 64]"
 };
