@@ -46,7 +46,7 @@ size_t streaming_matrix_bytes() {
 
 // hot: a 512 KB matrix that stays in L2, so the kernel's arithmetic alone is timed
 // (the compute ceiling a decode step could reach with infinite bandwidth).
-// tiled: the load-time Tiles16 layout (Q4_0/Q8_0/Q4_K/Q6_K under AVX-512) instead of the file's rows.
+// tiled: the load-time Tiles16 layout (Q4_0/Q8_0/Q4_K/Q6_K under AVX2 and AVX-512) instead of the file's rows.
 void run_matmul(benchmark::State& state, GgmlType type, Isa isa, int64_t n, int threads, bool hot, bool tiled) {
   set_isa(isa);
   set_threads(threads);
@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
     for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
       if (!cpu_supports(isa)) continue;
       for (bool tiled : {false, true}) {
-        if (tiled && (isa != Isa::Avx512 || (type != GgmlType::Q4_0 && type != GgmlType::Q8_0 && type != GgmlType::Q4_K && type != GgmlType::Q6_K)))
+        if (tiled && (isa == Isa::Scalar || (type != GgmlType::Q4_0 && type != GgmlType::Q8_0 && type != GgmlType::Q4_K && type != GgmlType::Q6_K)))
           continue;
         for (int64_t n : {1, 4, 64, 512})
           for (int threads : {1, 2}) {

@@ -87,6 +87,15 @@ bool decode_prefetch() { return settings().prefetch; }
 bool decode_prefetch_forced() { return settings().prefetch_forced; }
 void set_decode_prefetch(bool on) { settings().prefetch = on; }
 
+TiledFn active_tiled_kernel(GgmlType t) {
+  const Settings& set = settings();
+  switch (set.isa) {
+    case Isa::Avx512: return avx512_tiled_kernel(t, set.prefetch);
+    case Isa::Avx2: return avx2_tiled_kernel(t);
+    default: return nullptr;
+  }
+}
+
 // The weight bytes a product over rows [r0, r1) of W reads (a column slice, such as a
 // shared expert's part of the shared down matrix, reads only its columns of each row).
 static uint64_t bytes_read(const WeightView& W, int64_t r0, int64_t r1) {
@@ -204,8 +213,7 @@ void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq,
   if (phase_profiling()) count_weight_bytes(bytes_read(W, r0, r1));
   if (W.layout == Layout::Tiles16) {
     if (r0 % kTileRows) fail("matmul: tiled rows must start at a multiple of ", kTileRows);
-    const Settings& set = settings();
-    if (TiledFn fn = set.isa == Isa::Avx512 ? avx512_tiled_kernel(W.type, set.prefetch) : nullptr) {
+    if (TiledFn fn = active_tiled_kernel(W.type)) {
       const int64_t first = r0 / kTileRows, n_tiles = (r1 - r0 + kTileRows - 1) / kTileRows;
       fn(W.data + static_cast<size_t>(first) * W.tile_stride, W.tile_stride, n_tiles, W.cols / tile_block_cols(W.type), r1 - r0, xq, x_stride, n,
          Y + r0, ldy);
@@ -234,7 +242,7 @@ void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq,
 
 ActFormat kernel_activation_format(const WeightView& W) {
   if (W.layout == Layout::Tiles16) {
-    if (active_isa() != Isa::Avx512) return ActFormat::F32;
+    if (!active_tiled_kernel(W.type)) return ActFormat::F32;
     return W.type == GgmlType::Q6_K ? ActFormat::Q8S16 : W.type == GgmlType::Q4_K ? ActFormat::Q8K32 : ActFormat::Q8;
   }
   return kernel_table(active_isa()).get(W.type) ? activation_format(W.type) : ActFormat::F32;

@@ -54,6 +54,8 @@ void matmul_transposed(const WeightView& W, const float* X, int64_t n, float* Y)
   });
 }
 
-bool has_tiled_transposed(const WeightView& W) { return tiled_bytes(W) && avx512_tiled_transposed_kernel(W.type); }
+bool has_tiled_transposed(const WeightView& W) {
+  return active_isa() == Isa::Avx512 && tiled_bytes(W) && avx512_tiled_transposed_kernel(W.type);
+}
 
 }  // namespace mlamoe::kernels

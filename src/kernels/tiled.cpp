@@ -33,7 +33,7 @@ size_t tile_block_bytes(GgmlType t) {
 }
 
 size_t tiled_bytes(const WeightView& W) {
-  if (W.layout != Layout::Rows || active_isa() != Isa::Avx512 || !avx512_tiled_kernel(W.type, true)) return 0;
+  if (W.layout != Layout::Rows || !active_tiled_kernel(W.type)) return 0;
   const int64_t n_tiles = (W.rows + kTileRows - 1) / kTileRows, nb = W.cols / tile_block_cols(W.type);
   return static_cast<size_t>(n_tiles) * static_cast<size_t>(nb) * tile_block_bytes(W.type);
 }

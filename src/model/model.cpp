@@ -160,8 +160,10 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     m->tile_weights(opts);
   }
   if (opts.verbose) {
-    std::fprintf(stderr, "loaded %s: %lld layers, %zu tensors, %.2f MB of weights\n", path.c_str(),
+    std::fprintf(stderr, "loaded %s: %lld layers, %zu tensors, %.2f MB of weights", path.c_str(),
                  static_cast<long long>(c.n_layers), f.tensors().size(), m->weight_bytes() / 1e6);
+    if (m->tiled_weight_bytes()) std::fprintf(stderr, ", %.2f MB laid out for the int8 kernels", m->tiled_weight_bytes() / 1e6);
+    std::fprintf(stderr, "\n");
   }
   return m;
 }

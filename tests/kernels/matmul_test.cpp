@@ -42,6 +42,15 @@ std::vector<Isa> available_isas() {
   return v;
 }
 
+// The ISAs with int8 kernels over Tiles16 on this CPU (the layout is the same for both).
+std::vector<Isa> tiled_isas() {
+  std::vector<Isa> v;
+  for (Isa i : {Isa::Avx2, Isa::Avx512})
+    if (cpu_supports(i)) v.push_back(i);
+  return v;
+}
+Isa tiling_isa() { return tiled_isas().empty() ? Isa::Scalar : tiled_isas().back(); }
+
 enum class Data { Random, Adversarial };
 
 struct Weights {
@@ -152,7 +161,7 @@ struct Case {
   int64_t rows, cols;
   Data data;
   size_t pad = 0;
-  bool tiled = false;  // re-laid out as Tiles16 (made under AVX-512), then run under `isa`
+  bool tiled = false;  // re-laid out as Tiles16, then run under `isa`
   int64_t slice_c0 = 0, slice_cols = 0;  // if slice_cols: columns [c0, c0 + cols) of both layouts
   bool slice_then_tile = false;           // the file's rows sliced, then tiled on their own
 };
@@ -164,7 +173,7 @@ void check(const Case& c, Isa isa, int64_t n, std::mt19937& rng) {
   WeightView view = w.view;
   std::vector<uint8_t> tiles;
   if (c.tiled) {
-    set_isa(Isa::Avx512);
+    set_isa(tiling_isa());
     tiles.assign(tiled_bytes(w.view), 0xCD);
     ASSERT_FALSE(tiles.empty()) << type_name(c.type) << " has no tiled form";
     view = tile_weights(w.view, tiles.data());
@@ -258,11 +267,11 @@ TEST_P(MatmulTest, SameInputProductsGiveTheBitsOfOneThread) {
   for (int64_t rows : row_counts) w.push_back(make_weights(GetParam(), rows, cols, Data::Adversarial, rng));
   std::vector<std::vector<uint8_t>> tiles(w.size());
   for (bool tiled : {false, true}) {
-    if (tiled && (!cpu_supports(Isa::Avx512) || !tiled_bytes(w[0].view))) continue;
+    set_isa(tiling_isa());
+    if (tiled && !tiled_bytes(w[0].view)) continue;
     std::vector<WeightView> views;
     for (size_t i = 0; i < w.size(); ++i) {
       if (tiled) {
-        set_isa(Isa::Avx512);
         tiles[i].assign(tiled_bytes(w[i].view), 0xCD);
       }
       views.push_back(tiled ? tile_weights(w[i].view, tiles[i].data()) : w[i].view);
@@ -293,12 +302,12 @@ TEST_P(MatmulTest, SameInputProductsGiveTheBitsOfOneThread) {
   }
 }
 
-// Tiles16 (Q4_0, Q8_0, Q4_K, Q6_K under AVX-512): ragged last tiles, every token-group width, thread
-// splits on tile boundaries, and the same tiles read by the other ISAs' fallback path.
+// Tiles16 (Q4_0, Q8_0, Q4_K, Q6_K under AVX2 and AVX-512): ragged last tiles, every token-group
+// width, thread splits on tile boundaries, and the same tiles read by the scalar fallback path.
 class TiledMatmulTest : public MatmulTest {};
 
 TEST_P(TiledMatmulTest, AgreesWithTheReferenceOnEveryIsa) {
-  if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  if (tiled_isas().empty()) GTEST_SKIP() << "no int8 tiled kernels on this CPU";
   std::mt19937 rng(31 + static_cast<int>(GetParam()));
   set_threads(2);
   for (Isa isa : available_isas()) {
@@ -312,32 +321,63 @@ TEST_P(TiledMatmulTest, AgreesWithTheReferenceOnEveryIsa) {
   }
 }
 
-// Prefill sweeps tiles two at a time (Q4_0/Q8_0 against 5 tokens, Q4_K against 4); a
-// matrix of one tile takes the one-tile kernel. Both form the same integer sums and the
-// same float steps per row and token, so a two-tile matrix's products equal those of its
-// two tiles run one at a time, bit for bit (one thread: two would take a tile each).
+// AVX-512's prefill sweeps tiles two at a time (Q4_0/Q8_0 against 5 tokens, Q4_K against
+// 4); a matrix of one tile takes the one-tile kernel. AVX2 takes a tile's halves one at a
+// time (both together for one token). All form the same integer sums and the same float
+// steps per row and token, so a two-tile matrix's products equal those of its two tiles
+// run one at a time, bit for bit (one thread: two would take a tile each).
 TEST_P(TiledMatmulTest, TwoTileBlocksGiveTheOneTileProductsBitForBit) {
-  if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  if (tiled_isas().empty()) GTEST_SKIP() << "no int8 tiled kernels on this CPU";
   std::mt19937 rng(91 + static_cast<int>(GetParam()));
-  set_isa(Isa::Avx512);
-  const int threads_before = threads();
-  set_threads(1);
-  const int64_t cols = cols_for(GetParam(), 3);
-  Weights w = make_weights(GetParam(), 2 * kTileRows, cols, Data::Adversarial, rng);
-  std::vector<uint8_t> tiles(tiled_bytes(w.view));
-  const WeightView both = tile_weights(w.view, tiles.data());
-  for (int64_t n : {2, 4, 5, 9, 64, 75}) {
-    const std::vector<float> x = make_activations(n, cols, Data::Random, rng);
-    std::vector<float> y(static_cast<size_t>(n * both.rows), NAN), y_tile(static_cast<size_t>(n * kTileRows), NAN);
-    matmul(both, x.data(), n, y.data());
-    for (int64_t tile = 0; tile < 2; ++tile) {
-      matmul(row_slice(both, tile * kTileRows, kTileRows), x.data(), n, y_tile.data());
-      for (int64_t t = 0; t < n; ++t)
-        EXPECT_EQ(0, std::memcmp(y.data() + t * both.rows + tile * kTileRows, y_tile.data() + t * kTileRows, kTileRows * sizeof(float)))
-            << n << " tokens, token " << t << ", tile " << tile;
+  for (Isa isa : tiled_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    set_isa(isa);
+    const int threads_before = threads();
+    set_threads(1);
+    const int64_t cols = cols_for(GetParam(), 3);
+    Weights w = make_weights(GetParam(), 2 * kTileRows, cols, Data::Adversarial, rng);
+    std::vector<uint8_t> tiles(tiled_bytes(w.view));
+    const WeightView both = tile_weights(w.view, tiles.data());
+    for (int64_t n : {2, 4, 5, 9, 64, 75}) {
+      const std::vector<float> x = make_activations(n, cols, Data::Random, rng);
+      std::vector<float> y(static_cast<size_t>(n * both.rows), NAN), y_tile(static_cast<size_t>(n * kTileRows), NAN);
+      matmul(both, x.data(), n, y.data());
+      for (int64_t tile = 0; tile < 2; ++tile) {
+        matmul(row_slice(both, tile * kTileRows, kTileRows), x.data(), n, y_tile.data());
+        for (int64_t t = 0; t < n; ++t)
+          EXPECT_EQ(0, std::memcmp(y.data() + t * both.rows + tile * kTileRows, y_tile.data() + t * kTileRows, kTileRows * sizeof(float)))
+              << n << " tokens, token " << t << ", tile " << tile;
+      }
     }
+    set_threads(threads_before);
   }
-  set_threads(threads_before);
+}
+
+// The AVX2 kernels form each row's block sums exactly in int32, as the AVX-512 ones do,
+// and take the same float steps with them (Q4_0, Q8_0: one multiply-add per 32 columns;
+// Q4_K: two per super-block), so the two ISAs give the same bits. Q6_K's AVX2 kernel
+// scales its sums by sc_j in int32 where AVX-512 scales in float, so it is held to the
+// reference's bounds only (AgreesWithTheReferenceOnEveryIsa).
+TEST_P(TiledMatmulTest, Avx2AndAvx512GiveTheSameBits) {
+  if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  if (GetParam() == GgmlType::Q6_K) GTEST_SKIP() << "scaled in int32 on AVX2, in float on AVX-512";
+  std::mt19937 rng(13 + static_cast<int>(GetParam()));
+  set_isa(Isa::Avx512);
+  const int64_t cols = cols_for(GetParam(), 8);
+  Weights w = make_weights(GetParam(), 45, cols, Data::Adversarial, rng);
+  std::vector<uint8_t> tiles(tiled_bytes(w.view));
+  const WeightView t = tile_weights(w.view, tiles.data());
+  for (int64_t n : {1, 2, 5, 9, 33, 75}) {
+    const std::vector<float> x = make_activations(n, cols, Data::Adversarial, rng);
+    std::vector<float> y[2];
+    for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+      set_isa(isa);
+      std::vector<float>& out = y[isa == Isa::Avx512];
+      out.assign(static_cast<size_t>(n * t.rows), NAN);
+      matmul(t, x.data(), n, out.data());
+    }
+    EXPECT_EQ(0, std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float))) << n << " tokens";
+  }
 }
 
 // The one-token kernels with and without software prefetch: the same products, bit for
@@ -397,18 +437,19 @@ TEST(DecodePrefetch, TunedOnlyOnWeightsBeyondTheCaches) {
 // model slices the file's rows first and tiles each slice on its own (one contiguous
 // stream per expert): rows longer than the slice, read at the full matrix's stride.
 TEST_P(TiledMatmulTest, ColumnSlicesOnTileBlockBoundaries) {
-  if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  if (tiled_isas().empty()) GTEST_SKIP() << "no int8 tiled kernels on this CPU";
   const GgmlType type = GetParam();
   std::mt19937 rng(57 + static_cast<int>(type));
-  set_isa(Isa::Avx512);
   const int64_t bc = tile_block_cols(type);
   ASSERT_GT(bc, 0);
-  for (int64_t n : {1, 9})
-    for (auto [c0, len] : {std::pair<int64_t, int64_t>{0, bc}, {bc, 2 * bc}, {3 * bc, bc}}) {
-      check({type, 21, 4 * bc, Data::Random, 8, true, c0, len}, Isa::Avx512, n, rng);
-      check({type, 35, 4 * bc, Data::Adversarial, 0, true, c0, len}, Isa::Avx512, n, rng);
-      check({type, 35, 4 * bc, Data::Adversarial, 0, true, c0, len, /*slice_then_tile=*/true}, Isa::Avx512, n, rng);
-    }
+  for (Isa isa : tiled_isas())
+    for (int64_t n : {1, 9})
+      for (auto [c0, len] : {std::pair<int64_t, int64_t>{0, bc}, {bc, 2 * bc}, {3 * bc, bc}}) {
+        check({type, 21, 4 * bc, Data::Random, 8, true, c0, len}, isa, n, rng);
+        check({type, 35, 4 * bc, Data::Adversarial, 0, true, c0, len}, isa, n, rng);
+        check({type, 35, 4 * bc, Data::Adversarial, 0, true, c0, len, /*slice_then_tile=*/true}, isa, n, rng);
+      }
+  set_isa(tiling_isa());
   Weights w = make_weights(type, 16, 2 * bc, Data::Random, rng);
   std::vector<uint8_t> tiles(tiled_bytes(w.view));
   const WeightView t = tile_weights(w.view, tiles.data());

@@ -1,7 +1,7 @@
 // The tile cache (model/tile_cache.h): a second load maps the first load's tiles and
 // computes the same logits bit for bit; a cache that is stale, foreign, truncated or
 // corrupt is refused with a reason, the weights are laid out again (same logits) and the
-// cache is rewritten. Needs the int8 tiled kernels (AVX-512); skipped without them.
+// cache is rewritten. Needs the int8 tiled kernels (AVX2 or AVX-512); skipped without them.
 #include <gtest/gtest.h>
 
 #include <cstring>

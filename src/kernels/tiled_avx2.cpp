@@ -1,0 +1,285 @@
+// AVX2 kernels over Tiles16 weights (tiled.h), for CPUs without AVX-512. A 64-byte group
+// of a tile is 16 rows × 4 columns, so its two 32-byte halves are 8 rows × 4 columns each:
+// one vpmaddubsw multiplies them by 4 activation bytes broadcast to every row, giving each
+// row's two pair sums in int16. Those int16 sums are added across a whole 32-column block
+// (Q4_0, Q4_K) or a 16-column sub-block (Q6_K) before one vpmaddwd widens them to int32,
+// so a block of 8 rows × 32 columns is ~22 operations, against ~18 per row × 32 columns
+// in the file's rows (simd_kernels.h), where every block ends in its own scale. The
+// bounds that make the int16 sums exact are at each kernel.
+// A tile is taken 8 rows (one half) at a time, except by one token, which takes both
+// halves of a block together: its bytes are then read once, in order.
+// No standard-library templates here (see tiled_avx512.cpp).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/act_quant.h"
+#include "kernels/tiled.h"
+
+namespace mlamoe::kernels {
+namespace {
+
+constexpr int kHalfRows = 8;
+
+inline __m256i load256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+inline __m256i broadcast4(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// The 8 fp16 values at p as floats: one half's scales.
+inline __m256 half8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+// Each row's two int16 pair sums added into one int32.
+inline __m256i widen(__m256i sums16) { return _mm256_madd_epi16(sums16, _mm256_set1_epi16(1)); }
+
+// 8 unsigned bytes (one per row) as int32 lanes holding the value in both int16 halves:
+// vpmaddwd against them scales both of a row's pair sums and adds them.
+inline __m256i scale_pairs_u8(const uint8_t* p) {
+  const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_or_si256(v, _mm256_slli_epi32(v, 16));
+}
+// The same for signed bytes (blend: the low int16 of each lane from v, the high from v << 16).
+inline __m256i scale_pairs_s8(const uint8_t* p) {
+  const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_blend_epi16(v, _mm256_slli_epi32(v, 16), 0xAA);
+}
+
+// Q4_0: q in 0..15, so a vpmaddubsw pair is at most 2·15·127 = 3810 in magnitude and the
+// 8 of a 32-column block add to ≤ 30480 in int16. The offset (q − 8) is taken out in
+// int32 by the activations' −8·Σx.
+struct Q4_0Tiles {
+  using Act = ActQ8;
+  static constexpr size_t kBlockBytes = kTileScaleBytes + 4 * 64;
+  template <int H, int NT>
+  static void dot(const uint8_t* tile, int h0, int64_t nb, const ActQ8* const* xs, __m256 (*acc)[NT]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* tb = tile + static_cast<size_t>(b) * kBlockBytes;
+      for (int h = 0; h < H; ++h) {
+        const int half = h0 + h;
+        __m256i low[4], high[4];  // columns 4g..4g+3 and 16+4g..16+4g+3
+        for (int g = 0; g < 4; ++g) {
+          const __m256i v = load256(tb + kTileScaleBytes + 64 * g + 32 * half);
+          low[g] = _mm256_and_si256(v, low4);
+          high[g] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        }
+        const __m256 dw = half8(tb + 2 * kHalfRows * half);
+        for (int t = 0; t < NT; ++t) {
+          const ActQ8& x = xs[t][b];
+          __m256i s0 = _mm256_maddubs_epi16(low[0], broadcast4(x.qs));
+          __m256i s1 = _mm256_maddubs_epi16(high[0], broadcast4(x.qs + 16));
+          for (int g = 1; g < 4; ++g) {
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(low[g], broadcast4(x.qs + 4 * g)));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(high[g], broadcast4(x.qs + 16 + 4 * g)));
+          }
+          const __m256i sum = _mm256_add_epi32(widen(_mm256_add_epi16(s0, s1)), _mm256_set1_epi32(x.minus_8_sum));
+          acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(x.d)), acc[h][t]);
+        }
+      }
+    }
+  }
+};
+
+// Q8_0: the tiles hold q + 128, whose products with x would overflow vpmaddubsw's int16
+// pairs, so each vector goes back to signed q and takes the sign trick (|q| against x with
+// q's sign): a pair is then ≤ 2·128·127 = 32512 and is widened at once.
+struct Q8_0Tiles {
+  using Act = ActQ8;
+  static constexpr size_t kBlockBytes = kTileScaleBytes + 8 * 64;
+  template <int H, int NT>
+  static void dot(const uint8_t* tile, int h0, int64_t nb, const ActQ8* const* xs, __m256 (*acc)[NT]) {
+    const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* tb = tile + static_cast<size_t>(b) * kBlockBytes;
+      for (int h = 0; h < H; ++h) {
+        const int half = h0 + h;
+        __m256i sum[NT];
+        for (int t = 0; t < NT; ++t) sum[t] = _mm256_setzero_si256();
+        for (int s = 0; s < 8; ++s) {  // columns 4s..4s+3: signed q and |q|
+          const __m256i q = _mm256_xor_si256(load256(tb + kTileScaleBytes + 64 * s + 32 * half), bias), u = _mm256_abs_epi8(q);
+          for (int t = 0; t < NT; ++t)
+            sum[t] = _mm256_add_epi32(sum[t], widen(_mm256_maddubs_epi16(u, _mm256_sign_epi8(broadcast4(xs[t][b].qs + 4 * s), q))));
+        }
+        const __m256 dw = half8(tb + 2 * kHalfRows * half);
+        for (int t = 0; t < NT; ++t)
+          acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xs[t][b].d)), acc[h][t]);
+      }
+    }
+  }
+};
+
+// Q4_K: q in 0..15 as in Q4_0, so a 32-column sub-block's 8 products add in int16, and
+// one vpmaddwd against sc_j (≤ 63) both widens and scales them. The mins are the file's
+// m_j pairs against the activations' pairs of sub-block sums (tiled.h).
+struct Q4KTiles {
+  using Act = ActQ8K32;
+  static constexpr size_t kBlockBytes = kQ4KTileBytes;
+  template <int H, int NT>
+  static void dot(const uint8_t* tile, int h0, int64_t nb, const ActQ8K32* const* xs, __m256 (*acc)[NT]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* tb = tile + static_cast<size_t>(b) * kBlockBytes;
+      for (int h = 0; h < H; ++h) {
+        const int half = h0 + h;
+        __m256i total[NT], mins[NT];
+        for (int t = 0; t < NT; ++t) total[t] = mins[t] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; ++c) {  // chunk c: sub-blocks 2c (low nibbles) and 2c+1 (high)
+          __m256i low[NT], high[NT];
+          for (int g = 0; g < 8; ++g) {
+            const __m256i v = load256(tb + kQ4KTileQuants + 512 * c + 64 * g + 32 * half);
+            const __m256i wl = _mm256_and_si256(v, low4), wh = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            for (int t = 0; t < NT; ++t) {
+              const int8_t* x = xs[t][b].qs + 64 * c + 4 * g;
+              const __m256i pl = _mm256_maddubs_epi16(wl, broadcast4(x)), ph = _mm256_maddubs_epi16(wh, broadcast4(x + 32));
+              low[t] = g ? _mm256_add_epi16(low[t], pl) : pl;
+              high[t] = g ? _mm256_add_epi16(high[t], ph) : ph;
+            }
+          }
+          const uint8_t* sc = tb + kQ4KTileSc + kHalfRows * half;
+          const __m256i sc_low = scale_pairs_u8(sc + kTileRows * 2 * c), sc_high = scale_pairs_u8(sc + kTileRows * (2 * c + 1));
+          for (int t = 0; t < NT; ++t)
+            total[t] = _mm256_add_epi32(total[t], _mm256_add_epi32(_mm256_madd_epi16(low[t], sc_low), _mm256_madd_epi16(high[t], sc_high)));
+        }
+        for (int p = 0; p < 4; ++p) {
+          const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * half)));
+          for (int t = 0; t < NT; ++t) mins[t] = _mm256_add_epi32(mins[t], _mm256_madd_epi16(m, broadcast4(xs[t][b].sums + 2 * p)));
+        }
+        const __m256 d = half8(tb + 2 * kHalfRows * half), dmin = half8(tb + 2 * kTileRows + 2 * kHalfRows * half);
+        for (int t = 0; t < NT; ++t) {
+          const __m256 dx = _mm256_set1_ps(xs[t][b].d);
+          acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[t]), _mm256_mul_ps(d, dx), acc[h][t]);
+          acc[h][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[t]), _mm256_mul_ps(dmin, dx), acc[h][t]);
+        }
+      }
+    }
+  }
+};
+
+// Q6_K: q in 0..63, so a vpmaddubsw pair is ≤ 2·63·127 = 16002 and two add in int16.
+// Each sub-block's two such sums are widened and scaled by the signed sc_j in one
+// vpmaddwd each; the offset −32·sc_j·Σx is sc_j against −16·Σx in both int16 halves
+// (|16·Σx| ≤ 16·16·127 = 32512). The two sub-blocks of an activation block share its dx.
+struct Q6KTiles {
+  using Act = ActQ8;  // read as ActQ8S16 (the same bytes with the sum split)
+  static constexpr size_t kBlockBytes = kQ6KTileBytes;
+  template <int H, int NT>
+  static void dot(const uint8_t* tile, int h0, int64_t nb, const ActQ8* const* xs, __m256 (*acc)[NT]) {
+    const __m256i low6 = _mm256_set1_epi8(0x3F), f0 = _mm256_set1_epi8(0x03), f1 = _mm256_set1_epi8(0x0C),
+                  f2 = _mm256_set1_epi8(0x30);
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* tb = tile + static_cast<size_t>(b) * kBlockBytes;
+      for (int h = 0; h < H; ++h) {
+        const int half = h0 + h;
+        const __m256 d = half8(tb + 2 * kHalfRows * half);
+        for (int i = 0; i < 8; ++i) {  // activation block 8b + i: sub-blocks 2i, 2i + 1
+          __m256i sum[NT];
+          for (int t = 0; t < NT; ++t) sum[t] = _mm256_setzero_si256();
+          for (int p = 0; p < 2; ++p) {
+            const int j = 2 * i + p;
+            const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j) + 32 * half;
+            const __m256i ga = load256(sub), gb = load256(sub + 64), gc = load256(sub + 128);
+            // q_3: the top two bits of each group's bytes (16-bit shifts: what crosses from
+            // the neighbouring byte is masked away).
+            const __m256i w3 = _mm256_or_si256(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ga, 6), f0),
+                                                               _mm256_and_si256(_mm256_srli_epi16(gb, 4), f1)),
+                                               _mm256_and_si256(_mm256_srli_epi16(gc, 2), f2));
+            const __m256i w0 = _mm256_and_si256(ga, low6), w1 = _mm256_and_si256(gb, low6), w2 = _mm256_and_si256(gc, low6);
+            const __m256i sc = scale_pairs_s8(tb + kQ6KTileSc + kTileRows * j + kHalfRows * half);
+            for (int t = 0; t < NT; ++t) {
+              const ActQ8S16& x = *reinterpret_cast<const ActQ8S16*>(&xs[t][8 * b + i]);
+              const int8_t* q = x.qs + 16 * p;
+              const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(w0, broadcast4(q)), _mm256_maddubs_epi16(w1, broadcast4(q + 4)));
+              const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(w2, broadcast4(q + 8)), _mm256_maddubs_epi16(w3, broadcast4(q + 12)));
+              const __m256i offset = _mm256_set1_epi16(static_cast<int16_t>(-16 * x.sums[p]));
+              sum[t] = _mm256_add_epi32(sum[t], _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(s01, sc), _mm256_madd_epi16(s23, sc)),
+                                                                 _mm256_madd_epi16(sc, offset)));
+            }
+          }
+          for (int t = 0; t < NT; ++t)
+            acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, _mm256_set1_ps(xs[t][8 * b + i].d)), acc[h][t]);
+        }
+      }
+    }
+  }
+};
+
+// Stores the first n (≤ 8) lanes of v.
+inline void store_rows(float* y, __m256 v, int64_t n) {
+  if (n >= kHalfRows) return _mm256_storeu_ps(y, v);
+  if (n <= 0) return;
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  _mm256_maskstore_ps(y, mask, v);
+}
+
+// Halves h0 .. h0 + H − 1 of one tile against NT tokens; `valid` rows of the tile are kept.
+template <class K, int H, int NT>
+void tile_dot(const uint8_t* tile, int h0, int64_t nb, const typename K::Act* const* xs, float* const* ys, int64_t valid) {
+  __m256 acc[H][NT];
+  for (int h = 0; h < H; ++h)
+    for (int t = 0; t < NT; ++t) acc[h][t] = _mm256_setzero_ps();
+  K::template dot<H, NT>(tile, h0, nb, xs, acc);
+  for (int h = 0; h < H; ++h)
+    for (int t = 0; t < NT; ++t) store_rows(ys[t] + kHalfRows * (h0 + h), acc[h][t], valid - kHalfRows * (h0 + h));
+}
+
+// One half against nt ≤ NT tokens.
+template <class K, int NT>
+void half_dot_n(int nt, const uint8_t* tile, int h0, int64_t nb, const typename K::Act* const* xs, float* const* ys, int64_t valid) {
+  if constexpr (NT > 1) {
+    if (nt < NT) return half_dot_n<K, NT - 1>(nt, tile, h0, nb, xs, ys, valid);
+  }
+  tile_dot<K, 1, NT>(tile, h0, nb, xs, ys, valid);
+}
+
+// Tokens sharing each unpacked weight vector of a half: 4 keep their int16 and int32
+// sums and accumulators within the 16 registers for Q4_0 and Q8_0.
+constexpr int kTokenGroup = 4;
+constexpr int64_t kTokenChunk = 64;  // as tiled_avx512.cpp: the activations stay in L2
+
+template <class K>
+void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
+                  const uint8_t* x, size_t x_stride, int64_t ntok, float* y, size_t ldy) {
+  using Act = typename K::Act;
+  for (int64_t c0 = 0; c0 < ntok; c0 += kTokenChunk) {
+    const int64_t c1 = ntok - c0 < kTokenChunk ? ntok : c0 + kTokenChunk;
+    for (int64_t i = 0; i < n_tiles; ++i) {
+      const uint8_t* tile = tiles + static_cast<size_t>(i) * tile_stride;
+      const int64_t valid = valid_rows - i * kTileRows;
+      float* y_tile = y + static_cast<size_t>(i * kTileRows);
+      if (c1 - c0 == 1) {  // one token: both halves in one pass over the tile
+        const Act* xs[1] = {reinterpret_cast<const Act*>(x + static_cast<size_t>(c0) * x_stride)};
+        float* ys[1] = {y_tile + static_cast<size_t>(c0) * ldy};
+        tile_dot<K, 2, 1>(tile, 0, nb, xs, ys, valid);
+        continue;
+      }
+      for (int h = 0; h < 2 && valid > kHalfRows * h; ++h)
+        for (int64_t t0 = c0; t0 < c1; t0 += kTokenGroup) {
+          const int nt = static_cast<int>(c1 - t0 < kTokenGroup ? c1 - t0 : kTokenGroup);
+          const Act* xs[kTokenGroup] = {};
+          float* ys[kTokenGroup] = {};
+          for (int t = 0; t < nt; ++t) {
+            xs[t] = reinterpret_cast<const Act*>(x + static_cast<size_t>(t0 + t) * x_stride);
+            ys[t] = y_tile + static_cast<size_t>(t0 + t) * ldy;
+          }
+          half_dot_n<K, kTokenGroup>(nt, tile, h, nb, xs, ys, valid);
+        }
+    }
+  }
+}
+
+}  // namespace
+
+TiledFn avx2_tiled_kernel(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0: return tiled_matmul<Q4_0Tiles>;
+    case GgmlType::Q8_0: return tiled_matmul<Q8_0Tiles>;
+    case GgmlType::Q4_K: return tiled_matmul<Q4KTiles>;
+    case GgmlType::Q6_K: return tiled_matmul<Q6KTiles>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace mlamoe::kernels

@@ -1,0 +1,100 @@
+// Whole quantized models through each ISA's int8 kernels, in the load-time tiles and in
+// the file's rows (--no-repack), on the naive attention path (the automatic choice may
+// differ between the layouts). Q4_0 and Q8_0 take the same activation blocks either way,
+// so their logits differ by float summation order only. Q4_K and Q6_K do not: their rows
+// take one activation scale per 256 values (Q8_K), their tiles one per 32 for Q6_K and
+// sums per 32 for Q4_K, and on this small random network the changed roundings move the
+// logits by a few % (and can flip a routing near-tie).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/files.h"
+#include "kernels/kernels.h"
+#include "test_paths.h"
+
+using mlamoe::test::run_mlamoe;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string fixture_tokens() {
+  std::string tokens = slurp(mlamoe::test::shared_dir() + "/fixtures/v2lite/tokens.txt");
+  while (!tokens.empty() && (tokens.back() == '\n' || tokens.back() == ' ')) tokens.pop_back();
+  return tokens;
+}
+
+// max |a − b| / max |b| and the RMS of a − b over the RMS of b.
+std::pair<double, double> relative_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size() || b.empty()) return {1e9, 1e9};
+  double worst = 0, scale = 0, sq = 0, ref_sq = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    const double e = double(a[i]) - b[i];
+    worst = std::max(worst, std::fabs(e));
+    scale = std::max(scale, double(std::fabs(b[i])));
+    sq += e * e;
+    ref_sq += double(b[i]) * b[i];
+  }
+  return {worst / scale, std::sqrt(sq / ref_sq)};
+}
+
+}  // namespace
+
+TEST(LayoutsCli, TiledAndRowLogitsAgreeOnEveryInt8Isa) {
+  using mlamoe::kernels::Isa;
+  const std::string dir = mlamoe::test::temp_dir(), tokens = fixture_tokens();
+  // The v2lite fixture's shape widened to 256-column rows, so Q4_K and Q6_K blocks fit.
+  auto cfg = nlohmann::json::parse(slurp(mlamoe::test::shared_dir() + "/fixtures/v2lite/config.json"));
+  cfg.update({{"hidden_size", 256}, {"intermediate_size", 512}, {"moe_intermediate_size", 256},
+              {"kv_lora_rank", 256}, {"qk_nope_head_dim", 32}, {"v_head_dim", 32}});
+  const std::string config = dir + "/layouts_config.json";
+  mlamoe::write_file_atomic(config, cfg.dump());
+  struct Bound {
+    const char* type;
+    double max_rel, rms_rel;
+  };
+  for (const Bound& bound : {Bound{"q4_0", 1e-5, 1e-5}, Bound{"q8_0", 1e-5, 1e-5}, Bound{"q4_K_M", 0.2, 0.05}}) {
+    const std::string model = dir + "/layouts_" + bound.type + ".gguf";
+    auto r = run_mlamoe({"gen-random", "--config", config, "--out", model, "--type", bound.type, "--seed", "11"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+      if (!mlamoe::kernels::cpu_supports(isa)) continue;
+      const std::string isa_name = mlamoe::kernels::isa_name(isa), tag = std::string(bound.type) + " " + isa_name;
+      SCOPED_TRACE(tag);
+      ::setenv("MLAMOE_ISA", isa_name.c_str(), 1);
+      auto logits = [&](const std::string& name, bool repack) {
+        const std::string out = model + "." + isa_name + "." + name + ".f32";
+        std::vector<std::string> args = {"logits", "-m", model, "--tokens", tokens, "--out", out, "-t", "2", "--attn", "naive", "--verbose"};
+        if (!repack) args.push_back("--no-repack");
+        const auto res = run_mlamoe(args);
+        EXPECT_EQ(res.exit_code, 0) << res.err;
+        return std::make_pair(mlamoe::test::read_f32(out), res.err);
+      };
+      const auto [tiles, tiles_log] = logits("tiles", true);
+      const auto [rows, rows_log] = logits("rows", false);
+      ::unsetenv("MLAMOE_ISA");
+      // The tiled load really laid weights out (and the --no-repack one did not).
+      EXPECT_NE(tiles_log.find("laid out for the int8 kernels"), std::string::npos) << tiles_log;
+      EXPECT_EQ(rows_log.find("laid out for the int8 kernels"), std::string::npos) << rows_log;
+      ASSERT_EQ(tiles.size(), rows.size());
+      ASSERT_FALSE(rows.empty());
+      EXPECT_NE(0, std::memcmp(tiles.data(), rows.data(), rows.size() * sizeof(float))) << "the same kernels ran twice";
+      const auto [max_rel, rms_rel] = relative_diff(tiles, rows);
+      EXPECT_LE(max_rel, bound.max_rel);
+      EXPECT_LE(rms_rel, bound.rms_rel);
+      std::printf("[ logits ] %s: tiles vs rows max %.3g rms %.3g\n", tag.c_str(), max_rel, rms_rel);
+    }
+  }
+}
