@@ -82,16 +82,12 @@ void run_matmul(benchmark::State& state, GgmlType type, Isa isa, int64_t n, int 
 
 // MLA's absorbed query for a legacy attn_kv_b (V2-Lite shape): W_UK^T q_nope with
 // each head's W_UK rows (128 × 512) tiled, as the naive path has them, through
-// matmul_transposed's AVX-512 kernel (float axpy over the rows), one token, one
+// matmul_transposed's AVX-512 or AVX2 kernel (float axpy over the rows), one token, one
 // thread. `heads` heads back to back: 1 stays in L2 (the arithmetic alone); 16 × 27 × 4
 // (four decode steps' worth, 64-120 MB) streams from DRAM. ns_per_head against a
 // decode's absorb phase (--phases) tells arithmetic from memory.
-void run_absorb(benchmark::State& state, GgmlType type, int64_t heads) {
-  if (!cpu_supports(Isa::Avx512)) {
-    state.SkipWithError("needs AVX-512 (tiled weights)");
-    return;
-  }
-  set_isa(Isa::Avx512);
+void run_absorb(benchmark::State& state, GgmlType type, Isa isa, int64_t heads) {
+  set_isa(isa);
   set_threads(1);
   const int64_t d_c = 512, d_nope = 128;
   Matrix uk = make_matrix(type, heads * d_nope, d_c);  // W_UK rows of every head, as in attn_kv_b
@@ -130,11 +126,13 @@ int main(int argc, char** argv) {
           }
       }
     }
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
-    const std::string name = "absorb/" + std::string(type_name(type)) + "-tiled-rows/";
-    benchmark::RegisterBenchmark((name + "hot").c_str(), run_absorb, type, 1)->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark((name + "16x27x4").c_str(), run_absorb, type, 16 * 27 * 4)->UseRealTime()->Unit(benchmark::kMicrosecond);
-  }
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K})
+    for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+      if (!cpu_supports(isa)) continue;
+      const std::string name = "absorb/" + std::string(type_name(type)) + "-tiled-rows/" + (isa == Isa::Avx2 ? "avx2/" : "");
+      benchmark::RegisterBenchmark((name + "hot").c_str(), run_absorb, type, isa, 1)->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark((name + "16x27x4").c_str(), run_absorb, type, isa, 16 * 27 * 4)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    }
   benchmark::RegisterBenchmark("membw/read", [](benchmark::State& state) {
     set_threads(2);
     double g = 0;

@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -82,6 +84,24 @@ RunResult run_mlamoe(const std::vector<std::string>& args, const std::string& st
   r.out = slurp(out_path);
   r.err = slurp(err_path);
   return r;
+}
+
+std::string read_text(const std::string& path) { return slurp(path); }
+
+LogitDiff logit_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  LogitDiff d;
+  if (a.size() != b.size() || b.empty()) return d;
+  double err = 0, scale = 0, sq = 0, ref_sq = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    const double e = double(a[i]) - b[i];
+    err = std::max(err, std::fabs(e));
+    scale = std::max(scale, double(std::fabs(b[i])));
+    sq += e * e;
+    ref_sq += double(b[i]) * b[i];
+  }
+  d.max_rel = err / scale;
+  d.rms_rel = std::sqrt(sq / ref_sq);
+  return d;
 }
 
 std::vector<float> read_f32(const std::string& path) {

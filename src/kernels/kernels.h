@@ -128,7 +128,7 @@ namespace mlamoe::kernels {
 // n × cols). MLA needs it where a file stores an up-projection in the other
 // orientation (W_UK for the naive path, the legacy attn_kv_b for the absorbed one).
 void matmul_transposed(const WeightView& W, const float* X, int64_t n, float* Y);
-// Whether W (file rows), once tiled, takes matmul_transposed's AVX-512 kernel.
+// Whether W (file rows), once tiled, takes one of matmul_transposed's float kernels.
 bool has_tiled_transposed(const WeightView& W);
 
 }  // namespace mlamoe::kernels

@@ -15,22 +15,16 @@
 
 #include "kernels/act_quant.h"
 #include "kernels/tiled.h"
+#include "kernels/tiled_avx2.h"
 
 namespace mlamoe::kernels {
 namespace {
-
-constexpr int kHalfRows = 8;
-
-inline __m256i load256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 inline __m256i broadcast4(const void* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
 }
-
-// The 8 fp16 values at p as floats: one half's scales.
-inline __m256 half8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
 // Each row's two int16 pair sums added into one int32.
 inline __m256i widen(__m256i sums16) { return _mm256_madd_epi16(sums16, _mm256_set1_epi16(1)); }
@@ -53,32 +47,27 @@ inline __m256i scale_pairs_s8(const uint8_t* p) {
 struct Q4_0Tiles {
   using Act = ActQ8;
   static constexpr size_t kBlockBytes = kTileScaleBytes + 4 * 64;
-  template <int H, int NT>
-  static void dot(const uint8_t* tile, int h0, int64_t nb, const ActQ8* const* xs, __m256 (*acc)[NT]) {
+  // Block b (at tb) of half `half` against NT tokens, into acc[t].
+  template <int NT>
+  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* tb = tile + static_cast<size_t>(b) * kBlockBytes;
-      for (int h = 0; h < H; ++h) {
-        const int half = h0 + h;
-        __m256i low[4], high[4];  // columns 4g..4g+3 and 16+4g..16+4g+3
-        for (int g = 0; g < 4; ++g) {
-          const __m256i v = load256(tb + kTileScaleBytes + 64 * g + 32 * half);
-          low[g] = _mm256_and_si256(v, low4);
-          high[g] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-        }
-        const __m256 dw = half8(tb + 2 * kHalfRows * half);
-        for (int t = 0; t < NT; ++t) {
-          const ActQ8& x = xs[t][b];
-          __m256i s0 = _mm256_maddubs_epi16(low[0], broadcast4(x.qs));
-          __m256i s1 = _mm256_maddubs_epi16(high[0], broadcast4(x.qs + 16));
-          for (int g = 1; g < 4; ++g) {
-            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(low[g], broadcast4(x.qs + 4 * g)));
-            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(high[g], broadcast4(x.qs + 16 + 4 * g)));
-          }
-          const __m256i sum = _mm256_add_epi32(widen(_mm256_add_epi16(s0, s1)), _mm256_set1_epi32(x.minus_8_sum));
-          acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(x.d)), acc[h][t]);
-        }
+    __m256i low[4], high[4];  // columns 4g..4g+3 and 16+4g..16+4g+3
+    for (int g = 0; g < 4; ++g) {
+      const __m256i v = load256(tb + kTileScaleBytes + 64 * g + 32 * half);
+      low[g] = _mm256_and_si256(v, low4);
+      high[g] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    }
+    const __m256 dw = half_scales(tb, half);
+    for (int t = 0; t < NT; ++t) {
+      const ActQ8& x = xs[t][b];
+      __m256i s0 = _mm256_maddubs_epi16(low[0], broadcast4(x.qs));
+      __m256i s1 = _mm256_maddubs_epi16(high[0], broadcast4(x.qs + 16));
+      for (int g = 1; g < 4; ++g) {
+        s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(low[g], broadcast4(x.qs + 4 * g)));
+        s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(high[g], broadcast4(x.qs + 16 + 4 * g)));
       }
+      const __m256i sum = _mm256_add_epi32(widen(_mm256_add_epi16(s0, s1)), _mm256_set1_epi32(x.minus_8_sum));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(x.d)), acc[t]);
     }
   }
 };
@@ -89,25 +78,20 @@ struct Q4_0Tiles {
 struct Q8_0Tiles {
   using Act = ActQ8;
   static constexpr size_t kBlockBytes = kTileScaleBytes + 8 * 64;
-  template <int H, int NT>
-  static void dot(const uint8_t* tile, int h0, int64_t nb, const ActQ8* const* xs, __m256 (*acc)[NT]) {
+  // Block b (at tb) of half `half` against NT tokens, into acc[t].
+  template <int NT>
+  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
     const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* tb = tile + static_cast<size_t>(b) * kBlockBytes;
-      for (int h = 0; h < H; ++h) {
-        const int half = h0 + h;
-        __m256i sum[NT];
-        for (int t = 0; t < NT; ++t) sum[t] = _mm256_setzero_si256();
-        for (int s = 0; s < 8; ++s) {  // columns 4s..4s+3: signed q and |q|
-          const __m256i q = _mm256_xor_si256(load256(tb + kTileScaleBytes + 64 * s + 32 * half), bias), u = _mm256_abs_epi8(q);
-          for (int t = 0; t < NT; ++t)
-            sum[t] = _mm256_add_epi32(sum[t], widen(_mm256_maddubs_epi16(u, _mm256_sign_epi8(broadcast4(xs[t][b].qs + 4 * s), q))));
-        }
-        const __m256 dw = half8(tb + 2 * kHalfRows * half);
-        for (int t = 0; t < NT; ++t)
-          acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xs[t][b].d)), acc[h][t]);
-      }
+    __m256i sum[NT];
+    for (int t = 0; t < NT; ++t) sum[t] = _mm256_setzero_si256();
+    for (int s = 0; s < 8; ++s) {  // columns 4s..4s+3: signed q and |q|
+      const __m256i q = _mm256_xor_si256(load256(tb + kTileScaleBytes + 64 * s + 32 * half), bias), u = _mm256_abs_epi8(q);
+      for (int t = 0; t < NT; ++t)
+        sum[t] = _mm256_add_epi32(sum[t], widen(_mm256_maddubs_epi16(u, _mm256_sign_epi8(broadcast4(xs[t][b].qs + 4 * s), q))));
     }
+    const __m256 dw = half_scales(tb, half);
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xs[t][b].d)), acc[t]);
   }
 };
 
@@ -117,43 +101,36 @@ struct Q8_0Tiles {
 struct Q4KTiles {
   using Act = ActQ8K32;
   static constexpr size_t kBlockBytes = kQ4KTileBytes;
-  template <int H, int NT>
-  static void dot(const uint8_t* tile, int h0, int64_t nb, const ActQ8K32* const* xs, __m256 (*acc)[NT]) {
+  // Block b (at tb) of half `half` against NT tokens, into acc[t].
+  template <int NT>
+  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8K32* const* xs, __m256* acc) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* tb = tile + static_cast<size_t>(b) * kBlockBytes;
-      for (int h = 0; h < H; ++h) {
-        const int half = h0 + h;
-        __m256i total[NT], mins[NT];
-        for (int t = 0; t < NT; ++t) total[t] = mins[t] = _mm256_setzero_si256();
-        for (int c = 0; c < 4; ++c) {  // chunk c: sub-blocks 2c (low nibbles) and 2c+1 (high)
-          __m256i low[NT], high[NT];
-          for (int g = 0; g < 8; ++g) {
-            const __m256i v = load256(tb + kQ4KTileQuants + 512 * c + 64 * g + 32 * half);
-            const __m256i wl = _mm256_and_si256(v, low4), wh = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-            for (int t = 0; t < NT; ++t) {
-              const int8_t* x = xs[t][b].qs + 64 * c + 4 * g;
-              const __m256i pl = _mm256_maddubs_epi16(wl, broadcast4(x)), ph = _mm256_maddubs_epi16(wh, broadcast4(x + 32));
-              low[t] = g ? _mm256_add_epi16(low[t], pl) : pl;
-              high[t] = g ? _mm256_add_epi16(high[t], ph) : ph;
-            }
-          }
-          const uint8_t* sc = tb + kQ4KTileSc + kHalfRows * half;
-          const __m256i sc_low = scale_pairs_u8(sc + kTileRows * 2 * c), sc_high = scale_pairs_u8(sc + kTileRows * (2 * c + 1));
-          for (int t = 0; t < NT; ++t)
-            total[t] = _mm256_add_epi32(total[t], _mm256_add_epi32(_mm256_madd_epi16(low[t], sc_low), _mm256_madd_epi16(high[t], sc_high)));
-        }
-        for (int p = 0; p < 4; ++p) {
-          const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * half)));
-          for (int t = 0; t < NT; ++t) mins[t] = _mm256_add_epi32(mins[t], _mm256_madd_epi16(m, broadcast4(xs[t][b].sums + 2 * p)));
-        }
-        const __m256 d = half8(tb + 2 * kHalfRows * half), dmin = half8(tb + 2 * kTileRows + 2 * kHalfRows * half);
+    __m256i total[NT], mins[NT];
+    for (int t = 0; t < NT; ++t) total[t] = mins[t] = _mm256_setzero_si256();
+    // Sub-block j is chunk j/2's low (even j) or high (odd j) nibbles. One sub-block at a
+    // time keeps NT int16 sums live, not 2·NT (which spilled at 4 tokens).
+    for (int j = 0; j < 8; ++j) {
+      __m256i sums[NT];
+      for (int g = 0; g < 8; ++g) {
+        const __m256i v = load256(tb + kQ4KTileQuants + 512 * (j / 2) + 64 * g + 32 * half);
+        const __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
         for (int t = 0; t < NT; ++t) {
-          const __m256 dx = _mm256_set1_ps(xs[t][b].d);
-          acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[t]), _mm256_mul_ps(d, dx), acc[h][t]);
-          acc[h][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[t]), _mm256_mul_ps(dmin, dx), acc[h][t]);
+          const __m256i p = _mm256_maddubs_epi16(w, broadcast4(xs[t][b].qs + 32 * j + 4 * g));
+          sums[t] = g ? _mm256_add_epi16(sums[t], p) : p;
         }
       }
+      const __m256i sc = scale_pairs_u8(tb + kQ4KTileSc + kTileRows * j + kHalfRows * half);
+      for (int t = 0; t < NT; ++t) total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sums[t], sc));
+    }
+    for (int p = 0; p < 4; ++p) {
+      const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * half)));
+      for (int t = 0; t < NT; ++t) mins[t] = _mm256_add_epi32(mins[t], _mm256_madd_epi16(m, broadcast4(xs[t][b].sums + 2 * p)));
+    }
+    const __m256 d = half_scales(tb, half), dmin = half_scales(tb + 2 * kTileRows, half);
+    for (int t = 0; t < NT; ++t) {
+      const __m256 dx = _mm256_set1_ps(xs[t][b].d);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[t]), _mm256_mul_ps(d, dx), acc[t]);
+      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[t]), _mm256_mul_ps(dmin, dx), acc[t]);
     }
   }
 };
@@ -165,43 +142,33 @@ struct Q4KTiles {
 struct Q6KTiles {
   using Act = ActQ8;  // read as ActQ8S16 (the same bytes with the sum split)
   static constexpr size_t kBlockBytes = kQ6KTileBytes;
-  template <int H, int NT>
-  static void dot(const uint8_t* tile, int h0, int64_t nb, const ActQ8* const* xs, __m256 (*acc)[NT]) {
-    const __m256i low6 = _mm256_set1_epi8(0x3F), f0 = _mm256_set1_epi8(0x03), f1 = _mm256_set1_epi8(0x0C),
-                  f2 = _mm256_set1_epi8(0x30);
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* tb = tile + static_cast<size_t>(b) * kBlockBytes;
-      for (int h = 0; h < H; ++h) {
-        const int half = h0 + h;
-        const __m256 d = half8(tb + 2 * kHalfRows * half);
-        for (int i = 0; i < 8; ++i) {  // activation block 8b + i: sub-blocks 2i, 2i + 1
-          __m256i sum[NT];
-          for (int t = 0; t < NT; ++t) sum[t] = _mm256_setzero_si256();
-          for (int p = 0; p < 2; ++p) {
-            const int j = 2 * i + p;
-            const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j) + 32 * half;
-            const __m256i ga = load256(sub), gb = load256(sub + 64), gc = load256(sub + 128);
-            // q_3: the top two bits of each group's bytes (16-bit shifts: what crosses from
-            // the neighbouring byte is masked away).
-            const __m256i w3 = _mm256_or_si256(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ga, 6), f0),
-                                                               _mm256_and_si256(_mm256_srli_epi16(gb, 4), f1)),
-                                               _mm256_and_si256(_mm256_srli_epi16(gc, 2), f2));
-            const __m256i w0 = _mm256_and_si256(ga, low6), w1 = _mm256_and_si256(gb, low6), w2 = _mm256_and_si256(gc, low6);
-            const __m256i sc = scale_pairs_s8(tb + kQ6KTileSc + kTileRows * j + kHalfRows * half);
-            for (int t = 0; t < NT; ++t) {
-              const ActQ8S16& x = *reinterpret_cast<const ActQ8S16*>(&xs[t][8 * b + i]);
-              const int8_t* q = x.qs + 16 * p;
-              const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(w0, broadcast4(q)), _mm256_maddubs_epi16(w1, broadcast4(q + 4)));
-              const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(w2, broadcast4(q + 8)), _mm256_maddubs_epi16(w3, broadcast4(q + 12)));
-              const __m256i offset = _mm256_set1_epi16(static_cast<int16_t>(-16 * x.sums[p]));
-              sum[t] = _mm256_add_epi32(sum[t], _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(s01, sc), _mm256_madd_epi16(s23, sc)),
-                                                                 _mm256_madd_epi16(sc, offset)));
-            }
-          }
-          for (int t = 0; t < NT; ++t)
-            acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, _mm256_set1_ps(xs[t][8 * b + i].d)), acc[h][t]);
+  // Block b (at tb) of half `half` against NT tokens, into acc[t].
+  template <int NT>
+  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
+    const __m256i low6 = _mm256_set1_epi8(0x3F);
+    const __m256 d = half_scales(tb, half);
+    for (int i = 0; i < 8; ++i) {  // activation block 8b + i: sub-blocks 2i, 2i + 1
+      __m256i sum[NT];
+      for (int t = 0; t < NT; ++t) sum[t] = _mm256_setzero_si256();
+      for (int p = 0; p < 2; ++p) {
+        const int j = 2 * i + p;
+        const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j) + 32 * half;
+        const __m256i ga = load256(sub), gb = load256(sub + 64), gc = load256(sub + 128);
+        const __m256i w3 = q6_k_top_fields(ga, gb, gc);
+        const __m256i w0 = _mm256_and_si256(ga, low6), w1 = _mm256_and_si256(gb, low6), w2 = _mm256_and_si256(gc, low6);
+        const __m256i sc = scale_pairs_s8(tb + kQ6KTileSc + kTileRows * j + kHalfRows * half);
+        for (int t = 0; t < NT; ++t) {
+          const ActQ8S16& x = *reinterpret_cast<const ActQ8S16*>(&xs[t][8 * b + i]);
+          const int8_t* q = x.qs + 16 * p;
+          const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(w0, broadcast4(q)), _mm256_maddubs_epi16(w1, broadcast4(q + 4)));
+          const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(w2, broadcast4(q + 8)), _mm256_maddubs_epi16(w3, broadcast4(q + 12)));
+          const __m256i offset = _mm256_set1_epi16(static_cast<int16_t>(-16 * x.sums[p]));
+          sum[t] = _mm256_add_epi32(sum[t], _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(s01, sc), _mm256_madd_epi16(s23, sc)),
+                                                             _mm256_madd_epi16(sc, offset)));
         }
       }
+      for (int t = 0; t < NT; ++t)
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, _mm256_set1_ps(xs[t][8 * b + i].d)), acc[t]);
     }
   }
 };
@@ -220,7 +187,10 @@ void tile_dot(const uint8_t* tile, int h0, int64_t nb, const typename K::Act* co
   __m256 acc[H][NT];
   for (int h = 0; h < H; ++h)
     for (int t = 0; t < NT; ++t) acc[h][t] = _mm256_setzero_ps();
-  K::template dot<H, NT>(tile, h0, nb, xs, acc);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* tb = tile + static_cast<size_t>(b) * K::kBlockBytes;
+    for (int h = 0; h < H; ++h) K::template block<NT>(tb, h0 + h, b, xs, acc[h]);
+  }
   for (int h = 0; h < H; ++h)
     for (int t = 0; t < NT; ++t) store_rows(ys[t] + kHalfRows * (h0 + h), acc[h][t], valid - kHalfRows * (h0 + h));
 }

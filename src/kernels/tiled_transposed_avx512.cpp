@@ -18,6 +18,19 @@
 namespace mlamoe::kernels {
 namespace {
 
+// The primitives tiled_transposed_simd.h takes.
+inline __m512i srli32(__m512i v, int n) { return _mm512_srli_epi32(v, n); }
+inline __m512i mask32(__m512i v, int bits) { return _mm512_and_si512(v, _mm512_set1_epi32((1 << bits) - 1)); }
+inline __m512 fmadd(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
+inline __m512 to_float(__m512i v) { return _mm512_cvtepi32_ps(v); }
+}  // namespace
+}  // namespace mlamoe::kernels
+
+#include "kernels/tiled_transposed_simd.h"
+
+namespace mlamoe::kernels {
+namespace {
+
 // out[j] = Σ lanes of a[j], j < 16: four rounds of shuffles and adds.
 inline __m512 sum_each(const __m512* a) {
   __m512 x[8], y[4], z[2];
@@ -33,40 +46,6 @@ inline __m512 sum_each(const __m512* a) {
 }
 
 inline float sum_lanes(__m512 v) { return _mm512_reduce_add_ps(v); }
-
-// Each tile is its own stream, and a head's tiles are read side by side (8 streams of
-// 5-9 KB for W_UK), too short for the cores' prefetchers to learn them: each visit
-// fetches the same span about 1 KB further on in its tile, and a call starts by
-// fetching that first KB of every tile. kernels_bench absorb/*/16x27x4, µs per head
-// streamed (2 runs): none q4_0 4.40-4.45, q8_0 4.04-4.45, q6_K 6.61-6.78; then,
-// with the start of every tile: 2 visits ahead (Q4_0 576 B, Q8_0 1088 B, Q6_K 384 B)
-// 2.17-2.26, 2.04-2.08, 3.23-3.29; 4 visits (1152 B, 2176 B, 768 B) 2.17-2.22,
-// 2.91-3.06, 2.80-2.93. So ~1 KB: whole blocks for Q4_0/Q8_0, 4 sub-blocks for Q6_K.
-constexpr size_t kAheadBytes = 1024;
-constexpr size_t kQ6KAheadSubBlocks = 4;
-inline void prefetch_lines(const uint8_t* p, size_t bytes) {
-  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
-}
-
-// Byte i of each lane's dword, shifted right by Low more bits and masked to Bits bits.
-template <int I, int Low, int Bits>
-inline __m512i field(__m512i v) {
-  constexpr int shift = 8 * I + Low;
-  const __m512i s = shift ? _mm512_srli_epi32(v, shift) : v;
-  if constexpr (shift + Bits >= 32) return s;
-  else return _mm512_and_si512(s, _mm512_set1_epi32((1 << Bits) - 1));
-}
-
-// acc[4g + i] += coef · (byte i of v[g], as a Bits-bit field Low bits up), g < 4.
-template <int Low, int Bits>
-inline void accumulate_fields(const __m512i* v, __m512 coef, __m512* acc) {
-  for (int g = 0; g < 4; ++g) {
-    acc[4 * g + 0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(field<0, Low, Bits>(v[g])), coef, acc[4 * g + 0]);
-    acc[4 * g + 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(field<1, Low, Bits>(v[g])), coef, acc[4 * g + 1]);
-    acc[4 * g + 2] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(field<2, Low, Bits>(v[g])), coef, acc[4 * g + 2]);
-    acc[4 * g + 3] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(field<3, Low, Bits>(v[g])), coef, acc[4 * g + 3]);
-  }
-}
 
 // x[16 i .. 16 i + 15] with the rows past `rows` as 0 (the last tile's padding).
 inline __m512 tile_x(const float* x, int64_t i, int64_t rows) { return _mm512_maskz_loadu_ps(tile_rows(rows, i), x + i * kTileRows); }
@@ -105,10 +84,10 @@ void block32_transposed(const uint8_t* tiles, size_t tile_stride, int64_t n_tile
         __m512i v[4];
         for (int g = 0; g < 4; ++g) v[g] = _mm512_loadu_si512(q + 64 * g);
         if constexpr (Q4) {
-          if (half == 0) accumulate_fields<0, 4>(v, coef, acc);
-          else accumulate_fields<4, 4>(v, coef, acc);
+          if (half == 0) accumulate_fields<0, 4, 4>(v, coef, acc);
+          else accumulate_fields<4, 4, 4>(v, coef, acc);
         } else {
-          accumulate_fields<0, 8>(v, coef, acc);
+          accumulate_fields<0, 8, 4>(v, coef, acc);
         }
       }
       store_columns(acc, coef_sum, Q4 ? 8.f : 128.f, y + 32 * b + 16 * half);
@@ -140,7 +119,7 @@ void q6_k_transposed(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, 
         __m512i v[4];
         for (int g = 0; g < 3; ++g) v[g] = _mm512_loadu_si512(q + 64 * g);
         v[3] = q6_k_top_fields(v[0], v[1], v[2]);  // its top 2 bits go with the field's mask
-        accumulate_fields<0, 6>(v, coef, acc);
+        accumulate_fields<0, 6, 4>(v, coef, acc);
       }
       store_columns(acc, coef_sum, 32.f, y + kQ6KTileCols * b + 16 * j);
     }

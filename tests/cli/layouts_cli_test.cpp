@@ -7,11 +7,8 @@
 // logits by a few % (and can flip a routing near-tie).
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -23,31 +20,10 @@ using mlamoe::test::run_mlamoe;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string fixture_tokens() {
-  std::string tokens = slurp(mlamoe::test::shared_dir() + "/fixtures/v2lite/tokens.txt");
+  std::string tokens = mlamoe::test::read_text(mlamoe::test::shared_dir() + "/fixtures/v2lite/tokens.txt");
   while (!tokens.empty() && (tokens.back() == '\n' || tokens.back() == ' ')) tokens.pop_back();
   return tokens;
-}
-
-// max |a − b| / max |b| and the RMS of a − b over the RMS of b.
-std::pair<double, double> relative_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size() || b.empty()) return {1e9, 1e9};
-  double worst = 0, scale = 0, sq = 0, ref_sq = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    const double e = double(a[i]) - b[i];
-    worst = std::max(worst, std::fabs(e));
-    scale = std::max(scale, double(std::fabs(b[i])));
-    sq += e * e;
-    ref_sq += double(b[i]) * b[i];
-  }
-  return {worst / scale, std::sqrt(sq / ref_sq)};
 }
 
 }  // namespace
@@ -56,7 +32,7 @@ TEST(LayoutsCli, TiledAndRowLogitsAgreeOnEveryInt8Isa) {
   using mlamoe::kernels::Isa;
   const std::string dir = mlamoe::test::temp_dir(), tokens = fixture_tokens();
   // The v2lite fixture's shape widened to 256-column rows, so Q4_K and Q6_K blocks fit.
-  auto cfg = nlohmann::json::parse(slurp(mlamoe::test::shared_dir() + "/fixtures/v2lite/config.json"));
+  auto cfg = nlohmann::json::parse(mlamoe::test::read_text(mlamoe::test::shared_dir() + "/fixtures/v2lite/config.json"));
   cfg.update({{"hidden_size", 256}, {"intermediate_size", 512}, {"moe_intermediate_size", 256},
               {"kv_lora_rank", 256}, {"qk_nope_head_dim", 32}, {"v_head_dim", 32}});
   const std::string config = dir + "/layouts_config.json";
@@ -91,7 +67,7 @@ TEST(LayoutsCli, TiledAndRowLogitsAgreeOnEveryInt8Isa) {
       ASSERT_EQ(tiles.size(), rows.size());
       ASSERT_FALSE(rows.empty());
       EXPECT_NE(0, std::memcmp(tiles.data(), rows.data(), rows.size() * sizeof(float))) << "the same kernels ran twice";
-      const auto [max_rel, rms_rel] = relative_diff(tiles, rows);
+      const auto [max_rel, rms_rel] = mlamoe::test::logit_diff(tiles, rows);
       EXPECT_LE(max_rel, bound.max_rel);
       EXPECT_LE(rms_rel, bound.rms_rel);
       std::printf("[ logits ] %s: tiles vs rows max %.3g rms %.3g\n", tag.c_str(), max_rel, rms_rel);

@@ -32,25 +32,8 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-struct Diff {
-  double max_rel = 1e9, rms_rel = 1e9;
-};
-
-Diff compare(const std::string& a_path, const std::string& b_path) {
-  const auto a = mlamoe::test::read_f32(a_path), b = mlamoe::test::read_f32(b_path);
-  Diff d;
-  if (a.size() != b.size() || b.empty()) return d;
-  double err = 0, scale = 0, sq = 0, ref_sq = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    const double e = double(a[i]) - b[i];
-    err = std::max(err, std::fabs(e));
-    scale = std::max(scale, double(std::fabs(b[i])));
-    sq += e * e;
-    ref_sq += double(b[i]) * b[i];
-  }
-  d.max_rel = err / scale;
-  d.rms_rel = std::sqrt(sq / ref_sq);
-  return d;
+mlamoe::test::LogitDiff compare(const std::string& a_path, const std::string& b_path) {
+  return mlamoe::test::logit_diff(mlamoe::test::read_f32(a_path), mlamoe::test::read_f32(b_path));
 }
 
 }  // namespace
@@ -83,7 +66,7 @@ TEST(NaiveAttentionCli, QuantizedModelsAgreeAcrossLayoutsAndWithAbsorbed) {
     };
     const std::string naive_tiles = logits("naive", {"--attn", "naive"}), naive_rows = logits("naive_rows", {"--attn", "naive", "--no-repack"}),
                       absorbed = logits("absorbed", {"--attn", "absorbed"});
-    const Diff layouts = compare(naive_tiles, naive_rows), paths = compare(naive_tiles, absorbed);
+    const mlamoe::test::LogitDiff layouts = compare(naive_tiles, naive_rows), paths = compare(naive_tiles, absorbed);
     EXPECT_LE(layouts.rms_rel, 0.01);
     EXPECT_LE(layouts.max_rel, 0.05);
     EXPECT_LE(paths.rms_rel, 0.06);

@@ -45,7 +45,7 @@ TEST(MatmulTransposed, MatchesDefinitionOnDequantizedWeights) {
   }
 }
 
-// The AVX-512 transposed kernel on tiled Q4_0, Q8_0 and Q6_K weights against the
+// The AVX-512 and AVX2 transposed kernels on tiled Q4_0, Q8_0 and Q6_K weights against the
 // reference path on the same matrix in the file layout (every weight dequantized, then
 // summed in order). Rows: whole tiles and a ragged last tile (its padding must add
 // nothing); columns: one and several tile-blocks. Rows span 2^-12..2^12 in scale, and a
@@ -54,56 +54,60 @@ TEST(MatmulTransposed, MatchesDefinitionOnDequantizedWeights) {
 // float32 ulps of Σ |x · scale| · (|q| + offset) per column.
 TEST(MatmulTransposed, TiledKernelAgreesWithTheReference) {
   using kernels::Isa;
-  if (!kernels::cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 here: tiled weights need it";
+  if (!kernels::cpu_supports(Isa::Avx2)) GTEST_SKIP() << "no AVX2 here: tiled weights need it";
   const Isa saved = kernels::active_isa();
-  kernels::set_isa(Isa::Avx512);
   std::mt19937 rng(11);
   std::normal_distribution<float> nd;
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
-    const float offset = type == GgmlType::Q4_0 ? 8.f : type == GgmlType::Q8_0 ? 128.f : 32.f;
-    for (int64_t rows : {int64_t{16}, int64_t{40}, int64_t{128}})
-      for (int64_t cols : type == GgmlType::Q6_K ? std::vector<int64_t>{256, 512} : std::vector<int64_t>{32, 96, 512}) {
-        std::vector<float> wf(static_cast<size_t>(rows * cols));
-        for (int64_t r = 0; r < rows; ++r) {
-          const float row_scale = r % 7 == 3 ? 0.f : std::ldexp(1.f, static_cast<int>(rng() % 25) - 12);
-          for (int64_t c = 0; c < cols; ++c) wf[static_cast<size_t>(r * cols + c)] = row_scale * nd(rng);
-        }
-        const size_t rb = mlamoe::row_bytes(type, cols);
-        std::vector<uint8_t> data(rb * rows);
-        for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, data.data() + r * rb, cols);
-        const kernels::WeightView W{type, data.data(), rows, cols, rb};
-        ASSERT_TRUE(kernels::has_tiled_transposed(W)) << type_name(type);
-        std::vector<uint8_t> tiles(kernels::tiled_bytes(W), 0xCD);
-        const kernels::WeightView T = kernels::tile_weights(W, tiles.data());
-        std::vector<float> deq(static_cast<size_t>(rows * cols));
-        for (int64_t r = 0; r < rows; ++r) dequantize_row(type, W.row(r), deq.data() + r * cols, cols);
-        // |scale| of each weight's block, recovered as the block's largest |value| over
-        // the largest |integer| it can have (an upper bound is all the tolerance needs).
-        const float q_max = type == GgmlType::Q4_0 ? 7.f : type == GgmlType::Q8_0 ? 127.f : 31.f;
-        for (int64_t n : {1, 3, 9}) {
-          // NaN past the last token's rows: the last tile's padding must not read them.
-          std::vector<float> X(static_cast<size_t>(n * rows + kernels::kTileRows), std::nanf("")),
-              fast(static_cast<size_t>(n * cols), 123.f), slow(static_cast<size_t>(n * cols), -5.f);
-          for (int64_t k = 0; k < n * rows; ++k) X[static_cast<size_t>(k)] = nd(rng);
-          kernels::matmul_transposed(T, X.data(), n, fast.data());
-          kernels::matmul_transposed(W, X.data(), n, slow.data());
-          for (int64_t t = 0; t < n; ++t)
-            for (int64_t c = 0; c < cols; ++c) {
-              double want = 0, mag = 0;
-              for (int64_t r = 0; r < rows; ++r) {
-                const int64_t group = type == GgmlType::Q6_K ? 16 : 32, b0 = c / group * group;  // one scale
-                float amax = 0;
-                for (int64_t k = b0; k < b0 + group; ++k) amax = std::fmax(amax, std::fabs(deq[r * cols + k]));
-                const double w = deq[r * cols + c], x = X[t * rows + r];
-                want += w * x;
-                mag += std::fabs(x) * (std::fabs(w) + 2.0 * offset * amax / q_max);
+  for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+    if (!kernels::cpu_supports(isa)) continue;
+    kernels::set_isa(isa);
+    for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
+      const float offset = type == GgmlType::Q4_0 ? 8.f : type == GgmlType::Q8_0 ? 128.f : 32.f;
+      for (int64_t rows : {int64_t{16}, int64_t{40}, int64_t{128}})
+        for (int64_t cols : type == GgmlType::Q6_K ? std::vector<int64_t>{256, 512} : std::vector<int64_t>{32, 96, 512}) {
+          std::vector<float> wf(static_cast<size_t>(rows * cols));
+          for (int64_t r = 0; r < rows; ++r) {
+            const float row_scale = r % 7 == 3 ? 0.f : std::ldexp(1.f, static_cast<int>(rng() % 25) - 12);
+            for (int64_t c = 0; c < cols; ++c) wf[static_cast<size_t>(r * cols + c)] = row_scale * nd(rng);
+          }
+          const size_t rb = mlamoe::row_bytes(type, cols);
+          std::vector<uint8_t> data(rb * rows);
+          for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * cols, data.data() + r * rb, cols);
+          const kernels::WeightView W{type, data.data(), rows, cols, rb};
+          ASSERT_TRUE(kernels::has_tiled_transposed(W)) << type_name(type);
+          std::vector<uint8_t> tiles(kernels::tiled_bytes(W), 0xCD);
+          const kernels::WeightView T = kernels::tile_weights(W, tiles.data());
+          std::vector<float> deq(static_cast<size_t>(rows * cols));
+          for (int64_t r = 0; r < rows; ++r) dequantize_row(type, W.row(r), deq.data() + r * cols, cols);
+          // |scale| of each weight's block, recovered as the block's largest |value| over
+          // the largest |integer| it can have (an upper bound is all the tolerance needs).
+          const float q_max = type == GgmlType::Q4_0 ? 7.f : type == GgmlType::Q8_0 ? 127.f : 31.f;
+          for (int64_t n : {1, 3, 9}) {
+            // NaN past the last token's rows: the last tile's padding must not read them.
+            std::vector<float> X(static_cast<size_t>(n * rows + kernels::kTileRows), std::nanf("")),
+                fast(static_cast<size_t>(n * cols), 123.f), slow(static_cast<size_t>(n * cols), -5.f);
+            for (int64_t k = 0; k < n * rows; ++k) X[static_cast<size_t>(k)] = nd(rng);
+            kernels::matmul_transposed(T, X.data(), n, fast.data());
+            kernels::matmul_transposed(W, X.data(), n, slow.data());
+            for (int64_t t = 0; t < n; ++t)
+              for (int64_t c = 0; c < cols; ++c) {
+                double want = 0, mag = 0;
+                for (int64_t r = 0; r < rows; ++r) {
+                  const int64_t group = type == GgmlType::Q6_K ? 16 : 32, b0 = c / group * group;  // one scale
+                  float amax = 0;
+                  for (int64_t k = b0; k < b0 + group; ++k) amax = std::fmax(amax, std::fabs(deq[r * cols + k]));
+                  const double w = deq[r * cols + c], x = X[t * rows + r];
+                  want += w * x;
+                  mag += std::fabs(x) * (std::fabs(w) + 2.0 * offset * amax / q_max);
+                }
+                const float tol = static_cast<float>(1e-6 * mag) + 1e-30f;
+                ASSERT_NEAR(fast[t * cols + c], want, tol)
+                    << kernels::isa_name(isa) << " " << type_name(type) << " " << rows << "x" << cols << " n " << n << " t " << t << " c " << c;
+                ASSERT_NEAR(slow[t * cols + c], want, tol) << "reference " << type_name(type);
               }
-              const float tol = static_cast<float>(1e-6 * mag) + 1e-30f;
-              ASSERT_NEAR(fast[t * cols + c], want, tol) << type_name(type) << " " << rows << "x" << cols << " n " << n << " t " << t << " c " << c;
-              ASSERT_NEAR(slow[t * cols + c], want, tol) << "reference " << type_name(type);
-            }
+          }
         }
-      }
+    }
   }
   kernels::set_isa(saved);
 }
@@ -141,7 +145,9 @@ TEST(WeightSlices, ReadThePartOfTheMatrix) {
         for (int64_t c = 0; c < 32; ++c) ASSERT_EQ(part[c], full[64 + c]) << type_name(type);
       }
     }
-    if (type != GgmlType::F32) EXPECT_THROW(kernels::column_slice(W, 16, 32), Error);
+    if (type != GgmlType::F32) {
+      EXPECT_THROW(kernels::column_slice(W, 16, 32), Error);
+    }
   }
 }
 

@@ -1,0 +1,32 @@
+// Pieces of the Tiles16 layout (tiled.h) that more than one AVX2 kernel file unpacks.
+// Internal header: include only from *_avx2.cpp files (compiled with AVX2 flags).
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/tiled.h"
+
+namespace mlamoe::kernels {
+
+// Half of a tile vector's 64 bytes: 8 rows × 4 columns.
+constexpr int kHalfRows = 8;
+
+inline __m256i load256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// The fp16 scales of half h of a tile-block (or of a tile-block's part at `p`) as floats.
+inline __m256 half_scales(const uint8_t* p, int h) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * kHalfRows * h)));
+}
+
+// Q6_K's q_3 from half of a sub-block's groups A, B, C: bits 6-7 of each byte of a, b, c
+// to bits 0-1, 2-3, 4-5 (16-bit shifts: what crosses from the neighbouring byte is
+// masked away).
+inline __m256i q6_k_top_fields(__m256i a, __m256i b, __m256i c) {
+  const __m256i low = _mm256_and_si256(_mm256_srli_epi16(a, 6), _mm256_set1_epi8(0x03));
+  const __m256i mid = _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi8(0x0C));
+  const __m256i high = _mm256_and_si256(_mm256_srli_epi16(c, 2), _mm256_set1_epi8(0x30));
+  return _mm256_or_si256(_mm256_or_si256(low, mid), high);
+}
+
+}  // namespace mlamoe::kernels
