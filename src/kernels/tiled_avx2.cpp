@@ -47,6 +47,10 @@ inline __m256i scale_pairs_s8(const uint8_t* p) {
 struct Q4_0Tiles {
   using Act = ActQ8;
   static constexpr size_t kBlockBytes = kTileScaleBytes + 4 * 64;
+  // Tokens sharing each unpacked weight vector in prefill. kernels_bench
+  // */avx2-tiled/n64/t1 GMAC/s with 4 / 3 / 2 tokens: q4_0 112-115 / 100-104 / 92-96,
+  // q4_K 100-102 / 99-100 / 108-117 (then 128 as below), q6_K 87-88 / 83 / 71-78.
+  static constexpr int kTokens = 4;
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
   static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
@@ -78,6 +82,7 @@ struct Q4_0Tiles {
 struct Q8_0Tiles {
   using Act = ActQ8;
   static constexpr size_t kBlockBytes = kTileScaleBytes + 8 * 64;
+  static constexpr int kTokens = 4;
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
   static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
@@ -101,6 +106,7 @@ struct Q8_0Tiles {
 struct Q4KTiles {
   using Act = ActQ8K32;
   static constexpr size_t kBlockBytes = kQ4KTileBytes;
+  static constexpr int kTokens = 2;  // a token keeps its sums, totals and mins live (Q4_0Tiles: figures)
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
   static void block(const uint8_t* tb, int half, int64_t b, const ActQ8K32* const* xs, __m256* acc) {
@@ -142,6 +148,7 @@ struct Q4KTiles {
 struct Q6KTiles {
   using Act = ActQ8;  // read as ActQ8S16 (the same bytes with the sum split)
   static constexpr size_t kBlockBytes = kQ6KTileBytes;
+  static constexpr int kTokens = 4;
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
   static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
@@ -204,9 +211,6 @@ void half_dot_n(int nt, const uint8_t* tile, int h0, int64_t nb, const typename 
   tile_dot<K, 1, NT>(tile, h0, nb, xs, ys, valid);
 }
 
-// Tokens sharing each unpacked weight vector of a half: 4 keep their int16 and int32
-// sums and accumulators within the 16 registers for Q4_0 and Q8_0.
-constexpr int kTokenGroup = 4;
 constexpr int64_t kTokenChunk = 64;  // as tiled_avx512.cpp: the activations stay in L2
 
 template <class K>
@@ -226,15 +230,15 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
         continue;
       }
       for (int h = 0; h < 2 && valid > kHalfRows * h; ++h)
-        for (int64_t t0 = c0; t0 < c1; t0 += kTokenGroup) {
-          const int nt = static_cast<int>(c1 - t0 < kTokenGroup ? c1 - t0 : kTokenGroup);
-          const Act* xs[kTokenGroup] = {};
-          float* ys[kTokenGroup] = {};
+        for (int64_t t0 = c0; t0 < c1; t0 += K::kTokens) {
+          const int nt = static_cast<int>(c1 - t0 < K::kTokens ? c1 - t0 : K::kTokens);
+          const Act* xs[K::kTokens] = {};
+          float* ys[K::kTokens] = {};
           for (int t = 0; t < nt; ++t) {
             xs[t] = reinterpret_cast<const Act*>(x + static_cast<size_t>(t0 + t) * x_stride);
             ys[t] = y_tile + static_cast<size_t>(t0 + t) * ldy;
           }
-          half_dot_n<K, kTokenGroup>(nt, tile, h, nb, xs, ys, valid);
+          half_dot_n<K, K::kTokens>(nt, tile, h, nb, xs, ys, valid);
         }
     }
   }
