@@ -49,7 +49,7 @@ struct Q4_0Tiles {
   static constexpr size_t kBlockBytes = kTileScaleBytes + 4 * 64;
   // Tokens sharing each unpacked weight vector in prefill. kernels_bench
   // */avx2-tiled/n64/t1 GMAC/s with 4 / 3 / 2 tokens: q4_0 112-115 / 100-104 / 92-96,
-  // q4_K 100-102 / 99-100 / 108-117 (then 128 as below), q6_K 87-88 / 83 / 71-78.
+  // q4_K 100-102 / 99-100 / 108-117 (128 in this build), q6_K 87-88 / 83 / 71-78.
   static constexpr int kTokens = 4;
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
