@@ -272,7 +272,6 @@ int run_bench(int argc, char** argv) {
                                   : human_bytes(static_cast<double>(model->tiled_weight_bytes())) + " re-laid out for the int8 kernels";
     std::printf("load: %.2f s (%s); peak RSS %s = %.1f%% of the file\n", load_s, tiles.c_str(), human_bytes(peak_rss).c_str(),
                 100.0 * peak_rss / file_bytes);
-    const bool prefetching = kernels::decode_prefetch() && kernels::active_isa() == kernels::Isa::Avx512;
     if (kernels::active_isa() != kernels::Isa::Avx512)
       std::printf("decode prefetch: off (only the AVX-512 kernels prefetch)\n");
     else if (const kernels::PrefetchChoice& pf = model->prefetch_choice(); pf.tuned)
@@ -305,7 +304,7 @@ int run_bench(int argc, char** argv) {
                        {"isa", isa},                  {"model", model->path()},     {"n_prompt", n_prompt},
                        {"n_gen", n_gen},              {"repetitions", reps},
                        {"depth", depth},              {"load_s", load_s},           {"peak_rss_bytes", peak_rss},
-                       {"decode_prefetch", prefetching},
+                       {"decode_prefetch", kernels::decode_prefetch()},
                        {"tiles_from_cache", model->tiles_from_cache()},
                        {"kv_bytes_per_token", {{"stored", kvb.stored}, {"type", kf.type}, {"mla_16bit", kvb.mla},
                                                {"mha_16bit", kvb.mha}, {"gqa8_16bit", kvb.gqa8}, {"mqa_16bit", kvb.mqa}}}};

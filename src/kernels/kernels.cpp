@@ -83,7 +83,7 @@ void set_isa(Isa isa) {
   settings().isa = isa;
 }
 
-bool decode_prefetch() { return settings().prefetch; }
+bool decode_prefetch() { return settings().prefetch && settings().isa == Isa::Avx512; }
 bool decode_prefetch_forced() { return settings().prefetch_forced; }
 void set_decode_prefetch(bool on) { settings().prefetch = on; }
 
@@ -92,6 +92,14 @@ TiledFn active_tiled_kernel(GgmlType t) {
   switch (set.isa) {
     case Isa::Avx512: return avx512_tiled_kernel(t, set.prefetch);
     case Isa::Avx2: return avx2_tiled_kernel(t);
+    default: return nullptr;
+  }
+}
+
+TiledTransposedFn active_tiled_transposed_kernel(GgmlType t) {
+  switch (settings().isa) {
+    case Isa::Avx512: return avx512_tiled_transposed_kernel(t);
+    case Isa::Avx2: return avx2_tiled_transposed_kernel(t);
     default: return nullptr;
   }
 }

@@ -20,10 +20,11 @@ bool parse_isa(const char* s, Isa* out);
 void set_threads(int n);          // -t N; <= 0 means all cores
 int threads();
 
-// Whether the one-token (decode) kernels prefetch the weights ahead in software. It
-// pays on some hosts and costs on others (an Intel Xeon: +11 % decode with it; an AMD
-// Zen 4: up to −25 %), so it is measured: tune_decode_prefetch times both on the
-// model's own weights. MLAMOE_PREFETCH=0|1 forces it (then tuning keeps it).
+// Whether the one-token (decode) kernels prefetch the weights ahead in software (only
+// the AVX-512 ones can: false under another ISA, whatever the setting). It pays on some
+// hosts and costs on others (an Intel Xeon: +11 % decode with it; an AMD Zen 4: up to
+// −25 %), so it is measured: tune_decode_prefetch times both on the model's own
+// weights. MLAMOE_PREFETCH=0|1 forces it (then tuning keeps it).
 bool decode_prefetch();
 bool decode_prefetch_forced();  // by MLAMOE_PREFETCH
 void set_decode_prefetch(bool on);

@@ -24,22 +24,13 @@ static void for_each_token(int64_t n, const Token& token) {
   for (int64_t t = 0; t < n; ++t) token(t);
 }
 
-// The active ISA's float kernel over tiles of `t`, or nullptr.
-static TiledTransposedFn tiled_transposed_kernel(GgmlType t) {
-  switch (active_isa()) {
-    case Isa::Avx512: return avx512_tiled_transposed_kernel(t);
-    case Isa::Avx2: return avx2_tiled_transposed_kernel(t);
-    default: return nullptr;
-  }
-}
-
 // Y[t] = Σ_r X[t][r] · W[r]. Tiled Q4_0/Q8_0/Q6_K weights (MLA's W_UK rows of a legacy
 // attn_kv_b, tiled for the naive path) take the AVX-512 or AVX2 kernel, which widens
 // each weight to float in the stream. Otherwise (the reference path) the weight, a small MLA
 // up-projection (e.g. W_UK of one head, 128 × 512), is dequantized once and each output
 // row is a sum of scaled weight rows, contiguous and vectorizable.
 void matmul_transposed(const WeightView& W, const float* X, int64_t n, float* Y) {
-  const TiledTransposedFn tiled = W.layout == Layout::Tiles16 ? tiled_transposed_kernel(W.type) : nullptr;
+  const TiledTransposedFn tiled = W.layout == Layout::Tiles16 ? active_tiled_transposed_kernel(W.type) : nullptr;
   const int64_t rows = W.rows, cols = W.cols;
   if (tiled) {
     const int64_t n_tiles = (rows + kTileRows - 1) / kTileRows, nb = cols / tile_block_cols(W.type);
@@ -62,8 +53,6 @@ void matmul_transposed(const WeightView& W, const float* X, int64_t n, float* Y)
   });
 }
 
-bool has_tiled_transposed(const WeightView& W) {
-  return tiled_bytes(W) && tiled_transposed_kernel(W.type);
-}
+bool has_tiled_transposed(const WeightView& W) { return tiled_bytes(W) && active_tiled_transposed_kernel(W.type); }
 
 }  // namespace mlamoe::kernels

@@ -81,6 +81,8 @@ using TiledTransposedFn = void (*)(const uint8_t* tiles, size_t tile_stride, int
 // The AVX-512 and AVX2 kernels for `t` (Q4_0, Q8_0, Q6_K), or nullptr.
 TiledTransposedFn avx512_tiled_transposed_kernel(GgmlType t);
 TiledTransposedFn avx2_tiled_transposed_kernel(GgmlType t);
+// The active ISA's, or nullptr.
+TiledTransposedFn active_tiled_transposed_kernel(GgmlType t);
 
 // Row r of a tiled view as float32 (the scalar reference path).
 void dequantize_tiled_row(const struct WeightView& W, int64_t r, float* dst);

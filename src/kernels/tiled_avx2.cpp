@@ -2,7 +2,7 @@
 // of a tile is 16 rows × 4 columns, so its two 32-byte halves are 8 rows × 4 columns each:
 // one vpmaddubsw multiplies them by 4 activation bytes broadcast to every row, giving each
 // row's two pair sums in int16. Those int16 sums are added across a whole 32-column block
-// (Q4_0, Q4_K) or a 16-column sub-block (Q6_K) before one vpmaddwd widens them to int32,
+// (Q4_0, Q4_K) or two 4-column groups (Q6_K) before one vpmaddwd widens them to int32,
 // so a block of 8 rows × 32 columns is ~22 operations, against ~18 per row × 32 columns
 // in the file's rows (simd_kernels.h), where every block ends in its own scale. The
 // bounds that make the int16 sums exact are at each kernel.
@@ -183,9 +183,7 @@ struct Q6KTiles {
 // Stores the first n (≤ 8) lanes of v.
 inline void store_rows(float* y, __m256 v, int64_t n) {
   if (n >= kHalfRows) return _mm256_storeu_ps(y, v);
-  if (n <= 0) return;
-  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  _mm256_maskstore_ps(y, mask, v);
+  if (n > 0) _mm256_maskstore_ps(y, first_lanes(n), v);
 }
 
 // Halves h0 .. h0 + H − 1 of one tile against NT tokens; `valid` rows of the tile are kept.

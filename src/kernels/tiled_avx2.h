@@ -14,6 +14,12 @@ constexpr int kHalfRows = 8;
 
 inline __m256i load256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
+// A mask of the first n lanes (n clamped to 0..8), for maskload/maskstore.
+inline __m256i first_lanes(int64_t n) {
+  const int k = static_cast<int>(n < 0 ? 0 : n > kHalfRows ? kHalfRows : n);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 // The fp16 scales of half h of a tile-block (or of a tile-block's part at `p`) as floats.
 inline __m256 half_scales(const uint8_t* p, int h) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * kHalfRows * h)));

@@ -45,10 +45,7 @@ inline float sum_lanes(__m256 v) {
 // x[16 i + 8 h .. + 7] with the rows past `rows` as 0 (the last tile's padding).
 inline __m256 half_x(const float* x, int64_t i, int h, int64_t rows) {
   const int64_t r0 = i * kTileRows + h * kHalfRows;
-  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const int64_t left = rows - r0;
-  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left < kHalfRows ? (left < 0 ? 0 : left) : kHalfRows)), lanes);
-  return _mm256_maskload_ps(x + r0, mask);
+  return _mm256_maskload_ps(x + r0, first_lanes(rows - r0));
 }
 
 // y[0..7] = sum_each(acc) − offset · Σ coefficients.
