@@ -178,12 +178,14 @@ int run_bench(int argc, char** argv) {
     if (depth < 0) fail("-d: depth must be >= 0");
     if (depth > 0 && !kf.session.empty()) fail("-d and --session both give the context; use one");
     if (mf.threads < 0) fail("-t: thread count must be positive");
-    const std::string isa = kernels::isa_name(kernels::active_isa());
+    // JSON "isa" is the vector family (avx512, avx2, scalar), which tools compare;
+    // "isa_level" says which kernels within it ran (avxvnni is an avx2 level).
+    const std::string isa = kernels::isa_name(kernels::active_isa()), isa_family = kernels::isa_family_name(kernels::active_isa());
     if (membw_only) {
       kernels::set_threads(mf.threads);
       const double bw = kernels::measure_read_bandwidth_gbps();
       std::printf("membw: %.2f GB/s (threads %d, isa %s)\n", bw, kernels::threads(), isa.c_str());
-      if (json) std::printf("%s\n", nlohmann::json{{"membw_gbps", bw}, {"threads", kernels::threads()}, {"isa", isa}}.dump().c_str());
+      if (json) std::printf("%s\n", nlohmann::json{{"membw_gbps", bw}, {"threads", kernels::threads()}, {"isa", isa_family}, {"isa_level", isa}}.dump().c_str());
       return 0;
     }
     if (mf.model.empty()) fail("-m: a model file is required (or --membw alone)");
@@ -301,7 +303,8 @@ int run_bench(int argc, char** argv) {
       nlohmann::json j{{"pp", stats_json(pp)},        {"tg", stats_json(tg)},       {"membw_gbps", bw},
                        {"bytes_per_token", bpt},      {"roofline_tg", roofline},    {"threads", kernels::threads()},
                        {"tg_roofline_fraction", stats_json(tg_share)},
-                       {"isa", isa},                  {"model", model->path()},     {"n_prompt", n_prompt},
+                       {"isa", isa_family},           {"isa_level", isa},           {"model", model->path()},
+                       {"n_prompt", n_prompt},
                        {"n_gen", n_gen},              {"repetitions", reps},
                        {"depth", depth},              {"load_s", load_s},           {"peak_rss_bytes", peak_rss},
                        {"decode_prefetch", kernels::decode_prefetch()},

@@ -26,6 +26,7 @@ void latent_attention_accumulate(const LatentQueries& q, int64_t j0, int64_t cou
                                  const float* k_rope, LatentAttentionState& s) {
   switch (active_isa()) {
     case Isa::Avx512: return latent_attention_accumulate_avx512(q, j0, count, c_kv, k_rope, s);
+    case Isa::AvxVnni:
     case Isa::Avx2: return latent_attention_accumulate_avx2(q, j0, count, c_kv, k_rope, s);
     default: return latent_attention_accumulate_reference(q, j0, count, c_kv, k_rope, s);
   }

@@ -23,10 +23,13 @@ namespace mlamoe::kernels {
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx512: return "avx512";
+    case Isa::AvxVnni: return "avxvnni";
     case Isa::Avx2: return "avx2";
     default: return "scalar";
   }
 }
+
+const char* isa_family_name(Isa isa) { return isa_name(isa == Isa::AvxVnni ? Isa::Avx2 : isa); }
 
 bool cpu_supports(Isa isa) {
   __builtin_cpu_init();
@@ -36,13 +39,14 @@ bool cpu_supports(Isa isa) {
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
              __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case Isa::AvxVnni: return cpu_supports(Isa::Avx2) && __builtin_cpu_supports("avxvnni");
     case Isa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     default: return true;
   }
 }
 
 bool parse_isa(const char* s, Isa* out) {
-  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
+  for (Isa i : kAllIsas)
     if (std::strcmp(s, isa_name(i)) == 0) { *out = i; return true; }
   return false;
 }
@@ -50,12 +54,12 @@ bool parse_isa(const char* s, Isa* out) {
 static Isa detect() {
   if (const char* env = std::getenv("MLAMOE_ISA")) {
     Isa want;
-    if (!parse_isa(env, &want)) fail("MLAMOE_ISA=", env, ": expected avx512, avx2 or scalar");
+    if (!parse_isa(env, &want)) fail("MLAMOE_ISA=", env, ": expected avx512, avxvnni, avx2 or scalar");
     if (!cpu_supports(want)) fail("MLAMOE_ISA=", env, ": this CPU does not support it");
     return want;
   }
-  if (cpu_supports(Isa::Avx512)) return Isa::Avx512;
-  if (cpu_supports(Isa::Avx2)) return Isa::Avx2;
+  for (Isa i : {Isa::Avx512, Isa::AvxVnni, Isa::Avx2})
+    if (cpu_supports(i)) return i;
   return Isa::Scalar;
 }
 
@@ -91,6 +95,7 @@ TiledFn active_tiled_kernel(GgmlType t) {
   const Settings& set = settings();
   switch (set.isa) {
     case Isa::Avx512: return avx512_tiled_kernel(t, set.prefetch);
+    case Isa::AvxVnni: return avxvnni_tiled_kernel(t);
     case Isa::Avx2: return avx2_tiled_kernel(t);
     default: return nullptr;
   }
@@ -99,6 +104,7 @@ TiledFn active_tiled_kernel(GgmlType t) {
 TiledTransposedFn active_tiled_transposed_kernel(GgmlType t) {
   switch (settings().isa) {
     case Isa::Avx512: return avx512_tiled_transposed_kernel(t);
+    case Isa::AvxVnni:  // float FMA: VNNI brings nothing
     case Isa::Avx2: return avx2_tiled_transposed_kernel(t);
     default: return nullptr;
   }
@@ -168,6 +174,7 @@ int threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 const KernelTable& kernel_table(Isa isa) {
   switch (isa) {
     case Isa::Avx512: return avx512_kernels();
+    case Isa::AvxVnni:  // the file's rows take the AVX2 kernels: tiles are the default layout
     case Isa::Avx2: return avx2_kernels();
     default: return scalar_kernels();
   }

@@ -1,6 +1,6 @@
 // The kernel layer: the only place that does heavy arithmetic on weights.
-// One dispatch point (kernels.cpp) picks AVX-512, AVX2 or scalar at run time;
-// MLAMOE_ISA=avx512|avx2|scalar forces one. The model only sees these functions and
+// One dispatch point (kernels.cpp) picks AVX-512, AVX-VNNI, AVX2 or scalar at run time;
+// MLAMOE_ISA=avx512|avxvnni|avx2|scalar forces one. The model only sees these functions and
 // typed weight views, so kernels can change without touching the model code.
 #pragma once
 #include <cstddef>
@@ -10,8 +10,13 @@
 
 namespace mlamoe::kernels {
 
-enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+// AvxVnni is AVX2 plus the 256-bit vpdpbusd (Intel client cores from Alder Lake on,
+// which lack AVX-512): the AVX2 kernels, except that the int8 tiled ones use vpdpbusd.
+enum class Isa { Scalar = 0, Avx2 = 1, AvxVnni = 2, Avx512 = 3 };
+inline constexpr Isa kAllIsas[] = {Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512};
 const char* isa_name(Isa isa);
+// The vector width's family: "avx512", "avx2" (for AvxVnni too) or "scalar".
+const char* isa_family_name(Isa isa);
 bool cpu_supports(Isa isa);
 Isa active_isa();
 void set_isa(Isa isa);            // Error if the CPU lacks it

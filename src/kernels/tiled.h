@@ -67,8 +67,9 @@ using TiledFn = void (*)(const uint8_t* tiles, size_t tile_stride, int64_t n_til
 // The AVX-512 VNNI kernel for `t`, or nullptr; the one-token case prefetches the
 // weights ahead in software if `decode_prefetch` (kernels.h).
 TiledFn avx512_tiled_kernel(GgmlType t, bool decode_prefetch);
-// The AVX2 kernel for `t`, or nullptr.
+// The AVX2 and AVX-VNNI kernels for `t`, or nullptr.
 TiledFn avx2_tiled_kernel(GgmlType t);
+TiledFn avxvnni_tiled_kernel(GgmlType t);
 // The active ISA's kernel for `t` (with the decode prefetch setting), or nullptr: then
 // `t` stays in the file's rows.
 TiledFn active_tiled_kernel(GgmlType t);

@@ -1,5 +1,6 @@
 // Pieces of the Tiles16 layout (tiled.h) that more than one AVX2 kernel file unpacks.
-// Internal header: include only from *_avx2.cpp files (compiled with AVX2 flags).
+// Internal header for the 256-bit kernel files (*_avx2.cpp, *_avxvnni.cpp). Internal
+// linkage: those files have different ISA flags, so they must not share inline copies.
 #pragma once
 #include <immintrin.h>
 
@@ -8,6 +9,7 @@
 #include "kernels/tiled.h"
 
 namespace mlamoe::kernels {
+namespace {
 
 // Half of a tile vector's 64 bytes: 8 rows × 4 columns.
 constexpr int kHalfRows = 8;
@@ -35,4 +37,5 @@ inline __m256i q6_k_top_fields(__m256i a, __m256i b, __m256i c) {
   return _mm256_or_si256(_mm256_or_si256(low, mid), high);
 }
 
+}  // namespace
 }  // namespace mlamoe::kernels

@@ -48,8 +48,10 @@ TEST(CliBench, JsonLastLineHasTheContractKeys) {
   EXPECT_LE(f_lo, f_mid);
   EXPECT_LE(f_mid, f_hi);
   EXPECT_EQ(j["threads"], 2);
-  const std::string isa = j["isa"];
+  const std::string isa = j["isa"], level = j["isa_level"];
   EXPECT_TRUE(isa == "avx512" || isa == "avx2" || isa == "scalar") << isa;
+  EXPECT_EQ(isa, level == "avxvnni" ? "avx2" : level);
+  EXPECT_EQ(level, mlamoe::kernels::isa_name(mlamoe::kernels::active_isa()));
   EXPECT_EQ(j["model"], fixture());
   EXPECT_NE(r.out.find("% of roofline"), std::string::npos) << r.out;
 }
@@ -126,7 +128,21 @@ TEST(CliBench, KernelEnvironmentSettings) {
   auto r = run_mlamoe({"bench", "--membw"});
   ::unsetenv("MLAMOE_ISA");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "error: MLAMOE_ISA=sse9: expected avx512, avx2 or scalar\n");
+  EXPECT_EQ(r.err, "error: MLAMOE_ISA=sse9: expected avx512, avxvnni, avx2 or scalar\n");
+
+  // AVX-VNNI is an AVX2 level: "isa" keeps the family tools compare, "isa_level" names it.
+  ::setenv("MLAMOE_ISA", "avxvnni", 1);
+  r = run_mlamoe({"bench", "--membw", "--json"});
+  ::unsetenv("MLAMOE_ISA");
+  if (mlamoe::kernels::cpu_supports(mlamoe::kernels::Isa::AvxVnni)) {
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = last_line_json(r.out);
+    EXPECT_EQ(j["isa"], "avx2");
+    EXPECT_EQ(j["isa_level"], "avxvnni");
+  } else {
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.err, "error: MLAMOE_ISA=avxvnni: this CPU does not support it\n");
+  }
 
   ::setenv("MLAMOE_PREFETCH", "yes", 1);
   r = run_mlamoe({"bench", "-m", fixture(), "-p", "0", "-n", "1", "-r", "1"});

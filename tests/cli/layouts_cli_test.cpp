@@ -45,7 +45,7 @@ TEST(LayoutsCli, TiledAndRowLogitsAgreeOnEveryInt8Isa) {
     const std::string model = dir + "/layouts_" + bound.type + ".gguf";
     auto r = run_mlamoe({"gen-random", "--config", config, "--out", model, "--type", bound.type, "--seed", "11"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+    for (Isa isa : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512}) {
       if (!mlamoe::kernels::cpu_supports(isa)) continue;
       const std::string isa_name = mlamoe::kernels::isa_name(isa), tag = std::string(bound.type) + " " + isa_name;
       SCOPED_TRACE(tag);

@@ -143,7 +143,7 @@ TEST(DenseAttention, ReferenceMatchesSoftmaxInDouble) {
 
 TEST(DenseAttention, EveryIsaMatchesTheReference) {
   const mlamoe::kernels::Isa saved = active_isa();
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : kAllIsas) {
     if (!cpu_supports(isa)) continue;
     set_isa(isa);
     for (const Shape& sh : kShapes) {
@@ -163,7 +163,7 @@ TEST(DenseAttention, EveryIsaMatchesTheReference) {
 
 TEST(DenseAttention, RowThatSeesNoKeyGivesZerosAndKeepsItsState) {
   const mlamoe::kernels::Isa saved = active_isa();
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : kAllIsas) {
     if (!cpu_supports(isa)) continue;
     set_isa(isa);
     Problem p({19, 16, 8, 16, 10, false}, 23);

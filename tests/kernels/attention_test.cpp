@@ -111,7 +111,7 @@ TEST(LatentAttention, ReferenceMatchesSoftmaxInDouble) {
 
 TEST(LatentAttention, FastPathMatchesReferenceOnEveryIsa) {
   const Isa saved = active_isa();
-  for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512}) {
     if (!cpu_supports(isa)) continue;
     set_isa(isa);
     for (const Shape& sh : kShapes) {
@@ -129,7 +129,7 @@ TEST(LatentAttention, FastPathMatchesReferenceOnEveryIsa) {
 // contiguous cache one run: the bits must be the same.
 TEST(LatentAttention, ResultDoesNotDependOnHowKeysAreCutIntoRuns) {
   const Isa saved = active_isa();
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : kAllIsas) {
     if (!cpu_supports(isa)) continue;
     set_isa(isa);
     for (const Shape& sh : kShapes) {

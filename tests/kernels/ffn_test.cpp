@@ -160,7 +160,7 @@ TEST(SiluMul, EveryIsaMatchesTheScalarDefinition) {
   for (int i = 0; i < 1001; ++i) g0.push_back(nd(rng));  // odd count: a masked tail
   std::vector<float> u(g0.size());
   for (auto& v : u) v = nd(rng);
-  for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512}) {
     if (!cpu_supports(isa)) continue;
     set_isa(isa);
     std::vector<float> g = g0;

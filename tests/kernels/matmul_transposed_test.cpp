@@ -58,7 +58,7 @@ TEST(MatmulTransposed, TiledKernelAgreesWithTheReference) {
   const Isa saved = kernels::active_isa();
   std::mt19937 rng(11);
   std::normal_distribution<float> nd;
-  for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512}) {
     if (!kernels::cpu_supports(isa)) continue;
     kernels::set_isa(isa);
     for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
@@ -177,7 +177,7 @@ TEST(MatmulSameInput, EqualsOneProductPerMatrix) {
     }
     return m;
   };
-  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : kernels::kAllIsas) {
     if (!kernels::cpu_supports(isa)) continue;
     kernels::set_isa(isa);
     for (GgmlType second : {GgmlType::Q4_0, GgmlType::F32}) {

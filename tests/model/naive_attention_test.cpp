@@ -53,7 +53,7 @@ class EveryIsa : public ::testing::Test {
 // The whole prompt in one batch, then the same prompt in two chunks (the second
 // attending over cached keys it did not compute), naive path, every ISA.
 TEST_F(EveryIsa, NaivePathMatchesReferenceLogits) {
-  for (kernels::Isa isa : {kernels::Isa::Scalar, kernels::Isa::Avx2, kernels::Isa::Avx512}) {
+  for (kernels::Isa isa : kernels::kAllIsas) {
     if (!kernels::cpu_supports(isa)) continue;
     kernels::set_isa(isa);
     for (const char* name : kFixtures) {
@@ -81,7 +81,7 @@ TEST_F(EveryIsa, NaivePathMatchesReferenceLogits) {
 // rows must be the naive engine's bits and seq 1's close to the absorbed engine's
 // (its key ranges may be cut differently there), and not the other way round.
 TEST_F(EveryIsa, AutoTakesNaiveForTheLongPromptAndAbsorbedForTheDecode) {
-  for (kernels::Isa isa : {kernels::Isa::Scalar, kernels::Isa::Avx2, kernels::Isa::Avx512}) {
+  for (kernels::Isa isa : kernels::kAllIsas) {
     if (!kernels::cpu_supports(isa)) continue;
     kernels::set_isa(isa);
     auto model = Model::load(fixture_path("v2-legacy-kvb", "model.gguf"));
@@ -125,7 +125,7 @@ TEST_F(EveryIsa, AbsorbedDecodeOverManyKeysMatchesNaive) {
   auto model = Model::load(fixture_path("v2lite", "model.gguf"));
   const std::vector<int32_t> fixture = fixture_tokens("v2lite");
   auto token = [&](size_t i) { return fixture[(i * 7) % fixture.size()]; };
-  for (kernels::Isa isa : {kernels::Isa::Scalar, kernels::Isa::Avx2, kernels::Isa::Avx512}) {
+  for (kernels::Isa isa : kernels::kAllIsas) {
     if (!kernels::cpu_supports(isa)) continue;
     kernels::set_isa(isa);
     for (int threads : {1, 2, 3})

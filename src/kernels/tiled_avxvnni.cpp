@@ -1,0 +1,173 @@
+// AVX-VNNI kernels over Tiles16 weights (tiled.h), for CPUs that have the 256-bit
+// vpdpbusd but not AVX-512 (Intel client cores from Alder Lake on, Intel's E-core
+// Xeons). They take the tiles as the AVX2 kernels do, half a tile vector (8 rows × 4
+// columns) at a time, but one vpdpbusd multiplies it by 4 broadcast activation bytes
+// and adds the products into each row's int32 sum: no int16 stage, so no bounds to keep
+// and no widening, and Q8_0's q + 128 goes in as it is (−128 Σx is the sum's start).
+// The int32 sums, and the float steps after them, are those of the AVX-512 kernels, so
+// Q4_0, Q8_0 and Q4_K give the same bits on both (matmul_test).
+#include <immintrin.h>
+
+#include "kernels/act_quant.h"
+#include "kernels/tiled.h"
+#include "kernels/tiled_avx2.h"
+#include "kernels/tiled_avx2_driver.h"
+
+namespace mlamoe::kernels {
+namespace {
+
+inline __m256i dpbusd(__m256i acc, __m256i w, const void* x4) { return _mm256_dpbusd_avx_epi32(acc, w, broadcast4(x4)); }
+
+// Q4_0: q in 0..15 against x, the sum starting at −8 Σx. Low and high nibbles (columns
+// 0-15 and 16-31) are two chains, so a token is not one chain of 8 dependent vpdpbusd;
+// the high nibbles go in unshifted (16q) and their chain's 16× comes out in one shift.
+struct Q4_0Tiles {
+  using Act = ActQ8;
+  static constexpr size_t kBlockBytes = kTileScaleBytes + 4 * 64;
+  static constexpr int kTokens = 4;
+  template <int NT>
+  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), high4 = _mm256_set1_epi8(static_cast<char>(0xF0));
+    __m256i low[4], high[4];
+    for (int g = 0; g < 4; ++g) {
+      const __m256i v = load256(tb + kTileScaleBytes + 64 * g + 32 * half);
+      low[g] = _mm256_and_si256(v, low4);
+      high[g] = _mm256_and_si256(v, high4);
+    }
+    const __m256 dw = half_scales(tb, half);
+    for (int t = 0; t < NT; ++t) {
+      const ActQ8& x = xs[t][b];
+      __m256i s0 = _mm256_set1_epi32(x.minus_8_sum), s1 = _mm256_setzero_si256();
+      for (int g = 0; g < 4; ++g) {
+        s0 = dpbusd(s0, low[g], x.qs + 4 * g);
+        s1 = dpbusd(s1, high[g], x.qs + 16 + 4 * g);
+      }
+      const __m256i sum = _mm256_add_epi32(s0, _mm256_srai_epi32(s1, 4));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(x.d)), acc[t]);
+    }
+  }
+};
+
+// Q8_0: the tiles' q + 128 against x, the sum starting at −128 Σx (16 × ActQ8's −8 Σx).
+struct Q8_0Tiles {
+  using Act = ActQ8;
+  static constexpr size_t kBlockBytes = kTileScaleBytes + 8 * 64;
+  static constexpr int kTokens = 4;
+  template <int NT>
+  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
+    __m256i s0[NT], s1[NT];
+    for (int t = 0; t < NT; ++t) {
+      s0[t] = _mm256_set1_epi32(16 * xs[t][b].minus_8_sum);
+      s1[t] = _mm256_setzero_si256();
+    }
+    for (int s = 0; s < 8; s += 2) {
+      const __m256i w0 = load256(tb + kTileScaleBytes + 64 * s + 32 * half);
+      const __m256i w1 = load256(tb + kTileScaleBytes + 64 * (s + 1) + 32 * half);
+      for (int t = 0; t < NT; ++t) {
+        s0[t] = dpbusd(s0[t], w0, xs[t][b].qs + 4 * s);
+        s1[t] = dpbusd(s1[t], w1, xs[t][b].qs + 4 * s + 4);
+      }
+    }
+    const __m256 dw = half_scales(tb, half);
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0[t], s1[t])), _mm256_mul_ps(dw, _mm256_set1_ps(xs[t][b].d)), acc[t]);
+  }
+};
+
+// Q4_K: each 32-column sub-block's Σ q·x in int32, weighted by sc_j in int32; the mins
+// are the file's m_j pairs against the activations' pairs of sub-block sums (tiled.h).
+// A chunk's bytes hold sub-blocks 2c (low nibbles) and 2c + 1 (high), taken from one
+// load; the high nibbles go in unshifted, into their own total, whose 16× comes out in
+// one shift: |16 Σ_c sc_j Σ q·x| ≤ 16 · 4 · 63 · 32 · 15 · 127 < 2^28.
+struct Q4KTiles {
+  using Act = ActQ8K32;
+  static constexpr size_t kBlockBytes = kQ4KTileBytes;
+  static constexpr int kTokens = 2;
+  template <int NT>
+  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8K32* const* xs, __m256* acc) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), high4 = _mm256_set1_epi8(static_cast<char>(0xF0));
+    __m256i total_low[NT], total_high[NT], mins[NT];
+    for (int t = 0; t < NT; ++t) total_low[t] = total_high[t] = mins[t] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      __m256i low[NT][2], high[NT][2];  // two chains each, even and odd g
+      for (int t = 0; t < NT; ++t) low[t][0] = low[t][1] = high[t][0] = high[t][1] = _mm256_setzero_si256();
+      for (int g = 0; g < 8; ++g) {
+        const __m256i v = load256(tb + kQ4KTileQuants + 512 * c + 64 * g + 32 * half);
+        const __m256i w_low = _mm256_and_si256(v, low4), w_high = _mm256_and_si256(v, high4);
+        for (int t = 0; t < NT; ++t) {
+          low[t][g % 2] = dpbusd(low[t][g % 2], w_low, xs[t][b].qs + 64 * c + 4 * g);
+          high[t][g % 2] = dpbusd(high[t][g % 2], w_high, xs[t][b].qs + 64 * c + 32 + 4 * g);
+        }
+      }
+      const uint8_t* sc = tb + kQ4KTileSc + kTileRows * 2 * c + kHalfRows * half;
+      const __m256i sc_low = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)));
+      const __m256i sc_high = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + kTileRows)));
+      for (int t = 0; t < NT; ++t) {
+        total_low[t] = _mm256_add_epi32(total_low[t], _mm256_mullo_epi32(_mm256_add_epi32(low[t][0], low[t][1]), sc_low));
+        total_high[t] = _mm256_add_epi32(total_high[t], _mm256_mullo_epi32(_mm256_add_epi32(high[t][0], high[t][1]), sc_high));
+      }
+    }
+    for (int p = 0; p < 4; ++p) {
+      const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * half)));
+      for (int t = 0; t < NT; ++t) mins[t] = _mm256_dpwssd_avx_epi32(mins[t], m, broadcast4(xs[t][b].sums + 2 * p));
+    }
+    const __m256 d = half_scales(tb, half), dmin = half_scales(tb + 2 * kTileRows, half);
+    for (int t = 0; t < NT; ++t) {
+      const __m256 dx = _mm256_set1_ps(xs[t][b].d);
+      const __m256i sum = _mm256_add_epi32(total_low[t], _mm256_srai_epi32(total_high[t], 4));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, dx), acc[t]);
+      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[t]), _mm256_mul_ps(dmin, dx), acc[t]);
+    }
+  }
+};
+
+// Q6_K: q in 0..63 against x over each 16-column sub-block, the sum starting at −32 Σx
+// (ActQ8S16's half sums), weighted by the signed sc_j in int32; the two sub-blocks of an
+// activation block share its dx.
+struct Q6KTiles {
+  using Act = ActQ8;  // read as ActQ8S16 (the same bytes with the sum split)
+  static constexpr size_t kBlockBytes = kQ6KTileBytes;
+  static constexpr int kTokens = 4;
+  template <int NT>
+  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
+    const __m256i low6 = _mm256_set1_epi8(0x3F);
+    const __m256 d = half_scales(tb, half);
+    for (int i = 0; i < 8; ++i) {  // activation block 8b + i: sub-blocks 2i, 2i + 1
+      __m256i sum[NT];
+      for (int t = 0; t < NT; ++t) sum[t] = _mm256_setzero_si256();
+      for (int p = 0; p < 2; ++p) {
+        const int j = 2 * i + p;
+        const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j) + 32 * half;
+        const __m256i ga = load256(sub), gb = load256(sub + 64), gc = load256(sub + 128);
+        const __m256i w3 = q6_k_top_fields(ga, gb, gc);
+        const __m256i w0 = _mm256_and_si256(ga, low6), w1 = _mm256_and_si256(gb, low6), w2 = _mm256_and_si256(gc, low6);
+        const __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(tb + kQ6KTileSc + kTileRows * j + kHalfRows * half)));
+        for (int t = 0; t < NT; ++t) {
+          const ActQ8S16& x = *reinterpret_cast<const ActQ8S16*>(&xs[t][8 * b + i]);
+          const int8_t* q = x.qs + 16 * p;
+          __m256i s01 = dpbusd(_mm256_set1_epi32(-32 * x.sums[p]), w0, q);
+          __m256i s23 = dpbusd(_mm256_setzero_si256(), w2, q + 8);
+          s01 = dpbusd(s01, w1, q + 4);
+          s23 = dpbusd(s23, w3, q + 12);
+          sum[t] = _mm256_add_epi32(sum[t], _mm256_mullo_epi32(_mm256_add_epi32(s01, s23), sc));
+        }
+      }
+      for (int t = 0; t < NT; ++t)
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, _mm256_set1_ps(xs[t][8 * b + i].d)), acc[t]);
+    }
+  }
+};
+
+}  // namespace
+
+TiledFn avxvnni_tiled_kernel(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0: return tiled_matmul<Q4_0Tiles>;
+    case GgmlType::Q8_0: return tiled_matmul<Q8_0Tiles>;
+    case GgmlType::Q4_K: return tiled_matmul<Q4KTiles>;
+    case GgmlType::Q6_K: return tiled_matmul<Q6KTiles>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace mlamoe::kernels
