@@ -45,6 +45,7 @@ struct Q4_0Tiles {
   // Tokens sharing each unpacked weight vector in prefill. kernels_bench
   // */avx2-tiled/n64/t1 GMAC/s with 4 / 3 / 2 tokens: q4_0 112-115 / 100-104 / 92-96,
   // q4_K 100-102 / 99-100 / 108-117 (128 in this build), q6_K 87-88 / 83 / 71-78.
+  static constexpr bool kBothHalves = false;
   static constexpr int kTokens = 4;
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
@@ -77,6 +78,7 @@ struct Q4_0Tiles {
 struct Q8_0Tiles {
   using Act = ActQ8;
   static constexpr size_t kBlockBytes = kTileScaleBytes + 8 * 64;
+  static constexpr bool kBothHalves = false;
   static constexpr int kTokens = 4;
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
@@ -101,6 +103,7 @@ struct Q8_0Tiles {
 struct Q4KTiles {
   using Act = ActQ8K32;
   static constexpr size_t kBlockBytes = kQ4KTileBytes;
+  static constexpr bool kBothHalves = false;
   static constexpr int kTokens = 2;  // a token keeps its sums, totals and mins live (Q4_0Tiles: figures)
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
@@ -143,6 +146,7 @@ struct Q4KTiles {
 struct Q6KTiles {
   using Act = ActQ8;  // read as ActQ8S16 (the same bytes with the sum split)
   static constexpr size_t kBlockBytes = kQ6KTileBytes;
+  static constexpr bool kBothHalves = false;
   static constexpr int kTokens = 4;
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>

@@ -19,39 +19,54 @@ namespace {
 inline __m256i dpbusd(__m256i acc, __m256i w, const void* x4) { return _mm256_dpbusd_avx_epi32(acc, w, broadcast4(x4)); }
 
 // Q4_0: q in 0..15 against x, the sum starting at −8 Σx. Low and high nibbles (columns
-// 0-15 and 16-31) are two chains, so a token is not one chain of 8 dependent vpdpbusd;
-// the high nibbles go in unshifted (16q) and their chain's 16× comes out in one shift.
+// 0-15 and 16-31) are two chains per half, and the high nibbles go in unshifted (16q):
+// their chain's 16× comes out in one shift. Both halves of a block are taken together,
+// so each activation broadcast feeds two vpdpbusd (the loads were the bound: one core,
+// kernels_bench GMAC/s, one half at a time → both: n1 hot 89 → 102, n64 131 → 141 with
+// 2 tokens; 3 spill, 122).
 struct Q4_0Tiles {
   using Act = ActQ8;
   static constexpr size_t kBlockBytes = kTileScaleBytes + 4 * 64;
-  static constexpr int kTokens = 4;
+  static constexpr bool kBothHalves = true;
+  static constexpr int kTokens = 2;
   template <int NT>
-  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
+  static void both_halves(const uint8_t* tb, int64_t b, const ActQ8* const* xs, __m256 (*acc)[NT]) {
     const __m256i low4 = _mm256_set1_epi8(0x0F), high4 = _mm256_set1_epi8(static_cast<char>(0xF0));
-    __m256i low[4], high[4];
-    for (int g = 0; g < 4; ++g) {
-      const __m256i v = load256(tb + kTileScaleBytes + 64 * g + 32 * half);
-      low[g] = _mm256_and_si256(v, low4);
-      high[g] = _mm256_and_si256(v, high4);
-    }
-    const __m256 dw = half_scales(tb, half);
-    for (int t = 0; t < NT; ++t) {
-      const ActQ8& x = xs[t][b];
-      __m256i s0 = _mm256_set1_epi32(x.minus_8_sum), s1 = _mm256_setzero_si256();
-      for (int g = 0; g < 4; ++g) {
-        s0 = dpbusd(s0, low[g], x.qs + 4 * g);
-        s1 = dpbusd(s1, high[g], x.qs + 16 + 4 * g);
+    __m256i s0[2][NT], s1[2][NT];
+    for (int t = 0; t < NT; ++t)
+      for (int h = 0; h < 2; ++h) {
+        s0[h][t] = _mm256_set1_epi32(xs[t][b].minus_8_sum);
+        s1[h][t] = _mm256_setzero_si256();
       }
-      const __m256i sum = _mm256_add_epi32(s0, _mm256_srai_epi32(s1, 4));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(x.d)), acc[t]);
+    for (int g = 0; g < 4; ++g) {
+      const __m256i v0 = load256(tb + kTileScaleBytes + 64 * g), v1 = load256(tb + kTileScaleBytes + 64 * g + 32);
+      const __m256i l0 = _mm256_and_si256(v0, low4), l1 = _mm256_and_si256(v1, low4);
+      const __m256i h0 = _mm256_and_si256(v0, high4), h1 = _mm256_and_si256(v1, high4);
+      for (int t = 0; t < NT; ++t) {
+        const __m256i xl = broadcast4(xs[t][b].qs + 4 * g), xh = broadcast4(xs[t][b].qs + 16 + 4 * g);
+        s0[0][t] = _mm256_dpbusd_avx_epi32(s0[0][t], l0, xl);
+        s0[1][t] = _mm256_dpbusd_avx_epi32(s0[1][t], l1, xl);
+        s1[0][t] = _mm256_dpbusd_avx_epi32(s1[0][t], h0, xh);
+        s1[1][t] = _mm256_dpbusd_avx_epi32(s1[1][t], h1, xh);
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m256 dw = half_scales(tb, h);
+      for (int t = 0; t < NT; ++t) {
+        const __m256i sum = _mm256_add_epi32(s0[h][t], _mm256_srai_epi32(s1[h][t], 4));
+        acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(xs[t][b].d)), acc[h][t]);
+      }
     }
   }
 };
 
 // Q8_0: the tiles' q + 128 against x, the sum starting at −128 Σx (16 × ActQ8's −8 Σx).
+// One half at a time: with nothing to unpack, sharing broadcasts between halves lost
+// (n64 151 → 117–121 GMAC/s).
 struct Q8_0Tiles {
   using Act = ActQ8;
   static constexpr size_t kBlockBytes = kTileScaleBytes + 8 * 64;
+  static constexpr bool kBothHalves = false;
   static constexpr int kTokens = 4;
   template <int NT>
   static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
@@ -78,55 +93,68 @@ struct Q8_0Tiles {
 // are the file's m_j pairs against the activations' pairs of sub-block sums (tiled.h).
 // A chunk's bytes hold sub-blocks 2c (low nibbles) and 2c + 1 (high), taken from one
 // load; the high nibbles go in unshifted, into their own total, whose 16× comes out in
-// one shift: |16 Σ_c sc_j Σ q·x| ≤ 16 · 4 · 63 · 32 · 15 · 127 < 2^28.
+// one shift: |16 Σ_c sc_j Σ q·x| ≤ 16 · 4 · 63 · 32 · 15 · 127 < 2^28. Both halves
+// together, as Q4_0 (n1 hot 83 → 104 GMAC/s, n64 112–125 → 132).
 struct Q4KTiles {
   using Act = ActQ8K32;
   static constexpr size_t kBlockBytes = kQ4KTileBytes;
+  static constexpr bool kBothHalves = true;
   static constexpr int kTokens = 2;
   template <int NT>
-  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8K32* const* xs, __m256* acc) {
+  static void both_halves(const uint8_t* tb, int64_t b, const ActQ8K32* const* xs, __m256 (*acc)[NT]) {
     const __m256i low4 = _mm256_set1_epi8(0x0F), high4 = _mm256_set1_epi8(static_cast<char>(0xF0));
-    __m256i total_low[NT], total_high[NT], mins[NT];
-    for (int t = 0; t < NT; ++t) total_low[t] = total_high[t] = mins[t] = _mm256_setzero_si256();
+    __m256i total_low[2][NT], total_high[2][NT];
+    for (int h = 0; h < 2; ++h)
+      for (int t = 0; t < NT; ++t) total_low[h][t] = total_high[h][t] = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
-      __m256i low[NT][2], high[NT][2];  // two chains each, even and odd g
-      for (int t = 0; t < NT; ++t) low[t][0] = low[t][1] = high[t][0] = high[t][1] = _mm256_setzero_si256();
+      __m256i low[2][NT], high[2][NT];
+      for (int h = 0; h < 2; ++h)
+        for (int t = 0; t < NT; ++t) low[h][t] = high[h][t] = _mm256_setzero_si256();
       for (int g = 0; g < 8; ++g) {
-        const __m256i v = load256(tb + kQ4KTileQuants + 512 * c + 64 * g + 32 * half);
-        const __m256i w_low = _mm256_and_si256(v, low4), w_high = _mm256_and_si256(v, high4);
+        const __m256i v0 = load256(tb + kQ4KTileQuants + 512 * c + 64 * g), v1 = load256(tb + kQ4KTileQuants + 512 * c + 64 * g + 32);
         for (int t = 0; t < NT; ++t) {
-          low[t][g % 2] = dpbusd(low[t][g % 2], w_low, xs[t][b].qs + 64 * c + 4 * g);
-          high[t][g % 2] = dpbusd(high[t][g % 2], w_high, xs[t][b].qs + 64 * c + 32 + 4 * g);
+          const __m256i xl = broadcast4(xs[t][b].qs + 64 * c + 4 * g), xh = broadcast4(xs[t][b].qs + 64 * c + 32 + 4 * g);
+          low[0][t] = _mm256_dpbusd_avx_epi32(low[0][t], _mm256_and_si256(v0, low4), xl);
+          low[1][t] = _mm256_dpbusd_avx_epi32(low[1][t], _mm256_and_si256(v1, low4), xl);
+          high[0][t] = _mm256_dpbusd_avx_epi32(high[0][t], _mm256_and_si256(v0, high4), xh);
+          high[1][t] = _mm256_dpbusd_avx_epi32(high[1][t], _mm256_and_si256(v1, high4), xh);
         }
       }
-      const uint8_t* sc = tb + kQ4KTileSc + kTileRows * 2 * c + kHalfRows * half;
-      const __m256i sc_low = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)));
-      const __m256i sc_high = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + kTileRows)));
-      for (int t = 0; t < NT; ++t) {
-        total_low[t] = _mm256_add_epi32(total_low[t], _mm256_mullo_epi32(_mm256_add_epi32(low[t][0], low[t][1]), sc_low));
-        total_high[t] = _mm256_add_epi32(total_high[t], _mm256_mullo_epi32(_mm256_add_epi32(high[t][0], high[t][1]), sc_high));
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* sc = tb + kQ4KTileSc + kTileRows * 2 * c + kHalfRows * h;
+        const __m256i sc_low = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)));
+        const __m256i sc_high = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + kTileRows)));
+        for (int t = 0; t < NT; ++t) {
+          total_low[h][t] = _mm256_add_epi32(total_low[h][t], _mm256_mullo_epi32(low[h][t], sc_low));
+          total_high[h][t] = _mm256_add_epi32(total_high[h][t], _mm256_mullo_epi32(high[h][t], sc_high));
+        }
       }
     }
-    for (int p = 0; p < 4; ++p) {
-      const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * half)));
-      for (int t = 0; t < NT; ++t) mins[t] = _mm256_dpwssd_avx_epi32(mins[t], m, broadcast4(xs[t][b].sums + 2 * p));
-    }
-    const __m256 d = half_scales(tb, half), dmin = half_scales(tb + 2 * kTileRows, half);
-    for (int t = 0; t < NT; ++t) {
-      const __m256 dx = _mm256_set1_ps(xs[t][b].d);
-      const __m256i sum = _mm256_add_epi32(total_low[t], _mm256_srai_epi32(total_high[t], 4));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, dx), acc[t]);
-      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[t]), _mm256_mul_ps(dmin, dx), acc[t]);
+    for (int h = 0; h < 2; ++h) {
+      __m256i mins[NT];
+      for (int t = 0; t < NT; ++t) mins[t] = _mm256_setzero_si256();
+      for (int p = 0; p < 4; ++p) {
+        const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * h)));
+        for (int t = 0; t < NT; ++t) mins[t] = _mm256_dpwssd_avx_epi32(mins[t], m, broadcast4(xs[t][b].sums + 2 * p));
+      }
+      const __m256 d = half_scales(tb, h), dmin = half_scales(tb + 2 * kTileRows, h);
+      for (int t = 0; t < NT; ++t) {
+        const __m256 dx = _mm256_set1_ps(xs[t][b].d);
+        const __m256i sum = _mm256_add_epi32(total_low[h][t], _mm256_srai_epi32(total_high[h][t], 4));
+        acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, dx), acc[h][t]);
+        acc[h][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[t]), _mm256_mul_ps(dmin, dx), acc[h][t]);
+      }
     }
   }
 };
 
 // Q6_K: q in 0..63 against x over each 16-column sub-block, the sum starting at −32 Σx
 // (ActQ8S16's half sums), weighted by the signed sc_j in int32; the two sub-blocks of an
-// activation block share its dx.
+// activation block share its dx. One half at a time: both together spilled (n64 97 → 72).
 struct Q6KTiles {
   using Act = ActQ8;  // read as ActQ8S16 (the same bytes with the sum split)
   static constexpr size_t kBlockBytes = kQ6KTileBytes;
+  static constexpr bool kBothHalves = false;
   static constexpr int kTokens = 4;
   template <int NT>
   static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
