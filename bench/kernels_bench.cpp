@@ -14,6 +14,7 @@
 #include "format/quant.h"
 #include "kernels/kernels.h"
 #include "kernels/membw.h"
+#include "kernels/tiled.h"
 #include "repeated_rows.h"
 
 using namespace mlamoe;
@@ -105,6 +106,16 @@ void run_absorb(benchmark::State& state, GgmlType type, Isa isa, int64_t heads) 
                                                      benchmark::Counter::kIsRate);
 }
 
+// Whether `isa` has an int8 kernel over Tiles16 for `type` (Q5_K: AVX-512 only).
+bool has_tiled_kernel(Isa isa, GgmlType type) {
+  if (isa == Isa::Scalar) return false;
+  const Isa saved = active_isa();
+  set_isa(isa);
+  const bool has = active_tiled_kernel(type) != nullptr;
+  set_isa(saved);
+  return has;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -114,8 +125,7 @@ int main(int argc, char** argv) {
     for (Isa isa : kAllIsas) {
       if (!cpu_supports(isa)) continue;
       for (bool tiled : {false, true}) {
-        if (tiled && (isa == Isa::Scalar || (type != GgmlType::Q4_0 && type != GgmlType::Q8_0 && type != GgmlType::Q4_K && type != GgmlType::Q6_K)))
-          continue;
+        if (tiled && !has_tiled_kernel(isa, type)) continue;
         if (!tiled && isa == Isa::AvxVnni) continue;  // the file's rows take the AVX2 kernels
         for (int64_t n : {1, 4, 64, 512})
           for (int threads : {1, 2}) {

@@ -258,7 +258,12 @@ void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq,
 ActFormat kernel_activation_format(const WeightView& W) {
   if (W.layout == Layout::Tiles16) {
     if (!active_tiled_kernel(W.type)) return ActFormat::F32;
-    return W.type == GgmlType::Q6_K ? ActFormat::Q8S16 : W.type == GgmlType::Q4_K ? ActFormat::Q8K32 : ActFormat::Q8;
+    switch (W.type) {
+      case GgmlType::Q6_K: return ActFormat::Q8S16;
+      case GgmlType::Q4_K:
+      case GgmlType::Q5_K: return ActFormat::Q8K32;
+      default: return ActFormat::Q8;
+    }
   }
   return kernel_table(active_isa()).get(W.type) ? activation_format(W.type) : ActFormat::F32;
 }

@@ -17,6 +17,7 @@ int64_t tile_block_cols(GgmlType t) {
     case GgmlType::Q4_0:
     case GgmlType::Q8_0: return 32;
     case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
     case GgmlType::Q6_K: return QK_K;
     default: return 0;
   }
@@ -27,6 +28,7 @@ size_t tile_block_bytes(GgmlType t) {
     case GgmlType::Q4_0: return kTileScaleBytes + 4 * 64;
     case GgmlType::Q8_0: return kTileScaleBytes + 8 * 64;
     case GgmlType::Q4_K: return kQ4KTileBytes;
+    case GgmlType::Q5_K: return kQ5KTileBytes;
     case GgmlType::Q6_K: return kQ6KTileBytes;
     default: return 0;
   }
@@ -45,8 +47,9 @@ constexpr size_t q4_k_tile_min_at(int j, int64_t r) {
   return kQ4KTileMin + 32 * static_cast<size_t>(j / 2) + 2 * static_cast<size_t>(r) + static_cast<size_t>(j % 2);
 }
 
-// Row r's part of a Q4_K tile-block from the file's super-block.
-void pack_q4_k_row(const BlockQ4_K& blk, int r, uint8_t* out) {
+// Row r's part of a Q4_K tile-block from the file's super-block (Q5_K's low 4 bits).
+template <class Block>
+void pack_q4_k_row(const Block& blk, int r, uint8_t* out) {
   std::memcpy(out + 2 * r, &blk.d, 2);
   std::memcpy(out + 2 * kTileRows + 2 * r, &blk.dmin, 2);
   uint8_t sc[8], m[8];
@@ -57,6 +60,21 @@ void pack_q4_k_row(const BlockQ4_K& blk, int r, uint8_t* out) {
   }
   for (int c = 0; c < 4; ++c)
     for (int g = 0; g < 8; ++g) std::memcpy(out + kQ4KTileQuants + 512 * c + 64 * g + 4 * r, blk.qs + 32 * c + 4 * g, 4);
+}
+
+// Row r's part of a Q5_K tile-block: Q4_K's, then its fifth bits (the file's qh: bit j
+// of qh[l] for value l of sub-block j) in the masks of tiled.h.
+void pack_q5_k_row(const BlockQ5_K& blk, int r, uint8_t* out) {
+  pack_q4_k_row(blk, r, out);
+  for (int c = 0; c < 4; ++c)
+    for (int g = 0; g < 8; ++g)
+      for (int half = 0; half < 2; ++half) {
+        uint8_t* mask = out + kQ5KTileHigh + 128 * c + 16 * g + 8 * half;
+        for (int i = 0; i < 4; ++i) {
+          const int bit = 4 * r + i;
+          if (blk.qh[4 * g + i] >> (2 * c + half) & 1) mask[bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
+        }
+      }
 }
 
 // Row r's part of a Q6_K tile-block: its 6-bit values (unpack_q6_k) in the A/B/C
@@ -85,6 +103,8 @@ void pack_tile_block(const WeightView& W, int64_t row0, int64_t b, uint8_t* out)
     const uint8_t* src = W.row(row0 + r);
     if (W.type == GgmlType::Q4_K) {
       pack_q4_k_row(reinterpret_cast<const BlockQ4_K*>(src)[b], r, out);
+    } else if (W.type == GgmlType::Q5_K) {
+      pack_q5_k_row(reinterpret_cast<const BlockQ5_K*>(src)[b], r, out);
     } else if (W.type == GgmlType::Q6_K) {
       pack_q6_k_row(reinterpret_cast<const BlockQ6_K*>(src)[b], r, out);
     } else if (W.type == GgmlType::Q4_0) {
@@ -148,21 +168,28 @@ WeightView column_slice(const WeightView& W, int64_t c0, int64_t n) {
 
 namespace {
 
-// Row `lane` of a Q4_K tile-block as the file's dequantizer computes it: the same float
-// operations in the same order (d·sc and dmin·m rounded first), so the same bits.
-void dequantize_q4_k_tile_row(const uint8_t* tb, int64_t lane, float* out) {
+// Row `lane` of a Q4_K (Q5_K with `high`) tile-block as the file's dequantizer computes
+// it: the same float operations in the same order (d·sc and dmin·m rounded first), so
+// the same bits.
+void dequantize_q4_k_tile_row(const uint8_t* tb, int64_t lane, float* out, bool high = false) {
   uint16_t h[2];
   std::memcpy(&h[0], tb + 2 * lane, 2);
   std::memcpy(&h[1], tb + 2 * kTileRows + 2 * lane, 2);
   const float d = fp16_to_fp32(h[0]), dmin = fp16_to_fp32(h[1]);
+  // The fifth bit of column 4g + i of sub-block 2c + half: 16 or 0.
+  auto fifth = [&](int c, int g, int half, int i) {
+    if (!high) return 0;
+    const int bit = 4 * static_cast<int>(lane) + i;
+    return (tb[kQ5KTileHigh + 128 * c + 16 * g + 8 * half + bit / 8] >> (bit % 8) & 1) << 4;
+  };
   for (int c = 0; c < 4; ++c) {
     const float d1 = d * tb[kQ4KTileSc + kTileRows * (2 * c) + lane], m1 = dmin * tb[q4_k_tile_min_at(2 * c, lane)];
     const float d2 = d * tb[kQ4KTileSc + kTileRows * (2 * c + 1) + lane], m2 = dmin * tb[q4_k_tile_min_at(2 * c + 1, lane)];
     for (int g = 0; g < 8; ++g)
       for (int i = 0; i < 4; ++i) {
         const uint8_t q = tb[kQ4KTileQuants + 512 * c + 64 * g + 4 * lane + i];
-        out[64 * c + 4 * g + i] = d1 * (q & 0xF) - m1;
-        out[64 * c + 32 + 4 * g + i] = d2 * (q >> 4) - m2;
+        out[64 * c + 4 * g + i] = d1 * ((q & 0xF) + fifth(c, g, 0, i)) - m1;
+        out[64 * c + 32 + 4 * g + i] = d2 * ((q >> 4) + fifth(c, g, 1, i)) - m2;
       }
   }
 }
@@ -189,8 +216,9 @@ void dequantize_tiled_row(const WeightView& W, int64_t r, float* dst) {
   const int64_t bc = tile_block_cols(W.type), nb = W.cols / bc, lane = r % kTileRows;
   const size_t bb = tile_block_bytes(W.type);
   const uint8_t* tile = W.data + static_cast<size_t>(r / kTileRows) * W.tile_stride;
-  if (W.type == GgmlType::Q4_K) {
-    for (int64_t b = 0; b < nb; ++b) dequantize_q4_k_tile_row(tile + static_cast<size_t>(b) * bb, lane, dst + bc * b);
+  if (W.type == GgmlType::Q4_K || W.type == GgmlType::Q5_K) {
+    for (int64_t b = 0; b < nb; ++b)
+      dequantize_q4_k_tile_row(tile + static_cast<size_t>(b) * bb, lane, dst + bc * b, W.type == GgmlType::Q5_K);
     return;
   }
   if (W.type == GgmlType::Q6_K) {

@@ -2,7 +2,7 @@
 //
 // A matrix of R rows becomes ceil(R/16) tiles of 16 rows (the last one padded with
 // zero-scale rows). A tile is its rows' tile-blocks in column order: 32 columns for
-// Q4_0 and Q8_0, one 256-column super-block for Q4_K (tile_block_cols). A Q4_0/Q8_0
+// Q4_0 and Q8_0, one 256-column super-block for the K-quants (tile_block_cols). A Q4_0/Q8_0
 // tile-block is
 //   16 × fp16 scales (row 0..15), then the quants in groups of 64 bytes, where each
 //   group holds 4 bytes of every row (row r at bytes 4r..4r+3).
@@ -19,6 +19,11 @@
 //   qs[32c+4g..32c+4g+3], whose low nibbles are columns 4g..4g+3 of sub-block 2c and
 //   high nibbles the same columns of sub-block 2c+1. 2368 bytes for 4096 weights
 //   (4.625 bits each; the file's rows hold 4.5).
+// Q5_K (as Q4_K with q in 0..31): Q4_K's tile-block for the low 4 bits, then the fifth
+//   bits as byte masks: for chunk c, group g, 16 bytes at kQ5KTileHigh + 128c + 16g,
+//   a 64-bit mask for sub-block 2c then one for 2c+1, bit 4r + i set when column 4g + i
+//   of row r has q ≥ 16, i.e. one bit per byte of the group's 64-byte vector (AVX-512
+//   adds 16 under it). 2880 bytes for 4096 weights (5.625 bits; the file's rows: 5.5).
 // Q6_K (weight = d·sc_j·(q − 32) in sub-block j of 16 columns, q in 0..63, sc_j int8):
 //   16 × fp16 d, then sc_j of the 16 rows for j = 0..15 (256 bytes), then 16 sub-blocks
 //   of 192 bytes. Sub-block j's columns 16j + 4g + i (g, i < 4) of row r are q_g, the
@@ -40,7 +45,7 @@ namespace mlamoe::kernels {
 constexpr int kTileRows = 16;
 constexpr size_t kTileScaleBytes = 2 * kTileRows;
 
-// Columns of one tile-block: 32, or 256 for Q4_K and Q6_K; 0 if `t` has no tiled form.
+// Columns of one tile-block: 32, or 256 for Q4_K, Q5_K and Q6_K; 0 if `t` has no tiled form.
 int64_t tile_block_cols(GgmlType t);
 // Bytes of one tile-block (16 rows × tile_block_cols), 0 if `t` has no tiled form.
 size_t tile_block_bytes(GgmlType t);
@@ -50,6 +55,10 @@ constexpr size_t kQ4KTileSc = 4 * kTileRows;             // sc_j of row r at kQ4
 constexpr size_t kQ4KTileMin = kQ4KTileSc + 8 * kTileRows;  // m_j of row r at kQ4KTileMin + 32 (j/2) + 2r + j%2
 constexpr size_t kQ4KTileQuants = kQ4KTileMin + 8 * kTileRows;
 constexpr size_t kQ4KTileBytes = kQ4KTileQuants + 4 * 8 * 64;
+
+// A Q5_K tile-block: Q4_K's, then the fifth bits (512 bytes).
+constexpr size_t kQ5KTileHigh = kQ4KTileBytes;
+constexpr size_t kQ5KTileBytes = kQ5KTileHigh + 4 * 8 * 16;
 
 // The parts of a Q6_K tile-block.
 constexpr size_t kQ6KTileSc = 2 * kTileRows;                   // sc_j of row r at kQ6KTileSc + 16 j + r

@@ -239,8 +239,19 @@ constexpr int64_t kTokenChunk = 64;  // 160 KB of activations: an L2 slice (1 MB
 // scalings and a fused add per sub-block on the sum and as many on the min: kernels_bench
 // q4_K/avx512-tiled/n64/t2 (prefill) 1.79–2.13 → 2.20–2.67 GB/s of weights, alternating
 // runs. The one-token kernel gained little from it (it was bound by its loads: load_once).
-struct Q4KTiles {
+// Q5_K (High) is the same with each sub-block's fifth bits added as 16 under their byte
+// mask (tiled.h), one vpaddb per vector: q in 0..31, still unsigned bytes.
+template <bool High>
+struct KQuantTiles {
   using Act = ActQ8K32;
+  static constexpr size_t kBytes = High ? kQ5KTileBytes : kQ4KTileBytes;
+  // Group g of sub-block j with its fifth bits, if any: w (q's low 4 bits) + 16 under the mask.
+  static inline __m512i with_fifth(__m512i w, const uint8_t* tb, int j, int g) {
+    if constexpr (!High) return w;
+    uint64_t bits;
+    std::memcpy(&bits, tb + kQ5KTileHigh + 128 * (j / 2) + 16 * g + 8 * (j % 2), 8);
+    return _mm512_mask_add_epi8(w, static_cast<__mmask64>(bits), w, _mm512_set1_epi8(16));
+  }
   // (the zero-masked form: GCC 12 warns of the plain one's undefined pass-through here)
   static inline __m512 d_of(const uint8_t* tb, size_t at) {
     return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb + at)));
@@ -272,7 +283,7 @@ struct Q4KTiles {
     __m512 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* tb = tile + static_cast<size_t>(b) * kQ4KTileBytes;
+      const uint8_t* tb = tile + static_cast<size_t>(b) * kBytes;
       __m512i total[NT];
       for (int t = 0; t < NT; ++t) total[t] = _mm512_setzero_si512();
       for (int j = 0; j < 8; ++j) {  // sub-block j: nibbles of chunk j/2, low for even j
@@ -280,7 +291,7 @@ struct Q4KTiles {
         __m512i w[8];
         for (int g = 0; g < 8; ++g) {
           const __m512i v = _mm512_loadu_si512(q + 64 * g);
-          w[g] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, low4);
+          w[g] = with_fifth(_mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, low4), tb, j, g);
         }
         __m512i isum[NT][C];
         for (int t = 0; t < NT; ++t)
@@ -318,7 +329,7 @@ struct Q4KTiles {
     for (int k = 0; k < TT; ++k)
       for (int t = 0; t < NT; ++t) acc[k][t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      const size_t at = static_cast<size_t>(b) * kQ4KTileBytes;
+      const size_t at = static_cast<size_t>(b) * kBytes;
       __m512i total[TT][NT];
       for (int k = 0; k < TT; ++k)
         for (int t = 0; t < NT; ++t) total[k][t] = _mm512_setzero_si512();
@@ -332,7 +343,7 @@ struct Q4KTiles {
           __m512i w[TT];
           for (int k = 0; k < TT; ++k) {
             const __m512i v = _mm512_loadu_si512(tiles[k] + q + 64 * g);
-            w[k] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, low4);
+            w[k] = with_fifth(_mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, low4), tiles[k] + at, j, g);
           }
           for (int t = 0; t < NT; ++t) {
             const __m512i x = broadcast4(xs[t][b].qs + 32 * j + 4 * g);
@@ -358,15 +369,16 @@ struct Q4KTiles {
   }
 
   // One token: prefetches as Block32Tiles' decode does; each 64-byte group feeds both
-  // sub-blocks of its chunk, the high nibbles unshifted (16× their value, exact in
-  // int32, so their weighted sum is shifted back once per super-block).
+  // sub-blocks of its chunk, Q4_K's high nibbles unshifted (16× their value, exact in
+  // int32, so their weighted sum is shifted back once per super-block; Q5_K's fifth bit
+  // would not fit above them, so its high nibbles are shifted down).
   template <bool Prefetch>
   static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8K32* x, float* y, __mmask16 rows) {
     const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* tb = tile + static_cast<size_t>(b) * kQ4KTileBytes;
-      prefetch_ahead<Prefetch>(tb, kQ4KTileBytes);
+      const uint8_t* tb = tile + static_cast<size_t>(b) * kBytes;
+      prefetch_ahead<Prefetch>(tb, kBytes);
       const ActQ8K32& xb = x[b];
       __m512i total_low = _mm512_setzero_si512(), total_high = total_low;  // even, odd sub-blocks
       for (int c = 0; c < 4; ++c) {
@@ -375,19 +387,24 @@ struct Q4KTiles {
         __m512i low[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, high[2] = {low[0], low[0]};
         for (int g = 0; g < 8; ++g) {
           const __m512i v = load_once(q + 64 * g);
-          low[g % 2] = _mm512_dpbusd_epi32(low[g % 2], _mm512_and_si512(v, low4), broadcast4(x_low + 4 * g));
-          high[g % 2] = _mm512_dpbusd_epi32(high[g % 2], _mm512_and_si512(v, high4), broadcast4(x_high + 4 * g));
+          const __m512i w_low = with_fifth(_mm512_and_si512(v, low4), tb, 2 * c, g);
+          const __m512i w_high = High ? with_fifth(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4), tb, 2 * c + 1, g)
+                                      : _mm512_and_si512(v, high4);
+          low[g % 2] = _mm512_dpbusd_epi32(low[g % 2], w_low, broadcast4(x_low + 4 * g));
+          high[g % 2] = _mm512_dpbusd_epi32(high[g % 2], w_high, broadcast4(x_high + 4 * g));
         }
         total_low = _mm512_add_epi32(total_low, _mm512_mullo_epi32(_mm512_add_epi32(low[0], low[1]), sc(tb, 2 * c)));
         total_high = _mm512_add_epi32(total_high, _mm512_mullo_epi32(_mm512_add_epi32(high[0], high[1]), sc(tb, 2 * c + 1)));
       }
       __m512i mins = _mm512_setzero_si512();
       for (int p = 0; p < 4; ++p) mins = _mm512_dpwssd_epi32(mins, min_pair(tb, p), sums_pair(xb, p));
-      acc = finish(tb, xb.d, _mm512_add_epi32(total_low, _mm512_srai_epi32(total_high, 4)), mins, acc);
+      acc = finish(tb, xb.d, _mm512_add_epi32(total_low, High ? total_high : _mm512_srai_epi32(total_high, 4)), mins, acc);
     }
     _mm512_mask_storeu_ps(y, rows, acc);
   }
 };
+using Q4KTiles = KQuantTiles<false>;
+using Q5KTiles = KQuantTiles<true>;
 
 // Q6_K super-blocks (tiled.h): sub-block j's 16 columns of 16 rows are 4 vectors of
 // 6-bit q: three are a mask of the groups A, B, C, the fourth is the three top fields
@@ -592,6 +609,7 @@ TiledFn tiled_kernel(GgmlType t) {
     case GgmlType::Q4_0: return tiled_matmul<Block32Tiles<UnpackQ4_0>, Prefetch>;
     case GgmlType::Q8_0: return tiled_matmul<Block32Tiles<UnpackQ8_0>, Prefetch>;
     case GgmlType::Q4_K: return tiled_matmul<Q4KTiles, Prefetch>;
+    case GgmlType::Q5_K: return tiled_matmul<Q5KTiles, Prefetch>;
     case GgmlType::Q6_K: return tiled_matmul<Q6KTiles, Prefetch>;
     default: return nullptr;
   }

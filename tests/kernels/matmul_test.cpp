@@ -42,14 +42,20 @@ std::vector<Isa> available_isas() {
   return v;
 }
 
-// The ISAs with int8 kernels over Tiles16 on this CPU (the layout is the same for all).
-std::vector<Isa> tiled_isas() {
+// The ISAs with int8 kernels over Tiles16 for `type` on this CPU (the layout is the same
+// for all; Q5_K has AVX-512's only, the other ISAs read its tiles through the reference).
+std::vector<Isa> tiled_isas(GgmlType type = GgmlType::Q4_0) {
+  const Isa saved = active_isa();
   std::vector<Isa> v;
   for (Isa i : kAllIsas)
-    if (i != Isa::Scalar && cpu_supports(i)) v.push_back(i);
+    if (i != Isa::Scalar && cpu_supports(i)) {
+      set_isa(i);
+      if (active_tiled_kernel(type)) v.push_back(i);
+    }
+  set_isa(saved);
   return v;
 }
-Isa tiling_isa() { return tiled_isas().empty() ? Isa::Scalar : tiled_isas().back(); }
+Isa tiling_isa(GgmlType type = GgmlType::Q4_0) { return tiled_isas(type).empty() ? Isa::Scalar : tiled_isas(type).back(); }
 
 enum class Data { Random, Adversarial };
 
@@ -173,7 +179,7 @@ void check(const Case& c, Isa isa, int64_t n, std::mt19937& rng) {
   WeightView view = w.view;
   std::vector<uint8_t> tiles;
   if (c.tiled) {
-    set_isa(tiling_isa());
+    set_isa(tiling_isa(c.type));
     tiles.assign(tiled_bytes(w.view), 0xCD);
     ASSERT_FALSE(tiles.empty()) << type_name(c.type) << " has no tiled form";
     view = tile_weights(w.view, tiles.data());
@@ -267,7 +273,7 @@ TEST_P(MatmulTest, SameInputProductsGiveTheBitsOfOneThread) {
   for (int64_t rows : row_counts) w.push_back(make_weights(GetParam(), rows, cols, Data::Adversarial, rng));
   std::vector<std::vector<uint8_t>> tiles(w.size());
   for (bool tiled : {false, true}) {
-    set_isa(tiling_isa());
+    set_isa(tiling_isa(GetParam()));
     if (tiled && !tiled_bytes(w[0].view)) continue;
     std::vector<WeightView> views;
     for (size_t i = 0; i < w.size(); ++i) {
@@ -302,12 +308,12 @@ TEST_P(MatmulTest, SameInputProductsGiveTheBitsOfOneThread) {
   }
 }
 
-// Tiles16 (Q4_0, Q8_0, Q4_K, Q6_K under AVX2 and AVX-512): ragged last tiles, every token-group
+// Tiles16 (Q4_0, Q8_0, Q4_K, Q6_K under every int8 ISA; Q5_K under AVX-512): ragged last tiles, every token-group
 // width, thread splits on tile boundaries, and the same tiles read by the scalar fallback path.
 class TiledMatmulTest : public MatmulTest {};
 
 TEST_P(TiledMatmulTest, AgreesWithTheReferenceOnEveryIsa) {
-  if (tiled_isas().empty()) GTEST_SKIP() << "no int8 tiled kernels on this CPU";
+  if (tiled_isas(GetParam()).empty()) GTEST_SKIP() << "no int8 tiled kernel for this type on this CPU";
   std::mt19937 rng(31 + static_cast<int>(GetParam()));
   set_threads(2);
   for (Isa isa : available_isas()) {
@@ -327,9 +333,9 @@ TEST_P(TiledMatmulTest, AgreesWithTheReferenceOnEveryIsa) {
 // steps per row and token, so a two-tile matrix's products equal those of its two tiles
 // run one at a time, bit for bit (one thread: two would take a tile each).
 TEST_P(TiledMatmulTest, TwoTileBlocksGiveTheOneTileProductsBitForBit) {
-  if (tiled_isas().empty()) GTEST_SKIP() << "no int8 tiled kernels on this CPU";
+  if (tiled_isas(GetParam()).empty()) GTEST_SKIP() << "no int8 tiled kernel for this type on this CPU";
   std::mt19937 rng(91 + static_cast<int>(GetParam()));
-  for (Isa isa : tiled_isas()) {
+  for (Isa isa : tiled_isas(GetParam())) {
     SCOPED_TRACE(isa_name(isa));
     set_isa(isa);
     const int threads_before = threads();
@@ -359,7 +365,7 @@ TEST_P(TiledMatmulTest, TwoTileBlocksGiveTheOneTileProductsBitForBit) {
 // 256-bit kernels (AVX2, AVX-VNNI) and in float by AVX-512: those two groups each agree
 // bit for bit, and with each other within the reference's bounds (AgreesWithTheReferenceOnEveryIsa).
 TEST_P(TiledMatmulTest, EveryIsaGivesTheSameBits) {
-  const std::vector<Isa> isas = tiled_isas();
+  const std::vector<Isa> isas = tiled_isas(GetParam());
   if (isas.size() < 2) GTEST_SKIP() << "one tiled ISA on this CPU";
   auto group = [&](Isa isa) { return GetParam() == GgmlType::Q6_K && isa == Isa::Avx512 ? 1 : 0; };
   std::mt19937 rng(13 + static_cast<int>(GetParam()));
@@ -445,19 +451,19 @@ TEST(DecodePrefetch, TunedOnlyOnWeightsBeyondTheCaches) {
 // model slices the file's rows first and tiles each slice on its own (one contiguous
 // stream per expert): rows longer than the slice, read at the full matrix's stride.
 TEST_P(TiledMatmulTest, ColumnSlicesOnTileBlockBoundaries) {
-  if (tiled_isas().empty()) GTEST_SKIP() << "no int8 tiled kernels on this CPU";
+  if (tiled_isas(GetParam()).empty()) GTEST_SKIP() << "no int8 tiled kernel for this type on this CPU";
   const GgmlType type = GetParam();
   std::mt19937 rng(57 + static_cast<int>(type));
   const int64_t bc = tile_block_cols(type);
   ASSERT_GT(bc, 0);
-  for (Isa isa : tiled_isas())
+  for (Isa isa : available_isas())  // those without a kernel for the type read its tiles through the reference
     for (int64_t n : {1, 9})
       for (auto [c0, len] : {std::pair<int64_t, int64_t>{0, bc}, {bc, 2 * bc}, {3 * bc, bc}}) {
         check({type, 21, 4 * bc, Data::Random, 8, true, c0, len}, isa, n, rng);
         check({type, 35, 4 * bc, Data::Adversarial, 0, true, c0, len}, isa, n, rng);
         check({type, 35, 4 * bc, Data::Adversarial, 0, true, c0, len, /*slice_then_tile=*/true}, isa, n, rng);
       }
-  set_isa(tiling_isa());
+  set_isa(tiling_isa(type));
   Weights w = make_weights(type, 16, 2 * bc, Data::Random, rng);
   std::vector<uint8_t> tiles(tiled_bytes(w.view));
   const WeightView t = tile_weights(w.view, tiles.data());
@@ -465,7 +471,8 @@ TEST_P(TiledMatmulTest, ColumnSlicesOnTileBlockBoundaries) {
   EXPECT_THROW(column_slice(t, 0, bc / 2), Error);
 }
 
-INSTANTIATE_TEST_SUITE_P(TiledTypes, TiledMatmulTest, ::testing::Values(GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K),
+INSTANTIATE_TEST_SUITE_P(TiledTypes, TiledMatmulTest,
+                         ::testing::Values(GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K),
                          [](const auto& info) { return std::string(type_name(info.param)); });
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest, ::testing::ValuesIn(kTypes),
