@@ -23,6 +23,6 @@ static int cmd_quantize(int argc, char** argv) {
   });
 }
 
-MLAMOE_COMMAND("quantize", "write a GGUF model at another precision (f16 ... q4_K_M)", cmd_quantize);
+MLAMOE_COMMAND("quantize", "write a GGUF model at another precision (f16 ... q4_K_M, q5_K_M)", cmd_quantize);
 
 }  // namespace mlamoe::cli

@@ -72,7 +72,7 @@ void gen_random(const GenRandomOptions& o) {
 
   GgufWriter w(o.out_path);
   write_model_metadata(cfg, w, layout);
-  set_file_type(w, o.recipe.base, o.recipe.q4_k_m);
+  set_file_type(w, o.recipe.base, o.recipe.k_m);
   if (vocab) copy_tokenizer_metadata(*vocab, cfg, w);
 
   std::vector<tn::TensorSpec> specs = tn::model_tensors(cfg, layout);

@@ -204,7 +204,7 @@ ConvertStats convert_hf(const ConvertOptions& o) {
 
   GgufWriter w(o.out_path);
   write_model_metadata(cfg, w);
-  set_file_type(w, o.recipe.base, o.recipe.q4_k_m);
+  set_file_type(w, o.recipe.base, o.recipe.k_m);
   write_hf_tokenizer(o.hf_dir, cfg, j.value("model_type", std::string()), w);
   std::vector<GgmlType> types;
   ConvertStats stats;

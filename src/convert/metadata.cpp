@@ -69,10 +69,10 @@ void copy_tokenizer_metadata(const GgufFile& vocab, const ModelConfig& cfg, Gguf
     if (key.rfind("tokenizer.", 0) == 0) w.set_value(key, value);
 }
 
-void set_file_type(GgufWriter& w, GgmlType type, bool mix_q4_k_m) {
+void set_file_type(GgufWriter& w, GgmlType type, bool mix) {
   uint32_t ft = 0;
-  if (mix_q4_k_m) {
-    ft = 15;  // LLAMA_FTYPE_MOSTLY_Q4_K_M
+  if (mix) {
+    ft = type == GgmlType::Q5_K ? 17 : 15;  // LLAMA_FTYPE_MOSTLY_Q5_K_M, _Q4_K_M
   } else {
     switch (type) {
       case GgmlType::F32: ft = 0; break;

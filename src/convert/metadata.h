@@ -23,7 +23,7 @@ void write_model_metadata(const ModelConfig& cfg, GgufWriter& w, const tn::Layou
 void copy_tokenizer_metadata(const GgufFile& vocab, const ModelConfig& cfg, GgufWriter& w);
 
 // general.file_type (llama.cpp's LLAMA_FTYPE numbering) for a file mostly of `type`
-// (`mix_q4_k_m` for the Q4_K_M-style mix).
-void set_file_type(GgufWriter& w, GgmlType type, bool mix_q4_k_m = false);
+// (`mix` for the Q4_K_M/Q5_K_M-style mix of that base type).
+void set_file_type(GgufWriter& w, GgmlType type, bool mix = false);
 
 }  // namespace mlamoe

@@ -4,15 +4,15 @@
 
 namespace mlamoe {
 
-std::string QuantRecipe::name() const { return q4_k_m ? "q4_K_M" : std::string(type_name(base)); }
+std::string QuantRecipe::name() const { return k_m ? std::string(type_name(base)) + "_M" : std::string(type_name(base)); }
 
 QuantRecipe parse_recipe(std::string_view s) {
   std::string lower(s);
   for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   QuantRecipe r;
-  if (lower == "q4_k_m") {
-    r.base = GgmlType::Q4_K;
-    r.q4_k_m = true;
+  if (lower == "q4_k_m" || lower == "q5_k_m") {
+    r.base = lower == "q4_k_m" ? GgmlType::Q4_K : GgmlType::Q5_K;
+    r.k_m = true;
     return r;
   }
   GgmlType t;
@@ -25,7 +25,7 @@ QuantRecipe parse_recipe(std::string_view s) {
       default: break;
     }
   }
-  fail("unsupported type '", s, "' (f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K, q4_K_M)");
+  fail("unsupported type '", s, "' (f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K, q4_K_M, q5_K_M)");
 }
 
 GgmlType fit_row_length(GgmlType want, int64_t row_len) {
@@ -48,7 +48,7 @@ GgmlType choose_type(const QuantRecipe& r, const tn::TensorSpec& t, int64_t n_la
   if (t.is_vector() || t.role == Role::Router || t.role == Role::Norm || t.role == Role::RoutingBias)
     return GgmlType::F32;
   GgmlType want = r.base;
-  if (r.q4_k_m) {
+  if (r.k_m) {
     switch (t.role) {
       case Role::Output: case Role::AttnKB: case Role::AttnVB: case Role::AttnKvB:
         want = GgmlType::Q6_K;

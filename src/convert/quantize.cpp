@@ -24,7 +24,7 @@ ConvertStats quantize_gguf(const QuantizeOptions& o) {
 
   GgufWriter w(o.out_path);
   for (const auto& [key, value] : in->metadata()) w.set_value(key, value);
-  set_file_type(w, o.recipe.base, o.recipe.q4_k_m);
+  set_file_type(w, o.recipe.base, o.recipe.k_m);
 
   std::vector<GgmlType> types;
   ConvertStats stats;

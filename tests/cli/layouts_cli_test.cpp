@@ -41,7 +41,7 @@ TEST(LayoutsCli, TiledAndRowLogitsAgreeOnEveryInt8Isa) {
     const char* type;
     double max_rel, rms_rel;
   };
-  for (const Bound& bound : {Bound{"q4_0", 1e-5, 1e-5}, Bound{"q8_0", 1e-5, 1e-5}, Bound{"q4_K_M", 0.2, 0.05}}) {
+  for (const Bound& bound : {Bound{"q4_0", 1e-5, 1e-5}, Bound{"q8_0", 1e-5, 1e-5}, Bound{"q4_K_M", 0.2, 0.05}, Bound{"q5_K_M", 0.2, 0.05}}) {
     const std::string model = dir + "/layouts_" + bound.type + ".gguf";
     auto r = run_mlamoe({"gen-random", "--config", config, "--out", model, "--type", bound.type, "--seed", "11"});
     ASSERT_EQ(r.exit_code, 0) << r.err;

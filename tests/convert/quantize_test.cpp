@@ -42,26 +42,31 @@ std::vector<float> values(const GgufTensor& t) {
 
 TEST(QuantPlan, RealShapesGetTheDocumentedTypes) {
   ModelConfig c = ModelConfig::from_hf_json(test::shared_dir() + "/configs/deepseek-v3.json");
-  QuantRecipe mix = parse_recipe("Q4_K_M");
-  EXPECT_TRUE(mix.q4_k_m);
-  for (const auto& t : tn::model_tensors(c)) {
-    SCOPED_TRACE(t.name);
-    GgmlType got = choose_type(mix, t, c.n_layers);
-    if (t.is_vector() || t.role == tn::Role::Router) {
-      EXPECT_EQ(got, GgmlType::F32);
-    } else if (t.role == tn::Role::AttnKB) {
-      EXPECT_EQ(got, GgmlType::Q8_0);  // rows of d_nope = 128: Q6_K does not fit, never fewer bits
-    } else if (t.role == tn::Role::Output || t.role == tn::Role::AttnVB) {
-      EXPECT_EQ(got, GgmlType::Q6_K);
-    } else if (t.role == tn::Role::FfnDown || t.role == tn::Role::ExpertDown) {
-      const int64_t l = t.layer, n = c.n_layers;
-      bool more = l >= n || l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2;
-      EXPECT_EQ(got, more ? GgmlType::Q6_K : GgmlType::Q4_K);
-    } else {
-      EXPECT_EQ(got, GgmlType::Q4_K);
+  for (const char* name : {"Q4_K_M", "q5_K_M"}) {
+    QuantRecipe mix = parse_recipe(name);
+    EXPECT_TRUE(mix.k_m);
+    const GgmlType base = mix.base;
+    EXPECT_EQ(base, name[1] == '4' ? GgmlType::Q4_K : GgmlType::Q5_K);
+    EXPECT_EQ(mix.name(), name[1] == '4' ? "q4_K_M" : "q5_K_M");
+    for (const auto& t : tn::model_tensors(c)) {
+      SCOPED_TRACE(t.name);
+      GgmlType got = choose_type(mix, t, c.n_layers);
+      if (t.is_vector() || t.role == tn::Role::Router) {
+        EXPECT_EQ(got, GgmlType::F32);
+      } else if (t.role == tn::Role::AttnKB) {
+        EXPECT_EQ(got, GgmlType::Q8_0);  // rows of d_nope = 128: Q6_K does not fit, never fewer bits
+      } else if (t.role == tn::Role::Output || t.role == tn::Role::AttnVB) {
+        EXPECT_EQ(got, GgmlType::Q6_K);
+      } else if (t.role == tn::Role::FfnDown || t.role == tn::Role::ExpertDown) {
+        const int64_t l = t.layer, n = c.n_layers;
+        bool more = l >= n || l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2;
+        EXPECT_EQ(got, more ? GgmlType::Q6_K : base);
+      } else {
+        EXPECT_EQ(got, base);
+      }
+      EXPECT_EQ(choose_type(parse_recipe("q8_0"), t, c.n_layers),
+                t.is_vector() || t.role == tn::Role::Router ? GgmlType::F32 : GgmlType::Q8_0);
     }
-    EXPECT_EQ(choose_type(parse_recipe("q8_0"), t, c.n_layers),
-              t.is_vector() || t.role == tn::Role::Router ? GgmlType::F32 : GgmlType::Q8_0);
   }
   EXPECT_EQ(fit_row_length(GgmlType::Q4_K, 128), GgmlType::Q4_0);
   EXPECT_EQ(fit_row_length(GgmlType::Q5_K, 96), GgmlType::Q8_0);
