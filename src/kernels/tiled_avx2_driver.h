@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/act_quant.h"
 #include "kernels/tiled.h"
 #include "kernels/tiled_avx2.h"
 
@@ -25,6 +26,41 @@ inline __m256i broadcast4(const void* p) {
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
 }
+
+// Q6_K's half tile-block (tiled.h), shared by the 256-bit kernels: per activation block
+// i, sub-blocks 2i and 2i + 1 each unpack to q_0..q_3 (8 rows × 4 columns, q in 0..63),
+// and Dot::sub_block turns them and a token's 16 activations into each row's int32
+// sc_j · Σ (q − 32)·x; the two sub-blocks share the activation block's dx.
+template <class Dot>
+struct Q6KTilesOf {
+  using Act = ActQ8;  // read as ActQ8S16 (the same bytes with the sum split)
+  static constexpr size_t kBlockBytes = kQ6KTileBytes;
+  static constexpr bool kBothHalves = false;
+  static constexpr int kTokens = 4;
+  template <int NT>
+  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
+    const __m256i low6 = _mm256_set1_epi8(0x3F);
+    const __m256 d = half_scales(tb, half);
+    for (int i = 0; i < 8; ++i) {  // activation block 8b + i: sub-blocks 2i, 2i + 1
+      __m256i sum[NT];
+      for (int t = 0; t < NT; ++t) sum[t] = _mm256_setzero_si256();
+      for (int p = 0; p < 2; ++p) {
+        const int j = 2 * i + p;
+        const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j) + 32 * half;
+        const __m256i ga = load256(sub), gb = load256(sub + 64), gc = load256(sub + 128);
+        const __m256i w[4] = {_mm256_and_si256(ga, low6), _mm256_and_si256(gb, low6), _mm256_and_si256(gc, low6),
+                              q6_k_top_fields(ga, gb, gc)};
+        const __m256i sc = Dot::scales(tb + kQ6KTileSc + kTileRows * j + kHalfRows * half);
+        for (int t = 0; t < NT; ++t) {
+          const ActQ8S16& x = *reinterpret_cast<const ActQ8S16*>(&xs[t][8 * b + i]);
+          sum[t] = _mm256_add_epi32(sum[t], Dot::sub_block(w, x.qs + 16 * p, x.sums[p], sc));
+        }
+      }
+      for (int t = 0; t < NT; ++t)
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, _mm256_set1_ps(xs[t][8 * b + i].d)), acc[t]);
+    }
+  }
+};
 
 // Stores the first n (≤ 8) lanes of v.
 inline void store_rows(float* y, __m256 v, int64_t n) {
@@ -90,6 +126,18 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
           tile_dot_n<K, H, K::kTokens>(nt, tile, h, nb, xs, ys, valid);
         }
     }
+  }
+}
+
+// A 256-bit file's kernel for `t` among its four, or nullptr.
+template <class Q4_0K, class Q8_0K, class Q4KK, class Q6KK>
+TiledFn tiled_kernel_of(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0: return tiled_matmul<Q4_0K>;
+    case GgmlType::Q8_0: return tiled_matmul<Q8_0K>;
+    case GgmlType::Q4_K: return tiled_matmul<Q4KK>;
+    case GgmlType::Q6_K: return tiled_matmul<Q6KK>;
+    default: return nullptr;
   }
 }
 

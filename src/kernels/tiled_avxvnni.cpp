@@ -149,53 +149,21 @@ struct Q4KTiles {
 };
 
 // Q6_K: q in 0..63 against x over each 16-column sub-block, the sum starting at −32 Σx
-// (ActQ8S16's half sums), weighted by the signed sc_j in int32; the two sub-blocks of an
-// activation block share its dx. One half at a time: both together spilled (n64 97 → 72).
-struct Q6KTiles {
-  using Act = ActQ8;  // read as ActQ8S16 (the same bytes with the sum split)
-  static constexpr size_t kBlockBytes = kQ6KTileBytes;
-  static constexpr bool kBothHalves = false;
-  static constexpr int kTokens = 4;
-  template <int NT>
-  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
-    const __m256i low6 = _mm256_set1_epi8(0x3F);
-    const __m256 d = half_scales(tb, half);
-    for (int i = 0; i < 8; ++i) {  // activation block 8b + i: sub-blocks 2i, 2i + 1
-      __m256i sum[NT];
-      for (int t = 0; t < NT; ++t) sum[t] = _mm256_setzero_si256();
-      for (int p = 0; p < 2; ++p) {
-        const int j = 2 * i + p;
-        const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j) + 32 * half;
-        const __m256i ga = load256(sub), gb = load256(sub + 64), gc = load256(sub + 128);
-        const __m256i w3 = q6_k_top_fields(ga, gb, gc);
-        const __m256i w0 = _mm256_and_si256(ga, low6), w1 = _mm256_and_si256(gb, low6), w2 = _mm256_and_si256(gc, low6);
-        const __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(tb + kQ6KTileSc + kTileRows * j + kHalfRows * half)));
-        for (int t = 0; t < NT; ++t) {
-          const ActQ8S16& x = *reinterpret_cast<const ActQ8S16*>(&xs[t][8 * b + i]);
-          const int8_t* q = x.qs + 16 * p;
-          __m256i s01 = dpbusd(_mm256_set1_epi32(-32 * x.sums[p]), w0, q);
-          __m256i s23 = dpbusd(_mm256_setzero_si256(), w2, q + 8);
-          s01 = dpbusd(s01, w1, q + 4);
-          s23 = dpbusd(s23, w3, q + 12);
-          sum[t] = _mm256_add_epi32(sum[t], _mm256_mullo_epi32(_mm256_add_epi32(s01, s23), sc));
-        }
-      }
-      for (int t = 0; t < NT; ++t)
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(d, _mm256_set1_ps(xs[t][8 * b + i].d)), acc[t]);
-    }
+// (ActQ8S16's half sums), weighted by the signed sc_j in int32. One half at a time: both
+// together spilled (n64 97 → 72).
+struct Q6KDot {
+  static __m256i scales(const uint8_t* sc) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))); }
+  static __m256i sub_block(const __m256i* w, const int8_t* q, int16_t sum, __m256i sc) {
+    __m256i s01 = dpbusd(_mm256_set1_epi32(-32 * sum), w[0], q), s23 = dpbusd(_mm256_setzero_si256(), w[2], q + 8);
+    s01 = dpbusd(s01, w[1], q + 4);
+    s23 = dpbusd(s23, w[3], q + 12);
+    return _mm256_mullo_epi32(_mm256_add_epi32(s01, s23), sc);
   }
 };
+using Q6KTiles = Q6KTilesOf<Q6KDot>;
 
 }  // namespace
 
-TiledFn avxvnni_tiled_kernel(GgmlType t) {
-  switch (t) {
-    case GgmlType::Q4_0: return tiled_matmul<Q4_0Tiles>;
-    case GgmlType::Q8_0: return tiled_matmul<Q8_0Tiles>;
-    case GgmlType::Q4_K: return tiled_matmul<Q4KTiles>;
-    case GgmlType::Q6_K: return tiled_matmul<Q6KTiles>;
-    default: return nullptr;
-  }
-}
+TiledFn avxvnni_tiled_kernel(GgmlType t) { return tiled_kernel_of<Q4_0Tiles, Q8_0Tiles, Q4KTiles, Q6KTiles>(t); }
 
 }  // namespace mlamoe::kernels
