@@ -23,7 +23,7 @@ void ModelFlags::add_to(CLI::App& app, bool model_required) {
                  "attention path: absorbed (attend over latents), naive (decompress K/V) or auto (per sequence, the cheaper)")
       ->check(CLI::IsMember({"absorbed", "naive", "auto"}));
   app.add_flag("--verbose", verbose, "print load details");
-  app.add_flag("--no-repack", no_repack, "use Q4_0/Q8_0/Q4_K/Q6_K weights in place instead of re-laying them out for the int8 kernels");
+  app.add_flag("--no-repack", no_repack, "use Q4_0/Q8_0/Q4_K/Q5_K/Q6_K weights in place instead of re-laying them out for the int8 kernels");
   app.add_option("--tile-cache", tile_cache,
                  "keep the re-laid-out weights in this file: later loads map it instead of laying out again "
                  "(checked against the model file and this build; rewritten when stale)");
