@@ -85,8 +85,8 @@ void matmul_reference(const WeightView& W, const float* X, int64_t n, float* Y);
 // dst[0..cols) = row r of W as float32 (embedding lookup), in either layout.
 void get_row(const WeightView& W, int64_t r, float* dst);
 
-// Load-time re-layout for the int8 kernels: Q4_0, Q8_0, Q4_K, Q6_K (every SIMD ISA) and
-// Q5_K (AVX-512) matrices get 16 rows interleaved per tile (tiled.h), so one 64-byte load
+// Load-time re-layout for the int8 kernels: Q4_0, Q8_0, Q4_K, Q5_K and Q6_K matrices get
+// 16 rows interleaved per tile (tiled.h), so one 64-byte load
 // feeds 16 rows × 4 columns into one vpdpbusd (two 8-row halves on 256-bit ISAs) and the
 // unpacking is paid once per tile, not once per row. tiled_bytes is 0
 // when the active ISA has no tiled kernel for W (then keep W as it is).
@@ -98,8 +98,7 @@ WeightView tile_weights(const WeightView& W, uint8_t* dst);
 WeightView tiled_view(const WeightView& W, const uint8_t* dst);
 // Bumped whenever the bytes tile_weights writes for the same input change, or which
 // matrices a model tiles, so tile caches made by an older build are not used. 2: a
-// legacy attn_kv_b's W_UK^T is no longer a column-scaled transpose. 3: Q5_K is tiled
-// (under AVX-512).
+// legacy attn_kv_b's W_UK^T is no longer a column-scaled transpose. 3: Q5_K is tiled.
 constexpr uint32_t kTileFormatVersion = 3;
 
 // Views of part of a matrix in either layout, no copy: rows [r0, r0 + n) (r0 a multiple

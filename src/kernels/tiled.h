@@ -23,7 +23,8 @@
 //   bits as byte masks: for chunk c, group g, 16 bytes at kQ5KTileHigh + 128c + 16g,
 //   a 64-bit mask for sub-block 2c then one for 2c+1, bit 4r + i set when column 4g + i
 //   of row r has q ≥ 16, i.e. one bit per byte of the group's 64-byte vector (AVX-512
-//   adds 16 under it). 2880 bytes for 4096 weights (5.625 bits; the file's rows: 5.5).
+//   adds 16 under it as a mask; the 256-bit kernels expand each half's 4 bytes to 16s).
+//   2880 bytes for 4096 weights (5.625 bits; the file's rows: 5.5).
 // Q6_K (weight = d·sc_j·(q − 32) in sub-block j of 16 columns, q in 0..63, sc_j int8):
 //   16 × fp16 d, then sc_j of the 16 rows for j = 0..15 (256 bytes), then 16 sub-blocks
 //   of 192 bytes. Sub-block j's columns 16j + 4g + i (g, i < 4) of row r are q_g, the

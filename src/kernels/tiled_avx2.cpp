@@ -100,9 +100,13 @@ struct Q8_0Tiles {
 // Q4_K: q in 0..15 as in Q4_0, so a 32-column sub-block's 8 products add in int16, and
 // one vpmaddwd against sc_j (≤ 63) both widens and scales them. The mins are the file's
 // m_j pairs against the activations' pairs of sub-block sums (tiled.h).
-struct Q4KTiles {
+// Q5_K (High): q in 0..31 (the fifth bits added as 16), so a pair is ≤ 2·31·127 = 7874
+// and only 4 add in int16 (31496): two vpmaddwd per sub-block.
+template <bool High>
+struct KQuantTiles {
   using Act = ActQ8K32;
-  static constexpr size_t kBlockBytes = kQ4KTileBytes;
+  static constexpr size_t kBlockBytes = High ? kQ5KTileBytes : kQ4KTileBytes;
+  static constexpr int kInt16Sums = High ? 4 : 8;  // products added before widening
   static constexpr bool kBothHalves = false;
   static constexpr int kTokens = 2;  // a token keeps its sums, totals and mins live (Q4_0Tiles: figures)
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
@@ -114,17 +118,18 @@ struct Q4KTiles {
     // Sub-block j is chunk j/2's low (even j) or high (odd j) nibbles. One sub-block at a
     // time keeps NT int16 sums live, not 2·NT (which spilled at 4 tokens).
     for (int j = 0; j < 8; ++j) {
+      const __m256i sc = scale_pairs_u8(tb + kQ4KTileSc + kTileRows * j + kHalfRows * half);
       __m256i sums[NT];
       for (int g = 0; g < 8; ++g) {
         const __m256i v = load256(tb + kQ4KTileQuants + 512 * (j / 2) + 64 * g + 32 * half);
-        const __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
+        __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
+        if constexpr (High) w = _mm256_add_epi8(w, fifth_bits(fifth_mask(tb, j, g, half)));
         for (int t = 0; t < NT; ++t) {
           const __m256i p = _mm256_maddubs_epi16(w, broadcast4(xs[t][b].qs + 32 * j + 4 * g));
-          sums[t] = g ? _mm256_add_epi16(sums[t], p) : p;
+          sums[t] = g % kInt16Sums ? _mm256_add_epi16(sums[t], p) : p;
+          if (g % kInt16Sums == kInt16Sums - 1) total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sums[t], sc));
         }
       }
-      const __m256i sc = scale_pairs_u8(tb + kQ4KTileSc + kTileRows * j + kHalfRows * half);
-      for (int t = 0; t < NT; ++t) total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sums[t], sc));
     }
     for (int p = 0; p < 4; ++p) {
       const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * half)));
@@ -156,6 +161,6 @@ using Q6KTiles = Q6KTilesOf<Q6KDot>;
 
 }  // namespace
 
-TiledFn avx2_tiled_kernel(GgmlType t) { return tiled_kernel_of<Q4_0Tiles, Q8_0Tiles, Q4KTiles, Q6KTiles>(t); }
+TiledFn avx2_tiled_kernel(GgmlType t) { return tiled_kernel_of<Q4_0Tiles, Q8_0Tiles, KQuantTiles<false>, KQuantTiles<true>, Q6KTiles>(t); }
 
 }  // namespace mlamoe::kernels

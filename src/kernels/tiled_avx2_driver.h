@@ -130,12 +130,13 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
 }
 
 // A 256-bit file's kernel for `t` among its four, or nullptr.
-template <class Q4_0K, class Q8_0K, class Q4KK, class Q6KK>
+template <class Q4_0K, class Q8_0K, class Q4KK, class Q5KK, class Q6KK>
 TiledFn tiled_kernel_of(GgmlType t) {
   switch (t) {
     case GgmlType::Q4_0: return tiled_matmul<Q4_0K>;
     case GgmlType::Q8_0: return tiled_matmul<Q8_0K>;
     case GgmlType::Q4_K: return tiled_matmul<Q4KK>;
+    case GgmlType::Q5_K: return tiled_matmul<Q5KK>;
     case GgmlType::Q6_K: return tiled_matmul<Q6KK>;
     default: return nullptr;
   }

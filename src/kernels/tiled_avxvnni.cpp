@@ -95,9 +95,12 @@ struct Q8_0Tiles {
 // load; the high nibbles go in unshifted, into their own total, whose 16× comes out in
 // one shift: |16 Σ_c sc_j Σ q·x| ≤ 16 · 4 · 63 · 32 · 15 · 127 < 2^28. Both halves
 // together, as Q4_0 (n1 hot 83 → 104 GMAC/s, n64 112–125 → 132).
-struct Q4KTiles {
+// Q5_K (High): the fifth bits added as 16 (tiled_avx2.h: fifth_bits); 16·31 does not fit
+// a byte, so its high nibbles are shifted down.
+template <bool High>
+struct KQuantTiles {
   using Act = ActQ8K32;
-  static constexpr size_t kBlockBytes = kQ4KTileBytes;
+  static constexpr size_t kBlockBytes = High ? kQ5KTileBytes : kQ4KTileBytes;
   static constexpr bool kBothHalves = true;
   static constexpr int kTokens = 2;
   template <int NT>
@@ -111,13 +114,22 @@ struct Q4KTiles {
       for (int h = 0; h < 2; ++h)
         for (int t = 0; t < NT; ++t) low[h][t] = high[h][t] = _mm256_setzero_si256();
       for (int g = 0; g < 8; ++g) {
-        const __m256i v0 = load256(tb + kQ4KTileQuants + 512 * c + 64 * g), v1 = load256(tb + kQ4KTileQuants + 512 * c + 64 * g + 32);
+        __m256i w_low[2], w_high[2];  // per half
+        for (int h = 0; h < 2; ++h) {
+          const __m256i v = load256(tb + kQ4KTileQuants + 512 * c + 64 * g + 32 * h);
+          w_low[h] = _mm256_and_si256(v, low4);
+          w_high[h] = _mm256_and_si256(High ? _mm256_srli_epi16(v, 4) : v, High ? low4 : high4);
+          if constexpr (High) {
+            w_low[h] = _mm256_add_epi8(w_low[h], fifth_bits(fifth_mask(tb, 2 * c, g, h)));
+            w_high[h] = _mm256_add_epi8(w_high[h], fifth_bits(fifth_mask(tb, 2 * c + 1, g, h)));
+          }
+        }
         for (int t = 0; t < NT; ++t) {
           const __m256i xl = broadcast4(xs[t][b].qs + 64 * c + 4 * g), xh = broadcast4(xs[t][b].qs + 64 * c + 32 + 4 * g);
-          low[0][t] = _mm256_dpbusd_avx_epi32(low[0][t], _mm256_and_si256(v0, low4), xl);
-          low[1][t] = _mm256_dpbusd_avx_epi32(low[1][t], _mm256_and_si256(v1, low4), xl);
-          high[0][t] = _mm256_dpbusd_avx_epi32(high[0][t], _mm256_and_si256(v0, high4), xh);
-          high[1][t] = _mm256_dpbusd_avx_epi32(high[1][t], _mm256_and_si256(v1, high4), xh);
+          for (int h = 0; h < 2; ++h) {
+            low[h][t] = _mm256_dpbusd_avx_epi32(low[h][t], w_low[h], xl);
+            high[h][t] = _mm256_dpbusd_avx_epi32(high[h][t], w_high[h], xh);
+          }
         }
       }
       for (int h = 0; h < 2; ++h) {
@@ -140,7 +152,7 @@ struct Q4KTiles {
       const __m256 d = half_scales(tb, h), dmin = half_scales(tb + 2 * kTileRows, h);
       for (int t = 0; t < NT; ++t) {
         const __m256 dx = _mm256_set1_ps(xs[t][b].d);
-        const __m256i sum = _mm256_add_epi32(total_low[h][t], _mm256_srai_epi32(total_high[h][t], 4));
+        const __m256i sum = _mm256_add_epi32(total_low[h][t], High ? total_high[h][t] : _mm256_srai_epi32(total_high[h][t], 4));
         acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, dx), acc[h][t]);
         acc[h][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[t]), _mm256_mul_ps(dmin, dx), acc[h][t]);
       }
@@ -164,6 +176,6 @@ using Q6KTiles = Q6KTilesOf<Q6KDot>;
 
 }  // namespace
 
-TiledFn avxvnni_tiled_kernel(GgmlType t) { return tiled_kernel_of<Q4_0Tiles, Q8_0Tiles, Q4KTiles, Q6KTiles>(t); }
+TiledFn avxvnni_tiled_kernel(GgmlType t) { return tiled_kernel_of<Q4_0Tiles, Q8_0Tiles, KQuantTiles<false>, KQuantTiles<true>, Q6KTiles>(t); }
 
 }  // namespace mlamoe::kernels

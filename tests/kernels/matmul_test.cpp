@@ -43,7 +43,7 @@ std::vector<Isa> available_isas() {
 }
 
 // The ISAs with int8 kernels over Tiles16 for `type` on this CPU (the layout is the same
-// for all; Q5_K has AVX-512's only, the other ISAs read its tiles through the reference).
+// for all; an ISA without a kernel for a type reads its tiles through the reference).
 std::vector<Isa> tiled_isas(GgmlType type = GgmlType::Q4_0) {
   const Isa saved = active_isa();
   std::vector<Isa> v;
@@ -66,8 +66,10 @@ struct Weights {
 
 // Adversarial weights: raw random bits in the quant fields (every nibble / 6-bit code,
 // -128 in Q8_0, negative Q6_K scales) with block scales that are zero, denormal, huge or
-// ordinary fp16, Q4_K/Q5_K blocks whose 6-bit scales and mins are all 63 or all 0, and
-// Q6_K blocks whose scales are all -128 or all 127;
+// ordinary fp16, Q4_K/Q5_K blocks whose 6-bit scales and mins are all 63 or all 0,
+// Q6_K blocks whose scales are all -128 or all 127, and blocks whose every quant is the
+// largest (Q8_0: ±) — against make_activations' constant stretches they give every
+// product its largest value, where a kernel's int16 sums would overflow first;
 // floats with denormals, zeros and wide exponents.
 Weights make_weights(GgmlType type, int64_t rows, int64_t cols, Data data, std::mt19937& rng, size_t pad = 0) {
   Weights w;
@@ -102,6 +104,16 @@ Weights make_weights(GgmlType type, int64_t rows, int64_t cols, Data data, std::
     for (size_t b = 0; b < rb / bs; ++b) {
       uint8_t* blk = row + b * bs;
       uint16_t s0 = scale(), s1 = scale();
+      if (byte(rng) % 4 == 0) {  // every quant at its largest
+        switch (type) {
+          case GgmlType::Q4_0: std::memset(blk + 2, 0xFF, 16); break;
+          case GgmlType::Q8_0: std::memset(blk + 2, byte(rng) % 2 ? 0x7F : 0x80, 32); break;
+          case GgmlType::Q4_K: std::memset(blk + 4 + K_SCALE_SIZE, 0xFF, QK_K / 2); break;
+          case GgmlType::Q5_K: std::memset(blk + 4 + K_SCALE_SIZE, 0xFF, QK_K / 8 + QK_K / 2); break;
+          case GgmlType::Q6_K: std::memset(blk, 0xFF, QK_K / 2 + QK_K / 4); break;
+          default: break;
+        }
+      }
       switch (type) {
         case GgmlType::Q8_0:
         case GgmlType::Q4_0: std::memcpy(blk, &s0, 2); break;
@@ -146,7 +158,8 @@ std::vector<float> make_activations(int64_t n, int64_t cols, Data data, std::mt1
   std::uniform_int_distribution<int> pick(0, 9);
   for (size_t i = 0; i < x.size(); ++i) x[i] = normal(rng);
   if (data == Data::Adversarial) {
-    // per 32-value stretch: zeros, one huge outlier, denormals, tiny or huge scales
+    // per 32-value stretch: zeros, one huge outlier, denormals, tiny or huge scales, or
+    // one value throughout (every quantized activation 127)
     for (size_t b = 0; b < x.size(); b += 32) {
       const size_t e = std::min(x.size(), b + 32);
       switch (pick(rng)) {
@@ -155,6 +168,7 @@ std::vector<float> make_activations(int64_t n, int64_t cols, Data data, std::mt1
         case 2: for (size_t i = b; i < e; ++i) x[i] *= 1e-40f; break;
         case 3: for (size_t i = b; i < e; ++i) x[i] *= 1e-20f; break;
         case 4: for (size_t i = b; i < e; ++i) x[i] *= 1e8f; break;
+        case 5: for (size_t i = b; i < e; ++i) x[i] = 0.5f; break;
         default: break;
       }
     }
@@ -308,7 +322,7 @@ TEST_P(MatmulTest, SameInputProductsGiveTheBitsOfOneThread) {
   }
 }
 
-// Tiles16 (Q4_0, Q8_0, Q4_K, Q6_K under every int8 ISA; Q5_K under AVX-512): ragged last tiles, every token-group
+// Tiles16 (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K under every int8 ISA): ragged last tiles, every token-group
 // width, thread splits on tile boundaries, and the same tiles read by the scalar fallback path.
 class TiledMatmulTest : public MatmulTest {};
 
