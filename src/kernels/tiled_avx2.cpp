@@ -27,12 +27,12 @@ inline __m256i widen(__m256i sums16) { return _mm256_madd_epi16(sums16, _mm256_s
 // 8 unsigned bytes (one per row) as int32 lanes holding the value in both int16 halves:
 // vpmaddwd against them scales both of a row's pair sums and adds them.
 inline __m256i scale_pairs_u8(const uint8_t* p) {
-  const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  const __m256i v = u8_lanes(p);
   return _mm256_or_si256(v, _mm256_slli_epi32(v, 16));
 }
 // The same for signed bytes (blend: the low int16 of each lane from v, the high from v << 16).
 inline __m256i scale_pairs_s8(const uint8_t* p) {
-  const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  const __m256i v = s8_lanes(p);
   return _mm256_blend_epi16(v, _mm256_slli_epi32(v, 16), 0xAA);
 }
 
@@ -42,10 +42,10 @@ inline __m256i scale_pairs_s8(const uint8_t* p) {
 struct Q4_0Tiles {
   using Act = ActQ8;
   static constexpr size_t kBlockBytes = kTileScaleBytes + 4 * 64;
+  static constexpr bool kBothHalves = false;
   // Tokens sharing each unpacked weight vector in prefill. kernels_bench
   // */avx2-tiled/n64/t1 GMAC/s with 4 / 3 / 2 tokens: q4_0 112-115 / 100-104 / 92-96,
   // q4_K 100-102 / 99-100 / 108-117 (128 in this build), q6_K 87-88 / 83 / 71-78.
-  static constexpr bool kBothHalves = false;
   static constexpr int kTokens = 4;
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
@@ -132,15 +132,11 @@ struct KQuantTiles {
       }
     }
     for (int p = 0; p < 4; ++p) {
-      const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * half)));
+      const __m256i m = min_pairs(tb, half, p);
       for (int t = 0; t < NT; ++t) mins[t] = _mm256_add_epi32(mins[t], _mm256_madd_epi16(m, broadcast4(xs[t][b].sums + 2 * p)));
     }
     const __m256 d = half_scales(tb, half), dmin = half_scales(tb + 2 * kTileRows, half);
-    for (int t = 0; t < NT; ++t) {
-      const __m256 dx = _mm256_set1_ps(xs[t][b].d);
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[t]), _mm256_mul_ps(d, dx), acc[t]);
-      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[t]), _mm256_mul_ps(dmin, dx), acc[t]);
-    }
+    for (int t = 0; t < NT; ++t) acc[t] = k_quant_finish(d, dmin, xs[t][b].d, total[t], mins[t], acc[t]);
   }
 };
 

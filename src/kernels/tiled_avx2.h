@@ -27,6 +27,24 @@ inline __m256 half_scales(const uint8_t* p, int h) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * kHalfRows * h)));
 }
 
+// 8 unsigned or signed bytes (one per row of a half, e.g. its sc_j) as int32 lanes.
+inline __m256i u8_lanes(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+inline __m256i s8_lanes(const uint8_t* p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+
+// A Q4_K/Q5_K tile-block's m_2p, m_2p+1 of half `half`'s rows as int16 pairs (tiled.h),
+// to meet the activations' pair of sub-block sums in one vpmaddwd / vpdpwssd.
+inline __m256i min_pairs(const uint8_t* tb, int half, int p) {
+  return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * half)));
+}
+
+// A K-quant super-block's end for one token: acc + d·dx·total − dmin·dx·mins, with d and
+// dmin the half's half_scales of the tile's two fp16 scale rows.
+inline __m256 k_quant_finish(__m256 d, __m256 dmin, float dx, __m256i total, __m256i mins, __m256 acc) {
+  const __m256 vdx = _mm256_set1_ps(dx);
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(d, vdx), acc);
+  return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(dmin, vdx), acc);
+}
+
 // Q6_K's q_3 from half of a sub-block's groups A, B, C: bits 6-7 of each byte of a, b, c
 // to bits 0-1, 2-3, 4-5 (16-bit shifts: what crosses from the neighbouring byte is
 // masked away).

@@ -4,8 +4,9 @@
 // columns) at a time, but one vpdpbusd multiplies it by 4 broadcast activation bytes
 // and adds the products into each row's int32 sum: no int16 stage, so no bounds to keep
 // and no widening, and Q8_0's q + 128 goes in as it is (−128 Σx is the sum's start).
-// The int32 sums, and the float steps after them, are those of the AVX-512 kernels, so
-// Q4_0, Q8_0 and Q4_K give the same bits on both (matmul_test).
+// The int32 sums, and the float steps after them, are those of the AVX-512 and AVX2
+// kernels, so Q4_0, Q8_0, Q4_K and Q5_K give the same bits on all three, and Q6_K on
+// AVX2 and AVX-VNNI (matmul_test).
 #include <immintrin.h>
 
 #include "kernels/act_quant.h"
@@ -134,8 +135,7 @@ struct KQuantTiles {
       }
       for (int h = 0; h < 2; ++h) {
         const uint8_t* sc = tb + kQ4KTileSc + kTileRows * 2 * c + kHalfRows * h;
-        const __m256i sc_low = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)));
-        const __m256i sc_high = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + kTileRows)));
+        const __m256i sc_low = u8_lanes(sc), sc_high = u8_lanes(sc + kTileRows);
         for (int t = 0; t < NT; ++t) {
           total_low[h][t] = _mm256_add_epi32(total_low[h][t], _mm256_mullo_epi32(low[h][t], sc_low));
           total_high[h][t] = _mm256_add_epi32(total_high[h][t], _mm256_mullo_epi32(high[h][t], sc_high));
@@ -146,15 +146,13 @@ struct KQuantTiles {
       __m256i mins[NT];
       for (int t = 0; t < NT; ++t) mins[t] = _mm256_setzero_si256();
       for (int p = 0; p < 4; ++p) {
-        const __m256i m = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * h)));
+        const __m256i m = min_pairs(tb, h, p);
         for (int t = 0; t < NT; ++t) mins[t] = _mm256_dpwssd_avx_epi32(mins[t], m, broadcast4(xs[t][b].sums + 2 * p));
       }
       const __m256 d = half_scales(tb, h), dmin = half_scales(tb + 2 * kTileRows, h);
       for (int t = 0; t < NT; ++t) {
-        const __m256 dx = _mm256_set1_ps(xs[t][b].d);
-        const __m256i sum = _mm256_add_epi32(total_low[h][t], High ? total_high[h][t] : _mm256_srai_epi32(total_high[h][t], 4));
-        acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, dx), acc[h][t]);
-        acc[h][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[t]), _mm256_mul_ps(dmin, dx), acc[h][t]);
+        const __m256i total = _mm256_add_epi32(total_low[h][t], High ? total_high[h][t] : _mm256_srai_epi32(total_high[h][t], 4));
+        acc[h][t] = k_quant_finish(d, dmin, xs[t][b].d, total, mins[t], acc[h][t]);
       }
     }
   }
@@ -164,7 +162,7 @@ struct KQuantTiles {
 // (ActQ8S16's half sums), weighted by the signed sc_j in int32. One half at a time: both
 // together spilled (n64 97 → 72).
 struct Q6KDot {
-  static __m256i scales(const uint8_t* sc) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))); }
+  static __m256i scales(const uint8_t* sc) { return s8_lanes(sc); }
   static __m256i sub_block(const __m256i* w, const int8_t* q, int16_t sum, __m256i sc) {
     __m256i s01 = dpbusd(_mm256_set1_epi32(-32 * sum), w[0], q), s23 = dpbusd(_mm256_setzero_si256(), w[2], q + 8);
     s01 = dpbusd(s01, w[1], q + 4);
