@@ -63,18 +63,12 @@ void pack_q4_k_row(const Block& blk, int r, uint8_t* out) {
 }
 
 // Row r's part of a Q5_K tile-block: Q4_K's, then its fifth bits (the file's qh: bit j
-// of qh[l] for value l of sub-block j) in the masks of tiled.h.
+// of qh[l] for value l = 4g + i of sub-block j) in the planes of tiled.h.
 void pack_q5_k_row(const BlockQ5_K& blk, int r, uint8_t* out) {
   pack_q4_k_row(blk, r, out);
-  for (int c = 0; c < 4; ++c)
-    for (int g = 0; g < 8; ++g)
-      for (int half = 0; half < 2; ++half) {
-        uint8_t* mask = out + kQ5KTileHigh + 128 * c + 16 * g + 8 * half;
-        for (int i = 0; i < 4; ++i) {
-          const int bit = 4 * r + i;
-          if (blk.qh[4 * g + i] >> (2 * c + half) & 1) mask[bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
-        }
-      }
+  for (int j = 0; j < 8; ++j)
+    for (int l = 0; l < 32; ++l)
+      if (blk.qh[l] >> j & 1) out[kQ5KTileHigh + 64 * j + 4 * r + l % 4] |= static_cast<uint8_t>(1u << (l / 4));
 }
 
 // Row r's part of a Q6_K tile-block: its 6-bit values (unpack_q6_k) in the A/B/C
@@ -179,8 +173,7 @@ void dequantize_q4_k_tile_row(const uint8_t* tb, int64_t lane, float* out, bool 
   // The fifth bit of column 4g + i of sub-block 2c + half: 16 or 0.
   auto fifth = [&](int c, int g, int half, int i) {
     if (!high) return 0;
-    const int bit = 4 * static_cast<int>(lane) + i;
-    return (tb[kQ5KTileHigh + 128 * c + 16 * g + 8 * half + bit / 8] >> (bit % 8) & 1) << 4;
+    return (tb[kQ5KTileHigh + 64 * (2 * c + half) + 4 * lane + i] >> g & 1) << 4;
   };
   for (int c = 0; c < 4; ++c) {
     const float d1 = d * tb[kQ4KTileSc + kTileRows * (2 * c) + lane], m1 = dmin * tb[q4_k_tile_min_at(2 * c, lane)];

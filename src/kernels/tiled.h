@@ -20,10 +20,10 @@
 //   high nibbles the same columns of sub-block 2c+1. 2368 bytes for 4096 weights
 //   (4.625 bits each; the file's rows hold 4.5).
 // Q5_K (as Q4_K with q in 0..31): Q4_K's tile-block for the low 4 bits, then the fifth
-//   bits as byte masks: for chunk c, group g, 16 bytes at kQ5KTileHigh + 128c + 16g,
-//   a 64-bit mask for sub-block 2c then one for 2c+1, bit 4r + i set when column 4g + i
-//   of row r has q ≥ 16, i.e. one bit per byte of the group's 64-byte vector (AVX-512
-//   adds 16 under it as a mask; the 256-bit kernels expand each half's 4 bytes to 16s).
+//   bits as one 64-byte plane per sub-block j at kQ5KTileHigh + 64j: bit g of byte
+//   4r + i is set when column 4g + i of row r has q ≥ 16. So byte k of the plane holds
+//   the fifth bits of byte k of the sub-block's 8 group vectors, and group g's are one
+//   shift and one mask away (16 or 0 in every byte), or one vptestmb (AVX-512).
 //   2880 bytes for 4096 weights (5.625 bits; the file's rows: 5.5).
 // Q6_K (weight = d·sc_j·(q − 32) in sub-block j of 16 columns, q in 0..63, sc_j int8):
 //   16 × fp16 d, then sc_j of the 16 rows for j = 0..15 (256 bytes), then 16 sub-blocks

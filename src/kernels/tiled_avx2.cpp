@@ -126,7 +126,7 @@ struct KQuantTiles {
       for (int g = 0; g < 8; ++g) {
         const __m256i v = load256(tb + kQ4KTileQuants + 512 * (j / 2) + 64 * g + 32 * half);
         __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
-        if constexpr (High) w = _mm256_add_epi8(w, fifth_bits(fifth_mask(tb, j, g, half)));
+        if constexpr (High) w = _mm256_add_epi8(w, fifth_bits(tb, j, g, half));
         for (int t = 0; t < NT; ++t) {
           const __m256i p = _mm256_maddubs_epi16(w, broadcast4(xs[t][b].qs + 32 * j + 4 * g));
           sums[t] = g % kInt16Sums ? _mm256_add_epi16(sums[t], p) : p;

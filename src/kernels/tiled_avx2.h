@@ -55,20 +55,14 @@ inline __m256i q6_k_top_fields(__m256i a, __m256i b, __m256i c) {
   return _mm256_or_si256(_mm256_or_si256(low, mid), high);
 }
 
-// Q5_K's fifth bits for half a vector (tiled.h): the 4 mask bytes at m (bit k for byte
-// k of the half) as 16 in each byte whose bit is set, 0 elsewhere.
-inline __m256i fifth_bits(const uint8_t* m) {
-  int32_t bits;
-  __builtin_memcpy(&bits, m, 4);
-  const __m256i byte_of_bit = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
-                                               2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-  const __m256i picked = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(bits), byte_of_bit), bit);
-  return _mm256_and_si256(_mm256_cmpeq_epi8(picked, bit), _mm256_set1_epi8(16));
-}
-// Where half `half` of group g's mask for sub-block j sits in a Q5_K tile-block.
-inline const uint8_t* fifth_mask(const uint8_t* tb, int j, int g, int half) {
-  return tb + kQ5KTileHigh + 128 * (j / 2) + 16 * g + 8 * (j % 2) + 4 * half;
+// Q5_K's fifth bits of group g, half `half` of sub-block j (tiled.h: bit g of each byte
+// of the sub-block's plane) as 16 in each byte whose bit is set, 0 elsewhere. g must be a
+// constant (unrolled loops): a variable 16-bit shift count costs a register move.
+inline __m256i fifth_bits(const uint8_t* tb, int j, int g, int half) {
+  const __m256i plane = load256(tb + kQ5KTileHigh + 64 * j + 32 * half);
+  // Bit g to bit 4; what a 16-bit shift brings over from the neighbouring byte is masked.
+  const __m256i at4 = g < 4 ? _mm256_slli_epi16(plane, 4 - g) : _mm256_srli_epi16(plane, g - 4);
+  return _mm256_and_si256(at4, _mm256_set1_epi8(16));
 }
 
 }  // namespace

@@ -245,12 +245,13 @@ template <bool High>
 struct KQuantTiles {
   using Act = ActQ8K32;
   static constexpr size_t kBytes = High ? kQ5KTileBytes : kQ4KTileBytes;
-  // Group g of sub-block j with its fifth bits, if any: w (q's low 4 bits) + 16 under the mask.
+  // Group g of sub-block j with its fifth bits, if any: w (q's low 4 bits) + 16 where
+  // bit g of the sub-block's plane is set.
   static inline __m512i with_fifth(__m512i w, const uint8_t* tb, int j, int g) {
     if constexpr (!High) return w;
-    uint64_t bits;
-    std::memcpy(&bits, tb + kQ5KTileHigh + 128 * (j / 2) + 16 * g + 8 * (j % 2), 8);
-    return _mm512_mask_add_epi8(w, static_cast<__mmask64>(bits), w, _mm512_set1_epi8(16));
+    const __m512i plane = _mm512_loadu_si512(tb + kQ5KTileHigh + 64 * j);
+    const __mmask64 fifth = _mm512_test_epi8_mask(plane, _mm512_set1_epi8(static_cast<char>(1 << g)));
+    return _mm512_mask_add_epi8(w, fifth, w, _mm512_set1_epi8(16));
   }
   // (the zero-masked form: GCC 12 warns of the plain one's undefined pass-through here)
   static inline __m512 d_of(const uint8_t* tb, size_t at) {

@@ -114,6 +114,7 @@ struct KQuantTiles {
       __m256i low[2][NT], high[2][NT];
       for (int h = 0; h < 2; ++h)
         for (int t = 0; t < NT; ++t) low[h][t] = high[h][t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
       for (int g = 0; g < 8; ++g) {
         __m256i w_low[2], w_high[2];  // per half
         for (int h = 0; h < 2; ++h) {
@@ -121,8 +122,8 @@ struct KQuantTiles {
           w_low[h] = _mm256_and_si256(v, low4);
           w_high[h] = _mm256_and_si256(High ? _mm256_srli_epi16(v, 4) : v, High ? low4 : high4);
           if constexpr (High) {
-            w_low[h] = _mm256_add_epi8(w_low[h], fifth_bits(fifth_mask(tb, 2 * c, g, h)));
-            w_high[h] = _mm256_add_epi8(w_high[h], fifth_bits(fifth_mask(tb, 2 * c + 1, g, h)));
+            w_low[h] = _mm256_add_epi8(w_low[h], fifth_bits(tb, 2 * c, g, h));
+            w_high[h] = _mm256_add_epi8(w_high[h], fifth_bits(tb, 2 * c + 1, g, h));
           }
         }
         for (int t = 0; t < NT; ++t) {
