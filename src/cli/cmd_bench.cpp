@@ -274,8 +274,8 @@ int run_bench(int argc, char** argv) {
                                   : human_bytes(static_cast<double>(model->tiled_weight_bytes())) + " re-laid out for the int8 kernels";
     std::printf("load: %.2f s (%s); peak RSS %s = %.1f%% of the file\n", load_s, tiles.c_str(), human_bytes(peak_rss).c_str(),
                 100.0 * peak_rss / file_bytes);
-    if (kernels::active_isa() != kernels::Isa::Avx512)
-      std::printf("decode prefetch: off (only the AVX-512 kernels prefetch)\n");
+    if (kernels::active_isa() == kernels::Isa::Scalar)
+      std::printf("decode prefetch: off (only the SIMD tiled kernels prefetch)\n");
     else if (const kernels::PrefetchChoice& pf = model->prefetch_choice(); pf.tuned)
       std::printf("decode prefetch: %s (one-token products at load: %.1f GB/s with, %.1f without)\n", pf.on ? "on" : "off",
                   pf.gbps_on, pf.gbps_off);

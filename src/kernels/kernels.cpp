@@ -87,19 +87,20 @@ void set_isa(Isa isa) {
   settings().isa = isa;
 }
 
-bool decode_prefetch() { return settings().prefetch && settings().isa == Isa::Avx512; }
+bool decode_prefetch() { return settings().prefetch && settings().isa != Isa::Scalar; }
 bool decode_prefetch_forced() { return settings().prefetch_forced; }
 void set_decode_prefetch(bool on) { settings().prefetch = on; }
 
-TiledFn active_tiled_kernel(GgmlType t) {
-  const Settings& set = settings();
-  switch (set.isa) {
-    case Isa::Avx512: return avx512_tiled_kernel(t, set.prefetch);
-    case Isa::AvxVnni: return avxvnni_tiled_kernel(t);
-    case Isa::Avx2: return avx2_tiled_kernel(t);
+static TiledFn tiled_kernel(Isa isa, GgmlType t, bool prefetch) {
+  switch (isa) {
+    case Isa::Avx512: return avx512_tiled_kernel(t, prefetch);
+    case Isa::AvxVnni: return avxvnni_tiled_kernel(t, prefetch);
+    case Isa::Avx2: return avx2_tiled_kernel(t, prefetch);
     default: return nullptr;
   }
 }
+TiledFn active_tiled_kernel(GgmlType t) { return tiled_kernel(settings().isa, t, settings().prefetch); }
+bool has_tiled_kernel(Isa isa, GgmlType t) { return tiled_kernel(isa, t, false) != nullptr; }
 
 TiledTransposedFn active_tiled_transposed_kernel(GgmlType t) {
   switch (settings().isa) {
@@ -123,7 +124,7 @@ PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count
   Settings& set = settings();
   PrefetchChoice choice;
   choice.on = set.prefetch;
-  if (set.prefetch_forced || set.isa != Isa::Avx512) return choice;  // only the AVX-512 tiled kernels prefetch
+  if (set.prefetch_forced || set.isa == Isa::Scalar) return choice;  // only the tiled kernels prefetch
   // Tiled matrices up to ~384 MB: over 10× any last-level cache here, ~10 ms a pass.
   std::vector<const WeightView*> timed;
   size_t bytes = 0;

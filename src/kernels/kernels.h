@@ -18,6 +18,9 @@ const char* isa_name(Isa isa);
 // The vector width's family: "avx512", "avx2" (for AvxVnni too) or "scalar".
 const char* isa_family_name(Isa isa);
 bool cpu_supports(Isa isa);
+// Whether `isa` has an int8 kernel over the tiled layout for weights of type t (then
+// tile_weights re-lays such weights out while `isa` is active).
+bool has_tiled_kernel(Isa isa, GgmlType t);
 Isa active_isa();
 void set_isa(Isa isa);            // Error if the CPU lacks it
 bool parse_isa(const char* s, Isa* out);
@@ -25,8 +28,8 @@ bool parse_isa(const char* s, Isa* out);
 void set_threads(int n);          // -t N; <= 0 means all cores
 int threads();
 
-// Whether the one-token (decode) kernels prefetch the weights ahead in software (only
-// the AVX-512 ones can: false under another ISA, whatever the setting). It pays on some
+// Whether the one-token (decode) tiled kernels prefetch the weights ahead in software
+// (false under the scalar ISA, whatever the setting). It pays on some
 // hosts and costs on others (an Intel Xeon: +11 % decode with it; an AMD Zen 4: up to
 // −25 %), so it is measured: tune_decode_prefetch times both on the model's own
 // weights. MLAMOE_PREFETCH=0|1 forces it (then tuning keeps it).

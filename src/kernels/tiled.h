@@ -74,12 +74,11 @@ constexpr size_t kQ6KTileBytes = kQ6KTileQuants + 16 * kQ6KTileSub;
 using TiledFn = void (*)(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                          const uint8_t* x, size_t x_stride, int64_t ntok, float* y, size_t ldy);
 
-// The AVX-512 VNNI kernel for `t`, or nullptr; the one-token case prefetches the
-// weights ahead in software if `decode_prefetch` (kernels.h).
+// The AVX-512 VNNI, AVX-VNNI and AVX2 kernels for `t`, or nullptr; the one-token case
+// prefetches the weights ahead in software if `decode_prefetch` (kernels.h).
 TiledFn avx512_tiled_kernel(GgmlType t, bool decode_prefetch);
-// The AVX2 and AVX-VNNI kernels for `t`, or nullptr.
-TiledFn avx2_tiled_kernel(GgmlType t);
-TiledFn avxvnni_tiled_kernel(GgmlType t);
+TiledFn avxvnni_tiled_kernel(GgmlType t, bool decode_prefetch);
+TiledFn avx2_tiled_kernel(GgmlType t, bool decode_prefetch);
 // The active ISA's kernel for `t` (with the decode prefetch setting), or nullptr: then
 // `t` stays in the file's rows.
 TiledFn active_tiled_kernel(GgmlType t);

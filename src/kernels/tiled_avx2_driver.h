@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "kernels/act_quant.h"
+#include "kernels/tile_prefetch.h"
 #include "kernels/tiled.h"
 #include "kernels/tiled_avx2.h"
 
@@ -71,13 +72,15 @@ inline void store_rows(float* y, __m256 v, int64_t n) {
 // Halves h0 .. h0 + H − 1 of one tile against NT tokens; `valid` rows of the tile are kept.
 // A kernel with kBothHalves takes a tile-block's two halves in one call (both_halves), so
 // each activation broadcast feeds two instructions; otherwise one half at a time (block).
-template <class K, int H, int NT>
+// Prefetch: the weights ahead in software (decode, tile_prefetch.h).
+template <class K, int H, int NT, bool Prefetch = false>
 void tile_dot(const uint8_t* tile, int h0, int64_t nb, const typename K::Act* const* xs, float* const* ys, int64_t valid) {
   __m256 acc[H][NT];
   for (int h = 0; h < H; ++h)
     for (int t = 0; t < NT; ++t) acc[h][t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* tb = tile + static_cast<size_t>(b) * K::kBlockBytes;
+    prefetch_ahead<Prefetch>(tb, K::kBlockBytes);
     if constexpr (K::kBothHalves) K::template both_halves<NT>(tb, b, xs, acc);
     else
       for (int h = 0; h < H; ++h) K::template block<NT>(tb, h0 + h, b, xs, acc[h]);
@@ -97,7 +100,7 @@ void tile_dot_n(int nt, const uint8_t* tile, int h0, int64_t nb, const typename 
 
 constexpr int64_t kTokenChunk = 64;  // as tiled_avx512.cpp: the activations stay in L2
 
-template <class K>
+template <class K, bool Prefetch>
 void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t valid_rows,
                   const uint8_t* x, size_t x_stride, int64_t ntok, float* y, size_t ldy) {
   using Act = typename K::Act;
@@ -111,7 +114,7 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
       if (c1 - c0 == 1) {  // one token: both halves in one pass over the tile
         const Act* xs[1] = {reinterpret_cast<const Act*>(x + static_cast<size_t>(c0) * x_stride)};
         float* ys[1] = {y_tile + static_cast<size_t>(c0) * ldy};
-        tile_dot<K, 2, 1>(tile, 0, nb, xs, ys, valid);
+        tile_dot<K, 2, 1, Prefetch>(tile, 0, nb, xs, ys, valid);
         continue;
       }
       for (int h = 0; h < 2 && valid > kHalfRows * h; h += H)
@@ -129,17 +132,21 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
   }
 }
 
-// A 256-bit file's kernel for `t` among its four, or nullptr.
-template <class Q4_0K, class Q8_0K, class Q4KK, class Q5KK, class Q6KK>
+// A 256-bit file's kernel for `t` among its five, or nullptr.
+template <class Q4_0K, class Q8_0K, class Q4KK, class Q5KK, class Q6KK, bool Prefetch>
 TiledFn tiled_kernel_of(GgmlType t) {
   switch (t) {
-    case GgmlType::Q4_0: return tiled_matmul<Q4_0K>;
-    case GgmlType::Q8_0: return tiled_matmul<Q8_0K>;
-    case GgmlType::Q4_K: return tiled_matmul<Q4KK>;
-    case GgmlType::Q5_K: return tiled_matmul<Q5KK>;
-    case GgmlType::Q6_K: return tiled_matmul<Q6KK>;
+    case GgmlType::Q4_0: return tiled_matmul<Q4_0K, Prefetch>;
+    case GgmlType::Q8_0: return tiled_matmul<Q8_0K, Prefetch>;
+    case GgmlType::Q4_K: return tiled_matmul<Q4KK, Prefetch>;
+    case GgmlType::Q5_K: return tiled_matmul<Q5KK, Prefetch>;
+    case GgmlType::Q6_K: return tiled_matmul<Q6KK, Prefetch>;
     default: return nullptr;
   }
+}
+template <class... Kernels>
+TiledFn tiled_kernel_of(GgmlType t, bool decode_prefetch) {
+  return decode_prefetch ? tiled_kernel_of<Kernels..., true>(t) : tiled_kernel_of<Kernels..., false>(t);
 }
 
 }  // namespace

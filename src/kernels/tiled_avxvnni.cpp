@@ -175,6 +175,8 @@ using Q6KTiles = Q6KTilesOf<Q6KDot>;
 
 }  // namespace
 
-TiledFn avxvnni_tiled_kernel(GgmlType t) { return tiled_kernel_of<Q4_0Tiles, Q8_0Tiles, KQuantTiles<false>, KQuantTiles<true>, Q6KTiles>(t); }
+TiledFn avxvnni_tiled_kernel(GgmlType t, bool decode_prefetch) {
+  return tiled_kernel_of<Q4_0Tiles, Q8_0Tiles, KQuantTiles<false>, KQuantTiles<true>, Q6KTiles>(t, decode_prefetch);
+}
 
 }  // namespace mlamoe::kernels

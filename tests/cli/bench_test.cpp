@@ -149,9 +149,9 @@ TEST(CliBench, KernelEnvironmentSettings) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "error: MLAMOE_PREFETCH=yes: expected 0 or 1\n");
 
-  // Only the AVX-512 one-token kernels prefetch; under AVX2 the setting says so.
-  const bool avx512 = mlamoe::kernels::cpu_supports(mlamoe::kernels::Isa::Avx512);
-  for (const char* isa : {"avx2", ""})
+  // Every SIMD ISA's one-token tiled kernels prefetch; under scalar the setting says so.
+  const bool simd = mlamoe::kernels::cpu_supports(mlamoe::kernels::Isa::Avx2);
+  for (const char* isa : {"scalar", "avx2", ""})
     for (const char* v : {"0", "1"}) {
       SCOPED_TRACE(std::string("MLAMOE_ISA=") + isa + " MLAMOE_PREFETCH=" + v);
       ::setenv("MLAMOE_PREFETCH", v, 1);
@@ -159,10 +159,10 @@ TEST(CliBench, KernelEnvironmentSettings) {
       r = run_mlamoe({"bench", "-m", fixture(), "-p", "0", "-n", "1", "-r", "1", "--json"});
       ::unsetenv("MLAMOE_ISA");
       ASSERT_EQ(r.exit_code, 0) << r.err;
-      const bool prefetching = avx512 && !*isa && v[0] == '1';
-      EXPECT_EQ(last_line_json(r.out)["decode_prefetch"].get<bool>(), prefetching) << r.out;
-      const std::string said = avx512 && !*isa ? std::string(v[0] == '1' ? "on" : "off") + " (MLAMOE_PREFETCH)"
-                                               : "off (only the AVX-512 kernels prefetch)";
+      const bool can = simd && std::string(isa) != "scalar";
+      EXPECT_EQ(last_line_json(r.out)["decode_prefetch"].get<bool>(), can && v[0] == '1') << r.out;
+      const std::string said = can ? std::string(v[0] == '1' ? "on" : "off") + " (MLAMOE_PREFETCH)"
+                                   : "off (only the SIMD tiled kernels prefetch)";
       EXPECT_NE(r.out.find("decode prefetch: " + said), std::string::npos) << r.out;
     }
   ::unsetenv("MLAMOE_PREFETCH");

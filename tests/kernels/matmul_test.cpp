@@ -45,14 +45,9 @@ std::vector<Isa> available_isas() {
 // The ISAs with int8 kernels over Tiles16 for `type` on this CPU (the layout is the same
 // for all; an ISA without a kernel for a type reads its tiles through the reference).
 std::vector<Isa> tiled_isas(GgmlType type = GgmlType::Q4_0) {
-  const Isa saved = active_isa();
   std::vector<Isa> v;
   for (Isa i : kAllIsas)
-    if (i != Isa::Scalar && cpu_supports(i)) {
-      set_isa(i);
-      if (active_tiled_kernel(type)) v.push_back(i);
-    }
-  set_isa(saved);
+    if (cpu_supports(i) && has_tiled_kernel(i, type)) v.push_back(i);
   return v;
 }
 Isa tiling_isa(GgmlType type = GgmlType::Q4_0) { return tiled_isas(type).empty() ? Isa::Scalar : tiled_isas(type).back(); }
@@ -411,32 +406,37 @@ TEST_P(TiledMatmulTest, EveryIsaGivesTheSameBits) {
 // The one-token kernels with and without software prefetch: the same products, bit for
 // bit, and both within the reference's bounds (check()).
 TEST_P(TiledMatmulTest, DecodeWithAndWithoutPrefetchAgree) {
-  if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const std::vector<Isa> isas = tiled_isas(GetParam());
+  if (isas.empty()) GTEST_SKIP() << "no int8 tiled kernel for this type on this CPU";
   std::mt19937 rng(71 + static_cast<int>(GetParam()));
-  set_isa(Isa::Avx512);
   set_threads(2);
   const bool before = decode_prefetch();
   Weights w = make_weights(GetParam(), 301, cols_for(GetParam(), 8), Data::Adversarial, rng);
-  std::vector<uint8_t> tiles(tiled_bytes(w.view));
-  const WeightView t = tile_weights(w.view, tiles.data());
   std::vector<float> x = make_activations(1, w.view.cols, Data::Random, rng);
-  std::vector<float> y[2];
-  for (bool on : {false, true}) {
-    set_decode_prefetch(on);
-    y[on].assign(static_cast<size_t>(t.rows), NAN);
-    matmul(t, x.data(), 1, y[on].data());
-    check({GetParam(), 37, cols_for(GetParam(), 3), Data::Random, 0, true}, Isa::Avx512, 1, rng);
+  for (Isa isa : isas) {
+    SCOPED_TRACE(isa_name(isa));
+    set_isa(isa);
+    std::vector<uint8_t> tiles(tiled_bytes(w.view));
+    const WeightView t = tile_weights(w.view, tiles.data());
+    std::vector<float> y[2];
+    for (bool on : {false, true}) {
+      set_decode_prefetch(on);
+      y[on].assign(static_cast<size_t>(t.rows), NAN);
+      matmul(t, x.data(), 1, y[on].data());
+      check({GetParam(), 37, cols_for(GetParam(), 3), Data::Random, 0, true}, isa, 1, rng);
+    }
+    EXPECT_EQ(0, std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float)));
   }
   set_decode_prefetch(before);
-  EXPECT_EQ(0, std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float)));
 }
 
 // The load-time choice: nothing to learn from a small model; on 64 MB or more of tiles
 // both settings are timed and the faster one is kept.
 TEST(DecodePrefetch, TunedOnlyOnWeightsBeyondTheCaches) {
-  if (!cpu_supports(Isa::Avx512) || std::getenv("MLAMOE_PREFETCH")) GTEST_SKIP() << "no AVX-512, or forced";
+  const std::vector<Isa> isas = tiled_isas(GgmlType::Q8_0);
+  if (isas.empty() || std::getenv("MLAMOE_PREFETCH")) GTEST_SKIP() << "no tiled kernel, or forced";
   std::mt19937 rng(5);
-  set_isa(Isa::Avx512);
+  set_isa(isas.front());  // the narrowest: the tuning is the same code under every ISA
   Weights small = make_weights(GgmlType::Q8_0, 64, 256, Data::Random, rng);
   std::vector<uint8_t> small_tiles(tiled_bytes(small.view));
   const WeightView s = tile_weights(small.view, small_tiles.data());
