@@ -106,16 +106,6 @@ void run_absorb(benchmark::State& state, GgmlType type, Isa isa, int64_t heads) 
                                                      benchmark::Counter::kIsRate);
 }
 
-// Whether `isa` has an int8 kernel over Tiles16 for `type` (Q5_K: AVX-512 only).
-bool has_tiled_kernel(Isa isa, GgmlType type) {
-  if (isa == Isa::Scalar) return false;
-  const Isa saved = active_isa();
-  set_isa(isa);
-  const bool has = active_tiled_kernel(type) != nullptr;
-  set_isa(saved);
-  return has;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {

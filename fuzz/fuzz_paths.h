@@ -1,11 +1,11 @@
 // Where a fuzz target finds the shared fixtures: ../shared beside the project root
 // (MLAMOE_SHARED overrides), the convention of tests/test_paths.h; and where it writes.
 #pragma once
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+
+#include "scratch_dir.h"
 
 namespace mlamoe::fuzz {
 
@@ -16,22 +16,10 @@ inline std::string shared_dir() {
 }
 
 // A scratch directory for a target that writes files (/tmp/mlamoe-fuzz-NAME-XXXXXX),
-// removed when the fuzzer exits. Only the process that made it removes it: libFuzzer's
-// -fork and -jobs workers make their own.
+// removed when the fuzzer exits (tests/scratch_dir.h; -fork and -jobs workers make their own).
 inline std::string scratch_dir(const std::string& name) {
-  static std::string dir;
-  static pid_t made_by = 0;
-  if (dir.empty()) {
-    std::string tmpl = (std::filesystem::temp_directory_path() / ("mlamoe-fuzz-" + name + "-XXXXXX")).string();
-    if (!mkdtemp(tmpl.data())) std::abort();  // nowhere to write: the run would test nothing
-    dir = tmpl;
-    made_by = getpid();
-    std::atexit([] {
-      if (getpid() != made_by) return;
-      std::error_code ignored;
-      std::filesystem::remove_all(dir, ignored);
-    });
-  }
+  const std::string dir = test::process_scratch_dir("mlamoe-fuzz-" + name);
+  if (dir.empty()) std::abort();  // nowhere to write: the run would test nothing
   return dir;
 }
 

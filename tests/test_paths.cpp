@@ -1,5 +1,7 @@
 #include "test_paths.h"
 
+#include "scratch_dir.h"
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,29 +23,10 @@ std::string shared_dir() {
 }
 std::string binary() { return MLAMOE_BINARY; }
 
-// The directory goes when the test process exits, unless MLAMOE_KEEP_TEST_DIR is set (to
-// look at what a failing test wrote). Only the process that made it removes it: a child
-// forked by a test that reached exit() must not take it from its parent.
-static std::string& made_dir() {
-  static std::string dir;
-  return dir;
-}
-static pid_t made_by = 0;
-
-static void remove_temp_dir() {
-  if (getpid() != made_by || made_dir().empty() || std::getenv("MLAMOE_KEEP_TEST_DIR")) return;
-  std::error_code ignored;
-  std::filesystem::remove_all(made_dir(), ignored);
-}
-
 std::string temp_dir() {
-  static std::string dir = [] {
-    char tmpl[] = "/tmp/mlamoe-test-XXXXXX";
-    if (!mkdtemp(tmpl)) return std::string("/tmp");
-    made_dir() = tmpl;
-    made_by = getpid();
-    std::atexit(remove_temp_dir);
-    return made_dir();
+  static const std::string dir = [] {
+    const std::string made = process_scratch_dir("mlamoe-test");
+    return made.empty() ? std::string("/tmp") : made;
   }();
   return dir;
 }
