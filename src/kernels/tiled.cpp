@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "common/error.h"
 #include "format/quant.h"
@@ -50,6 +51,7 @@ constexpr size_t q4_k_tile_min_at(int j, int64_t r) {
 // Row r's part of a Q4_K tile-block from the file's super-block (Q5_K's low 4 bits).
 template <class Block>
 void pack_q4_k_row(const Block& blk, int r, uint8_t* out) {
+  constexpr bool high = std::is_same_v<Block, BlockQ5_K>;
   std::memcpy(out + 2 * r, &blk.d, 2);
   std::memcpy(out + 2 * kTileRows + 2 * r, &blk.dmin, 2);
   uint8_t sc[8], m[8];
@@ -59,7 +61,7 @@ void pack_q4_k_row(const Block& blk, int r, uint8_t* out) {
     out[q4_k_tile_min_at(j, r)] = m[j];
   }
   for (int c = 0; c < 4; ++c)
-    for (int g = 0; g < 8; ++g) std::memcpy(out + kQ4KTileQuants + 512 * c + 64 * g + 4 * r, blk.qs + 32 * c + 4 * g, 4);
+    for (int g = 0; g < 8; ++g) std::memcpy(out + k_quant_chunk_at(high, c) + 64 * g + 4 * r, blk.qs + 32 * c + 4 * g, 4);
 }
 
 // Row r's part of a Q5_K tile-block: Q4_K's, then its fifth bits (the file's qh: bit j
@@ -68,7 +70,7 @@ void pack_q5_k_row(const BlockQ5_K& blk, int r, uint8_t* out) {
   pack_q4_k_row(blk, r, out);
   for (int j = 0; j < 8; ++j)
     for (int l = 0; l < 32; ++l)
-      if (blk.qh[l] >> j & 1) out[kQ5KTileHigh + 64 * j + 4 * r + l % 4] |= static_cast<uint8_t>(1u << (l / 4));
+      if (blk.qh[l] >> j & 1) out[q5_k_plane_at(j) + 4 * r + l % 4] |= static_cast<uint8_t>(1u << (l / 4));
 }
 
 // Row r's part of a Q6_K tile-block: its 6-bit values (unpack_q6_k) in the A/B/C
@@ -173,14 +175,14 @@ void dequantize_q4_k_tile_row(const uint8_t* tb, int64_t lane, float* out, bool 
   // The fifth bit of column 4g + i of sub-block 2c + half: 16 or 0.
   auto fifth = [&](int c, int g, int half, int i) {
     if (!high) return 0;
-    return (tb[kQ5KTileHigh + 64 * (2 * c + half) + 4 * lane + i] >> g & 1) << 4;
+    return (tb[q5_k_plane_at(2 * c + half) + 4 * lane + i] >> g & 1) << 4;
   };
   for (int c = 0; c < 4; ++c) {
     const float d1 = d * tb[kQ4KTileSc + kTileRows * (2 * c) + lane], m1 = dmin * tb[q4_k_tile_min_at(2 * c, lane)];
     const float d2 = d * tb[kQ4KTileSc + kTileRows * (2 * c + 1) + lane], m2 = dmin * tb[q4_k_tile_min_at(2 * c + 1, lane)];
     for (int g = 0; g < 8; ++g)
       for (int i = 0; i < 4; ++i) {
-        const uint8_t q = tb[kQ4KTileQuants + 512 * c + 64 * g + 4 * lane + i];
+        const uint8_t q = tb[k_quant_chunk_at(high, c) + 64 * g + 4 * lane + i];
         out[64 * c + 4 * g + i] = d1 * ((q & 0xF) + fifth(c, g, 0, i)) - m1;
         out[64 * c + 32 + 4 * g + i] = d2 * ((q >> 4) + fifth(c, g, 1, i)) - m2;
       }

@@ -19,12 +19,16 @@
 //   qs[32c+4g..32c+4g+3], whose low nibbles are columns 4g..4g+3 of sub-block 2c and
 //   high nibbles the same columns of sub-block 2c+1. 2368 bytes for 4096 weights
 //   (4.625 bits each; the file's rows hold 4.5).
-// Q5_K (as Q4_K with q in 0..31): Q4_K's tile-block for the low 4 bits, then the fifth
-//   bits as one 64-byte plane per sub-block j at kQ5KTileHigh + 64j: bit g of byte
-//   4r + i is set when column 4g + i of row r has q ≥ 16. So byte k of the plane holds
-//   the fifth bits of byte k of the sub-block's 8 group vectors, and group g's are one
-//   shift and one mask away (16 or 0 in every byte), or one vptestmb (AVX-512).
-//   2880 bytes for 4096 weights (5.625 bits; the file's rows: 5.5).
+// Q5_K (as Q4_K with q in 0..31): Q4_K's tile-block for the low 4 bits, each chunk
+//   preceded by the fifth bits of its two sub-blocks: one 64-byte plane per sub-block
+//   j (q5_k_plane_at), bit g of byte 4r + i set when column 4g + i of row r has q ≥ 16.
+//   So byte k of the plane holds the fifth bits of byte k of the sub-block's 8 group
+//   vectors, and group g's are one shift and one mask away (16 or 0 in every byte), or
+//   one vptestmb (AVX-512). 2880 bytes for 4096 weights (5.625 bits; the file's rows:
+//   5.5). The planes come before their chunk's quants, so a tile-block is read front
+//   to back: after the whole block, or after each chunk, the cores' own prefetchers
+//   lost the stream (AVX-512 Q5_K_M decode without software prefetch: 47 % of the
+//   roofline with the planes at the end, 83 % before each chunk).
 // Q6_K (weight = d·sc_j·(q − 32) in sub-block j of 16 columns, q in 0..63, sc_j int8):
 //   16 × fp16 d, then sc_j of the 16 rows for j = 0..15 (256 bytes), then 16 sub-blocks
 //   of 192 bytes. Sub-block j's columns 16j + 4g + i (g, i < 4) of row r are q_g, the
@@ -57,9 +61,12 @@ constexpr size_t kQ4KTileMin = kQ4KTileSc + 8 * kTileRows;  // m_j of row r at k
 constexpr size_t kQ4KTileQuants = kQ4KTileMin + 8 * kTileRows;
 constexpr size_t kQ4KTileBytes = kQ4KTileQuants + 4 * 8 * 64;
 
-// A Q5_K tile-block: Q4_K's, then the fifth bits (512 bytes).
-constexpr size_t kQ5KTileHigh = kQ4KTileBytes;
-constexpr size_t kQ5KTileBytes = kQ5KTileHigh + 4 * 8 * 16;
+// Where chunk c's quants sit in a Q4_K (Q5_K: high) tile-block, and sub-block j's
+// fifth-bit plane in a Q5_K one: after its chunk's quants, so a tile-block is read
+// front to back.
+constexpr size_t q5_k_plane_at(int j) { return kQ4KTileQuants + (2 * 64 + 512) * static_cast<size_t>(j / 2) + 64 * static_cast<size_t>(j % 2); }
+constexpr size_t k_quant_chunk_at(bool high, int c) { return high ? q5_k_plane_at(2 * c) + 2 * 64 : kQ4KTileQuants + 512 * static_cast<size_t>(c); }
+constexpr size_t kQ5KTileBytes = q5_k_plane_at(8);
 
 // The parts of a Q6_K tile-block.
 constexpr size_t kQ6KTileSc = 2 * kTileRows;                   // sc_j of row r at kQ6KTileSc + 16 j + r

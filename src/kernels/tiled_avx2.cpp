@@ -124,7 +124,7 @@ struct KQuantTiles {
       __m256i sums[NT];
 #pragma GCC unroll 8
       for (int g = 0; g < 8; ++g) {
-        const __m256i v = load256(tb + kQ4KTileQuants + 512 * (j / 2) + 64 * g + 32 * half);
+        const __m256i v = load256(tb + k_quant_chunk_at(High, j / 2) + 64 * g + 32 * half);
         __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
         if constexpr (High) w = _mm256_add_epi8(w, fifth_bits(tb, j, g, half));
         for (int t = 0; t < NT; ++t) {

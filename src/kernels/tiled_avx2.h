@@ -59,7 +59,7 @@ inline __m256i q6_k_top_fields(__m256i a, __m256i b, __m256i c) {
 // of the sub-block's plane) as 16 in each byte whose bit is set, 0 elsewhere. g must be a
 // constant (unrolled loops): a variable 16-bit shift count costs a register move.
 inline __m256i fifth_bits(const uint8_t* tb, int j, int g, int half) {
-  const __m256i plane = load256(tb + kQ5KTileHigh + 64 * j + 32 * half);
+  const __m256i plane = load256(tb + q5_k_plane_at(j) + 32 * half);
   // Bit g to bit 4; what a 16-bit shift brings over from the neighbouring byte is masked.
   const __m256i at4 = g < 4 ? _mm256_slli_epi16(plane, 4 - g) : _mm256_srli_epi16(plane, g - 4);
   return _mm256_and_si256(at4, _mm256_set1_epi8(16));

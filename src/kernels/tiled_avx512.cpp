@@ -228,7 +228,7 @@ struct KQuantTiles {
   // bit g of the sub-block's plane is set.
   static inline __m512i with_fifth(__m512i w, const uint8_t* tb, int j, int g) {
     if constexpr (!High) return w;
-    const __m512i plane = _mm512_loadu_si512(tb + kQ5KTileHigh + 64 * j);
+    const __m512i plane = _mm512_loadu_si512(tb + q5_k_plane_at(j));
     const __mmask64 fifth = _mm512_test_epi8_mask(plane, _mm512_set1_epi8(static_cast<char>(1 << g)));
     return _mm512_mask_add_epi8(w, fifth, w, _mm512_set1_epi8(16));
   }
@@ -267,7 +267,7 @@ struct KQuantTiles {
       __m512i total[NT];
       for (int t = 0; t < NT; ++t) total[t] = _mm512_setzero_si512();
       for (int j = 0; j < 8; ++j) {  // sub-block j: nibbles of chunk j/2, low for even j
-        const uint8_t* q = tb + kQ4KTileQuants + 512 * (j / 2);
+        const uint8_t* q = tb + k_quant_chunk_at(High, j / 2);
         __m512i w[8];
         for (int g = 0; g < 8; ++g) {
           const __m512i v = _mm512_loadu_si512(q + 64 * g);
@@ -314,7 +314,7 @@ struct KQuantTiles {
       for (int k = 0; k < TT; ++k)
         for (int t = 0; t < NT; ++t) total[k][t] = _mm512_setzero_si512();
       for (int j = 0; j < 8; ++j) {  // sub-block j: nibbles of chunk j/2, low for even j
-        const size_t q = at + kQ4KTileQuants + 512 * static_cast<size_t>(j / 2);
+        const size_t q = at + k_quant_chunk_at(High, j / 2);
         __m512i isum[TT][NT];
         for (int k = 0; k < TT; ++k)
           for (int t = 0; t < NT; ++t) isum[k][t] = _mm512_setzero_si512();
@@ -362,7 +362,7 @@ struct KQuantTiles {
       const ActQ8K32& xb = x[b];
       __m512i total_low = _mm512_setzero_si512(), total_high = total_low;  // even, odd sub-blocks
       for (int c = 0; c < 4; ++c) {
-        const uint8_t* q = tb + kQ4KTileQuants + 512 * c;
+        const uint8_t* q = tb + k_quant_chunk_at(High, c);
         const int8_t *x_low = xb.qs + 64 * c, *x_high = x_low + 32;
         __m512i low[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, high[2] = {low[0], low[0]};
         for (int g = 0; g < 8; ++g) {

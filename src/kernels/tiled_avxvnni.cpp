@@ -118,7 +118,7 @@ struct KQuantTiles {
       for (int g = 0; g < 8; ++g) {
         __m256i w_low[2], w_high[2];  // per half
         for (int h = 0; h < 2; ++h) {
-          const __m256i v = load256(tb + kQ4KTileQuants + 512 * c + 64 * g + 32 * h);
+          const __m256i v = load256(tb + k_quant_chunk_at(High, c) + 64 * g + 32 * h);
           w_low[h] = _mm256_and_si256(v, low4);
           w_high[h] = _mm256_and_si256(High ? _mm256_srli_epi16(v, 4) : v, High ? low4 : high4);
           if constexpr (High) {
