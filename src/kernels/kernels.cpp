@@ -121,10 +121,8 @@ static uint64_t bytes_read(const WeightView& W, int64_t r0, int64_t r1) {
 }
 
 PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count) {
-  Settings& set = settings();
-  PrefetchChoice choice;
-  choice.on = set.prefetch;
-  if (set.prefetch_forced || set.isa == Isa::Scalar) return choice;  // only the tiled kernels prefetch
+  const PrefetchChoice untuned{false, settings().prefetch};
+  if (settings().prefetch_forced || settings().isa == Isa::Scalar) return untuned;
   // Tiled matrices up to ~384 MB: over 10× any last-level cache here, ~10 ms a pass.
   std::vector<const WeightView*> timed;
   size_t bytes = 0;
@@ -137,21 +135,32 @@ PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count
     cols = std::max(cols, W.cols);
     rows = std::max(rows, W.rows);
   }
-  if (bytes < (size_t{64} << 20)) return choice;  // a small model: nothing to learn from
+  if (bytes < (size_t{64} << 20)) return untuned;  // a small model: nothing to learn from
   std::vector<float> x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i * 7919 % 255) - 127) / 127.f;
-  auto pass = [&] {
-    const auto t0 = std::chrono::steady_clock::now();
+  return tune_decode_prefetch([&] {
     for (const WeightView* W : timed) matmul(*W, x.data(), 1, y.data());
+    return static_cast<uint64_t>(bytes);
+  });
+}
+
+PrefetchChoice tune_decode_prefetch(const std::function<uint64_t()>& pass) {
+  Settings& set = settings();
+  PrefetchChoice choice;
+  choice.on = set.prefetch;
+  if (set.prefetch_forced || set.isa == Isa::Scalar) return choice;  // only the tiled kernels prefetch
+  auto timed_pass = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t bytes = pass();
     return static_cast<double>(bytes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 1e9;
   };
-  pass();  // warm-up: threads, activations scratch
+  timed_pass();  // warm-up: threads, activations scratch
   // Alternating, so a drift of the host's bandwidth hits both alike.
   std::vector<double> rate[2];
   for (int r = 0; r < 8; ++r) {
     const bool on = (r % 2 == 0) == (r / 2 % 2 == 0);  // on off off on on off off on
     set.prefetch = on;
-    rate[on].push_back(pass());
+    rate[on].push_back(timed_pass());
   }
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "format/ggml_types.h"
 
@@ -45,6 +46,9 @@ struct PrefetchChoice {
 // Times one-token products over `views` (together far larger than the last-level
 // cache), alternating with and without prefetch, and keeps the faster.
 PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count);
+// The same over `pass`, a decode-like workload returning the weight bytes it read (the
+// model's: one token through the routed experts of every MoE layer).
+PrefetchChoice tune_decode_prefetch(const std::function<uint64_t()>& pass);
 
 // How a weight matrix's bytes are laid out.
 //   Rows    — as in the file (ggml): row r at data + r * row_stride.

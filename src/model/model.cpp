@@ -280,6 +280,48 @@ bool cache_agrees_on_samples(const std::vector<WeightView*>& views, const std::v
 
 }  // namespace
 
+// Whether decode prefetches, timed on what decode mostly reads: one token through k
+// routed experts of every MoE layer, where an expert's gate and up rows alternate (two
+// streams at once). Whole matrices streamed end to end misjudged it: a q5_K_M V2-Lite
+// tuned prefetch off at 36.2 GB/s with, 37.9 without, where decode ran at 68 % of the
+// roofline without and 76 % with (BENCHMARKS.md, "Q5_K decode").
+static kernels::PrefetchChoice tune_decode_prefetch(const ModelConfig& c, const std::vector<LayerWeights>& layers,
+                                                    std::vector<WeightView*>& views) {
+  std::vector<const LayerWeights*> moe;
+  for (const LayerWeights& L : layers)
+    if (L.is_moe && !L.experts.empty() && L.experts[0].gate.layout == kernels::Layout::Tiles16) moe.push_back(&L);
+  const int k = static_cast<int>(c.num_experts_per_tok);
+  const int64_t n_experts = static_cast<int64_t>(moe.empty() ? 0 : moe[0]->experts.size());
+  auto bytes_of = [](const WeightView& W) {
+    return static_cast<uint64_t>((W.rows + 15) / 16) * W.tile_stride;  // Tiles16: 16 rows a tile
+  };
+  uint64_t per_pass = 0;  // about: k of each layer's experts
+  for (const LayerWeights* L : moe) per_pass += k * (bytes_of(L->experts[0].gate) + bytes_of(L->experts[0].up) + bytes_of(L->experts[0].down));
+  // Too few experts, or a pass that would stay in the caches: the matrices' timing decides.
+  if (moe.empty() || k <= 0 || k > n_experts || per_pass < (uint64_t{64} << 20))
+    return kernels::tune_decode_prefetch(views.data(), views.size());
+  std::vector<float> x(static_cast<size_t>(c.hidden_size)), y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i * 7919 % 255) - 127) / 127.f;
+  std::vector<int32_t> ids(static_cast<size_t>(k));
+  const std::vector<float> weights(static_cast<size_t>(k), 1.0f / static_cast<float>(k));
+  uint32_t state = 12345;
+  return kernels::tune_decode_prefetch([&] {
+    uint64_t bytes = 0;
+    for (const LayerWeights* L : moe) {
+      for (int i = 0; i < k; ++i) {  // k distinct experts, as a router picks them
+        do {
+          state = state * 1664525u + 1013904223u;
+          ids[static_cast<size_t>(i)] = static_cast<int32_t>((state >> 8) % static_cast<uint32_t>(n_experts));
+        } while (std::find(ids.begin(), ids.begin() + i, ids[static_cast<size_t>(i)]) != ids.begin() + i);
+        const ExpertWeights& e = L->experts[static_cast<size_t>(ids[static_cast<size_t>(i)])];
+        bytes += bytes_of(e.gate) + bytes_of(e.up) + bytes_of(e.down);
+      }
+      kernels::moe_ffn(L->experts.data(), n_experts, x.data(), 1, ids.data(), weights.data(), k, y.data());
+    }
+    return bytes;
+  });
+}
+
 // The tiled matrices live in one arena, laid out here or mapped from a tile cache; the
 // file's pages of those tensors are then released, so resident memory stays about one
 // model's size.
@@ -332,7 +374,7 @@ void Model::tile_weights(const LoadOptions& opts) {
   }
   for (LayerWeights& L : layers)  // the routed experts' tiled views, ahead of the shared ones
     if (!L.routed_and_shared.empty()) std::copy(L.experts.begin(), L.experts.end(), L.routed_and_shared.begin());
-  prefetch_choice_ = kernels::tune_decode_prefetch(views.data(), views.size());
+  prefetch_choice_ = tune_decode_prefetch(config_, layers, views);
 }
 
 // Lays every matrix out into tiled_ and returns it.

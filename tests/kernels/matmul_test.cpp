@@ -460,6 +460,35 @@ TEST(DecodePrefetch, TunedOnlyOnWeightsBeyondTheCaches) {
   set_decode_prefetch(true);
 }
 
+// The model's form: any decode-like pass (the model's is one token through the routed
+// experts), timed once to warm up, then with and without prefetch in turns (ABBAABBA).
+TEST(DecodePrefetch, TimesAPassWithAndWithoutInTurns) {
+  const std::vector<Isa> isas = tiled_isas(GgmlType::Q8_0);
+  if (isas.empty() || std::getenv("MLAMOE_PREFETCH")) GTEST_SKIP() << "no tiled kernel, or forced";
+  set_isa(isas.front());
+  std::vector<uint8_t> buffer(size_t{8} << 20, 1);
+  std::vector<bool> seen;
+  const PrefetchChoice c = tune_decode_prefetch([&] {
+    seen.push_back(decode_prefetch());
+    uint64_t sum = 0;
+    for (size_t i = 0; i < buffer.size(); i += 64) sum += buffer[i];
+    return sum * 64;  // the bytes touched
+  });
+  ASSERT_EQ(seen.size(), 9u);
+  const std::vector<bool> turns(seen.begin() + 1, seen.end());
+  EXPECT_EQ(turns, (std::vector<bool>{true, false, false, true, true, false, false, true}));
+  EXPECT_TRUE(c.tuned);
+  EXPECT_GT(c.gbps_on, 0.0);
+  EXPECT_EQ(c.on, c.gbps_on >= c.gbps_off);
+  EXPECT_EQ(decode_prefetch(), c.on);
+  set_isa(Isa::Scalar);  // no tiled kernel prefetches: nothing timed
+  seen.clear();
+  EXPECT_FALSE(tune_decode_prefetch([&] { seen.push_back(true); return uint64_t{1}; }).tuned);
+  EXPECT_TRUE(seen.empty());
+  set_isa(isas.front());
+  set_decode_prefetch(true);
+}
+
 // Column slices (a shared expert's part of the shared down matrix) fall on tile-blocks:
 // 32 columns, or the K-quants' 256-column super-blocks; a cut inside one is refused. The
 // model slices the file's rows first and tiles each slice on its own (one contiguous
