@@ -62,8 +62,7 @@ constexpr size_t kQ4KTileQuants = kQ4KTileMin + 8 * kTileRows;
 constexpr size_t kQ4KTileBytes = kQ4KTileQuants + 4 * 8 * 64;
 
 // Where chunk c's quants sit in a Q4_K (Q5_K: high) tile-block, and sub-block j's
-// fifth-bit plane in a Q5_K one: after its chunk's quants, so a tile-block is read
-// front to back.
+// fifth-bit plane in a Q5_K one: just before its chunk's quants.
 constexpr size_t q5_k_plane_at(int j) { return kQ4KTileQuants + (2 * 64 + 512) * static_cast<size_t>(j / 2) + 64 * static_cast<size_t>(j % 2); }
 constexpr size_t k_quant_chunk_at(bool high, int c) { return high ? q5_k_plane_at(2 * c) + 2 * 64 : kQ4KTileQuants + 512 * static_cast<size_t>(c); }
 constexpr size_t kQ5KTileBytes = q5_k_plane_at(8);
