@@ -121,8 +121,6 @@ static uint64_t bytes_read(const WeightView& W, int64_t r0, int64_t r1) {
 }
 
 PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count) {
-  const PrefetchChoice untuned{false, settings().prefetch};
-  if (settings().prefetch_forced || settings().isa == Isa::Scalar) return untuned;
   // Tiled matrices up to ~384 MB: over 10× any last-level cache here, ~10 ms a pass.
   std::vector<const WeightView*> timed;
   size_t bytes = 0;
@@ -135,7 +133,7 @@ PrefetchChoice tune_decode_prefetch(const WeightView* const* views, size_t count
     cols = std::max(cols, W.cols);
     rows = std::max(rows, W.rows);
   }
-  if (bytes < (size_t{64} << 20)) return untuned;  // a small model: nothing to learn from
+  if (bytes < (size_t{64} << 20)) return {false, settings().prefetch};  // a small model: nothing to learn from
   std::vector<float> x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i * 7919 % 255) - 127) / 127.f;
   return tune_decode_prefetch([&] {

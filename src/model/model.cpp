@@ -280,6 +280,10 @@ bool cache_agrees_on_samples(const std::vector<WeightView*>& views, const std::v
 
 }  // namespace
 
+// A matrix's bytes as the file holds them (row_stride is the file's, whatever the layout):
+// what a decode step streams, for the roofline and for the prefetch timing.
+static uint64_t bytes_of(const WeightView& w) { return w.data ? static_cast<uint64_t>(w.rows) * w.row_stride : 0; }
+
 // Whether decode prefetches, timed on what decode mostly reads: one token through k
 // routed experts of every MoE layer, where an expert's gate and up rows alternate (two
 // streams at once). Whole matrices streamed end to end misjudged it: a q5_K_M V2-Lite
@@ -292,9 +296,6 @@ static kernels::PrefetchChoice tune_decode_prefetch(const ModelConfig& c, const 
     if (L.is_moe && !L.experts.empty() && L.experts[0].gate.layout == kernels::Layout::Tiles16) moe.push_back(&L);
   const int k = static_cast<int>(c.num_experts_per_tok);
   const int64_t n_experts = static_cast<int64_t>(moe.empty() ? 0 : moe[0]->experts.size());
-  auto bytes_of = [](const WeightView& W) {
-    return static_cast<uint64_t>((W.rows + 15) / 16) * W.tile_stride;  // Tiles16: 16 rows a tile
-  };
   uint64_t per_pass = 0;  // about: k of each layer's experts
   for (const LayerWeights* L : moe) per_pass += k * (bytes_of(L->experts[0].gate) + bytes_of(L->experts[0].up) + bytes_of(L->experts[0].down));
   // Too few experts, or a pass that would stay in the caches: the matrices' timing decides.
@@ -395,8 +396,6 @@ const uint8_t* Model::lay_out(const std::vector<WeightView*>& views, const std::
   if (progress) progress->finish();
   return tiled_.data();
 }
-
-static uint64_t bytes_of(const WeightView& w) { return w.data ? static_cast<uint64_t>(w.rows) * w.row_stride : 0; }
 
 uint64_t Model::weight_bytes() const {
   uint64_t n = 0;
