@@ -283,6 +283,7 @@ bool cache_agrees_on_samples(const std::vector<WeightView*>& views, const std::v
 // A matrix's bytes as the file holds them (row_stride is the file's, whatever the layout):
 // what a decode step streams, for the roofline and for the prefetch timing.
 static uint64_t bytes_of(const WeightView& w) { return w.data ? static_cast<uint64_t>(w.rows) * w.row_stride : 0; }
+static uint64_t bytes_of(const ExpertWeights& e) { return bytes_of(e.gate) + bytes_of(e.up) + bytes_of(e.down); }
 
 // Whether decode prefetches, timed on what decode mostly reads: one token through k
 // routed experts of every MoE layer, where an expert's gate and up rows alternate (two
@@ -297,7 +298,7 @@ static kernels::PrefetchChoice tune_decode_prefetch(const ModelConfig& c, const 
   const int k = static_cast<int>(c.num_experts_per_tok);
   const int64_t n_experts = static_cast<int64_t>(moe.empty() ? 0 : moe[0]->experts.size());
   uint64_t per_pass = 0;  // about: k of each layer's experts
-  for (const LayerWeights* L : moe) per_pass += k * (bytes_of(L->experts[0].gate) + bytes_of(L->experts[0].up) + bytes_of(L->experts[0].down));
+  for (const LayerWeights* L : moe) per_pass += k * bytes_of(L->experts[0]);
   // Too few experts, or a pass that would stay in the caches: the matrices' timing decides.
   if (moe.empty() || k <= 0 || k > n_experts || per_pass < (uint64_t{64} << 20))
     return kernels::tune_decode_prefetch(views.data(), views.size());
@@ -314,8 +315,7 @@ static kernels::PrefetchChoice tune_decode_prefetch(const ModelConfig& c, const 
           state = state * 1664525u + 1013904223u;
           ids[static_cast<size_t>(i)] = static_cast<int32_t>((state >> 8) % static_cast<uint32_t>(n_experts));
         } while (std::find(ids.begin(), ids.begin() + i, ids[static_cast<size_t>(i)]) != ids.begin() + i);
-        const ExpertWeights& e = L->experts[static_cast<size_t>(ids[static_cast<size_t>(i)])];
-        bytes += bytes_of(e.gate) + bytes_of(e.up) + bytes_of(e.down);
+        bytes += bytes_of(L->experts[static_cast<size_t>(ids[static_cast<size_t>(i)])]);
       }
       kernels::moe_ffn(L->experts.data(), n_experts, x.data(), 1, ids.data(), weights.data(), k, y.data());
     }
@@ -415,10 +415,10 @@ uint64_t Model::bytes_per_token() const {
     for (const auto& w : L.w_uk) n += bytes_of(w);
     for (const auto& w : L.w_uv) n += bytes_of(w);
     if (L.is_moe) {
-      n += bytes_of(L.router) + bytes_of(L.shared.gate) + bytes_of(L.shared.up) + bytes_of(L.shared.down);
+      n += bytes_of(L.router) + bytes_of(L.shared);
       if (!L.experts.empty()) {
         const ExpertWeights& e = L.experts[0];
-        n += static_cast<uint64_t>(c.num_experts_per_tok) * (bytes_of(e.gate) + bytes_of(e.up) + bytes_of(e.down));
+        n += static_cast<uint64_t>(c.num_experts_per_tok) * bytes_of(e);
       }
     } else {
       n += bytes_of(L.ffn_gate) + bytes_of(L.ffn_up) + bytes_of(L.ffn_down);
