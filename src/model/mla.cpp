@@ -52,6 +52,15 @@ void up_project_value(const LayerWeights& L, const Dims& D, int64_t h, const flo
   else kernels::matmul(kernels::row_slice(L.wkv_b, h * (D.d_nope + D.d_v) + D.d_nope, D.d_v), x, T, v);
 }
 
+// The buffers of attend_absorbed, kept from call to call by each thread that calls it.
+// Fresh ones every layer came from memory malloc had just given back: zeroing them was
+// ~1 % of a V2-Lite Q4_K_M decode's samples (perf, 2 threads), half that once kept.
+struct AbsorbedBuffers {
+  std::vector<float> q_lat, q_rope, ctx_lat;
+  std::vector<int64_t> last_pos;
+  std::vector<kernels::LatentAttentionState> states;
+};
+
 // Absorbed attention: queries folded into latent space (W_UK^T q_nope), scores and the
 // weighted sum taken directly over the cached latents (kernels::latent_attention_*),
 // then W_UV applied once per head. Writes T × (H·d_v).
@@ -67,6 +76,7 @@ void up_project_value(const LayerWeights& L, const Dims& D, int64_t h, const flo
 void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t layer, const Dims& D,
                      const std::vector<float>& q, int64_t T, float* attn) {
   constexpr int64_t kGroupTokens = 4, kMinKeys = 64, kMaxKeys = 1024;
+  static thread_local AbsorbedBuffers buffers;
   const float scale = static_cast<float>(ctx.config.softmax_scale());
   const auto& seq_ids = ctx.batch.seq_ids;
   const auto& positions = ctx.batch.positions;
@@ -79,8 +89,13 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   for (int64_t k = 0; k < T; ++k) slot[static_cast<size_t>(order[static_cast<size_t>(k)])] = k;
 
   const int64_t rows = T * D.H;
-  std::vector<float> q_lat(static_cast<size_t>(rows * D.d_c)), q_rope(static_cast<size_t>(rows * D.d_rope));
-  std::vector<int64_t> last_pos(static_cast<size_t>(rows));
+  // Every row of these is written before it is read: no need to clear them.
+  std::vector<float>& q_lat = buffers.q_lat;
+  std::vector<float>& q_rope = buffers.q_rope;
+  std::vector<int64_t>& last_pos = buffers.last_pos;
+  q_lat.resize(static_cast<size_t>(rows * D.d_c));
+  q_rope.resize(static_cast<size_t>(rows * D.d_rope));
+  last_pos.resize(static_cast<size_t>(rows));
   // One parallel pass over the heads (each head's W_UK^T is too small to split). Each
   // thread takes the heads of its own half one at a time, so consecutive heads' weights
   // are one stream, and the faster core then takes heads from the back of the other's
@@ -154,7 +169,8 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
     ctx.kv.will_read(groups[gi].seq, layer, n, /*single_pass=*/gj == gi + 1);
   }
 
-  std::vector<kernels::LatentAttentionState> states(items.size());
+  std::vector<kernels::LatentAttentionState>& states = buffers.states;
+  if (states.size() < items.size()) states.resize(items.size());  // reset below reuses their storage
 #pragma omp parallel num_threads(kernels::threads())
   {
     kernels::PhaseTimer phase(kernels::Phase::LatentAttention);
@@ -179,7 +195,8 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   }
 
   // Merge each group's key ranges (of the same rows) in order; the latent context per row.
-  std::vector<float> ctx_lat(static_cast<size_t>(rows * D.d_c));
+  std::vector<float>& ctx_lat = buffers.ctx_lat;
+  ctx_lat.resize(static_cast<size_t>(rows * D.d_c));
   for (size_t i = 0; i < items.size();) {
     size_t j = i + 1;
     for (; j < items.size() && items[j].row0 == items[i].row0; ++j) kernels::latent_attention_merge(states[i], states[j], D.d_c);
@@ -200,6 +217,9 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
     });
     phase.end_of_region();
   }
+  // Kept for decode steps and small batches; a long prompt's (MBs) are given back.
+  constexpr int64_t kKeepTokens = 16;
+  if (T > kKeepTokens) buffers = AbsorbedBuffers{};
 }
 
 // The per-head W_UV views as one matrix (H·d_v rows × d_c) when they lie back to back
