@@ -102,31 +102,63 @@ struct Q8_0Tiles {
 // m_j pairs against the activations' pairs of sub-block sums (tiled.h).
 // Q5_K (High): q in 0..31 (the fifth bits added as 16), so a pair is ≤ 2·31·127 = 7874
 // and only 4 add in int16 (31496): two vpmaddwd per sub-block.
+// Q5_K's prefill unpacks each tile once (unpack_half; the driver's UnpacksOnce) and its
+// tokens, 3 at a time, read the unpacked bytes: unpacked again for every pair of tokens,
+// its 5 operations per vector outweighed the pair's 3 each. kernels_bench
+// q5_K/avx2-tiled/n64/t1, weight GB/s, two rounds (Zen 4): 0.711 before, 0.850–0.854
+// with 2 tokens, 0.977–0.985 with 3, 0.967–0.969 with 4. Q4_K's unpacking (one or two
+// operations) is cheaper than reading twice the bytes back: 0.78 → 0.63–0.74.
 template <bool High>
 struct KQuantTiles {
   using Act = ActQ8K32;
   static constexpr size_t kBlockBytes = High ? kQ5KTileBytes : kQ4KTileBytes;
+  static constexpr bool kUnpackOnce = High;
+  static constexpr size_t kUnpackedHalfBytes = 8 * 8 * 32;  // sub-block j, group g at 32 (8j + g)
   static constexpr int kInt16Sums = High ? 4 : 8;  // products added before widening
   static constexpr bool kBothHalves = false;
-  static constexpr int kTokens = 2;  // a token keeps its sums, totals and mins live (Q4_0Tiles: figures)
-  // Block b (at tb) of half `half` against NT tokens, into acc[t].
+  // Tokens per pass in prefill: a token keeps its sums, totals and mins live (Q4_0Tiles: figures).
+  static constexpr int kTokens = High ? 3 : 2;
+  // Group g of sub-block j, half `half`: 8 rows × 4 columns, q in 0..15 (0..31).
+  static inline __m256i weights(const uint8_t* tb, int half, int j, int g) {
+    const __m256i v = load256(tb + k_quant_chunk_at(High, j / 2) + 64 * g + 32 * half);
+    __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
+    if constexpr (High) w = _mm256_add_epi8(w, fifth_bits(tb, j, g, half));
+    return w;
+  }
+  static void unpack_half(const uint8_t* tb, int half, uint8_t* out) {
+#pragma GCC unroll 2
+    for (int j = 0; j < 8; ++j)
+#pragma GCC unroll 8
+      for (int g = 0; g < 8; ++g)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * (8 * j + g)), weights(tb, half, j, g));
+  }
+  // Block b (at tb) of half `half` against NT tokens, into acc[t]; the weights from
+  // `unpacked` (unpack_half's bytes) when it is not null.
+  template <int NT>
+  static void block(const uint8_t* tb, const uint8_t* unpacked, int half, int64_t b, const ActQ8K32* const* xs, __m256* acc) {
+    if (unpacked) block_from<NT, true>(tb, unpacked, half, b, xs, acc);
+    else block_from<NT, false>(tb, nullptr, half, b, xs, acc);
+  }
   template <int NT>
   static void block(const uint8_t* tb, int half, int64_t b, const ActQ8K32* const* xs, __m256* acc) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    block_from<NT, false>(tb, nullptr, half, b, xs, acc);
+  }
+
+ private:
+  template <int NT, bool Unpacked>
+  static void block_from(const uint8_t* tb, const uint8_t* unpacked, int half, int64_t b, const ActQ8K32* const* xs, __m256* acc) {
     __m256i total[NT], mins[NT];
     for (int t = 0; t < NT; ++t) total[t] = mins[t] = _mm256_setzero_si256();
-    // Sub-block j is chunk j/2's low (even j) or high (odd j) nibbles. One sub-block at a
-    // time keeps NT int16 sums live, not 2·NT (which spilled at 4 tokens). Unrolled so
-    // that j % 2 is no branch and the scales are unpacked after the sums, not held across
-    // them: left to GCC, Q4_K n64 lost 8-10 % (kernels_bench, 0.92 → 1.03 weight GB/s).
+    // One sub-block at a time keeps NT int16 sums live, not 2·NT (which spilled at 4
+    // tokens). Unrolled so that j % 2 is no branch and the scales are unpacked after the
+    // sums, not held across them: left to GCC, Q4_K n64 lost 8-10 % (kernels_bench,
+    // 0.92 → 1.03 weight GB/s).
 #pragma GCC unroll 2
     for (int j = 0; j < 8; ++j) {
       __m256i sums[NT];
 #pragma GCC unroll 8
       for (int g = 0; g < 8; ++g) {
-        const __m256i v = load256(tb + k_quant_chunk_at(High, j / 2) + 64 * g + 32 * half);
-        __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
-        if constexpr (High) w = _mm256_add_epi8(w, fifth_bits(tb, j, g, half));
+        const __m256i w = Unpacked ? load256(unpacked + 32 * (8 * j + g)) : weights(tb, half, j, g);
         for (int t = 0; t < NT; ++t) {
           const __m256i p = _mm256_maddubs_epi16(w, broadcast4(xs[t][b].qs + 32 * j + 4 * g));
           sums[t] = g % kInt16Sums ? _mm256_add_epi16(sums[t], p) : p;

@@ -63,6 +63,12 @@ struct Q6KTilesOf {
   }
 };
 
+// Kernels whose prefill unpacks each tile once into a buffer (unpack_half: one half
+// tile-block into kUnpackedHalfBytes) and takes the weights from there (block's
+// `unpacked`), instead of unpacking them again for every few tokens.
+template <class K>
+concept UnpacksOnce = requires { requires K::kUnpackOnce; };
+
 // Stores the first n (≤ 8) lanes of v.
 inline void store_rows(float* y, __m256 v, int64_t n) {
   if (n >= kHalfRows) return _mm256_storeu_ps(y, v);
@@ -72,9 +78,11 @@ inline void store_rows(float* y, __m256 v, int64_t n) {
 // Halves h0 .. h0 + H − 1 of one tile against NT tokens; `valid` rows of the tile are kept.
 // A kernel with kBothHalves takes a tile-block's two halves in one call (both_halves), so
 // each activation broadcast feeds two instructions; otherwise one half at a time (block).
-// Prefetch: the weights ahead in software (decode, tile_prefetch.h).
+// Prefetch: the weights ahead in software (decode, tile_prefetch.h). `unpacked`: the
+// tile's weights unpacked (UnpacksOnce kernels, prefill), or null.
 template <class K, int H, int NT, bool Prefetch = false>
-void tile_dot(const uint8_t* tile, int h0, int64_t nb, const typename K::Act* const* xs, float* const* ys, int64_t valid) {
+void tile_dot(const uint8_t* tile, int h0, int64_t nb, const typename K::Act* const* xs, float* const* ys, int64_t valid,
+              const uint8_t* unpacked = nullptr) {
   __m256 acc[H][NT];
   for (int h = 0; h < H; ++h)
     for (int t = 0; t < NT; ++t) acc[h][t] = _mm256_setzero_ps();
@@ -82,6 +90,9 @@ void tile_dot(const uint8_t* tile, int h0, int64_t nb, const typename K::Act* co
     const uint8_t* tb = tile + static_cast<size_t>(b) * K::kBlockBytes;
     prefetch_ahead<Prefetch>(tb, K::kBlockBytes);
     if constexpr (K::kBothHalves) K::template both_halves<NT>(tb, b, xs, acc);
+    else if constexpr (UnpacksOnce<K>)
+      for (int h = 0; h < H; ++h)
+        K::template block<NT>(tb, unpacked ? unpacked + (2 * b + h0 + h) * K::kUnpackedHalfBytes : nullptr, h0 + h, b, xs, acc[h]);
     else
       for (int h = 0; h < H; ++h) K::template block<NT>(tb, h0 + h, b, xs, acc[h]);
   }
@@ -91,11 +102,29 @@ void tile_dot(const uint8_t* tile, int h0, int64_t nb, const typename K::Act* co
 
 // tile_dot for nt ≤ NT tokens.
 template <class K, int H, int NT>
-void tile_dot_n(int nt, const uint8_t* tile, int h0, int64_t nb, const typename K::Act* const* xs, float* const* ys, int64_t valid) {
+void tile_dot_n(int nt, const uint8_t* tile, int h0, int64_t nb, const typename K::Act* const* xs, float* const* ys, int64_t valid,
+                const uint8_t* unpacked) {
   if constexpr (NT > 1) {
-    if (nt < NT) return tile_dot_n<K, H, NT - 1>(nt, tile, h0, nb, xs, ys, valid);
+    if (nt < NT) return tile_dot_n<K, H, NT - 1>(nt, tile, h0, nb, xs, ys, valid, unpacked);
   }
-  tile_dot<K, H, NT>(tile, h0, nb, xs, ys, valid);
+  tile_dot<K, H, NT>(tile, h0, nb, xs, ys, valid, unpacked);
+}
+
+// The buffer an UnpacksOnce kernel unpacks a tile into (per thread, grown as needed).
+// Not a std::vector: no standard-library templates in ISA-flagged files (tiled_avx512.cpp).
+struct UnpackedTileBuffer {
+  uint8_t* data = nullptr;
+  size_t capacity = 0;
+  ~UnpackedTileBuffer() { delete[] data; }
+};
+inline uint8_t* unpacked_tile_buffer(size_t bytes) {
+  static thread_local UnpackedTileBuffer buffer;
+  if (bytes > buffer.capacity) {
+    delete[] buffer.data;
+    buffer.data = new uint8_t[bytes];
+    buffer.capacity = bytes;
+  }
+  return buffer.data;
 }
 
 constexpr int64_t kTokenChunk = 64;  // as tiled_avx512.cpp: the activations stay in L2
@@ -117,6 +146,14 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
         tile_dot<K, 2, 1, Prefetch>(tile, 0, nb, xs, ys, valid);
         continue;
       }
+      const uint8_t* unpacked = nullptr;
+      if constexpr (UnpacksOnce<K>) {
+        uint8_t* buffer = unpacked_tile_buffer(static_cast<size_t>(nb) * 2 * K::kUnpackedHalfBytes);
+        for (int64_t b = 0; b < nb; ++b)
+          for (int h = 0; h < 2; ++h)
+            K::unpack_half(tile + static_cast<size_t>(b) * K::kBlockBytes, h, buffer + (2 * b + h) * K::kUnpackedHalfBytes);
+        unpacked = buffer;
+      }
       for (int h = 0; h < 2 && valid > kHalfRows * h; h += H)
         for (int64_t t0 = c0; t0 < c1; t0 += K::kTokens) {
           const int nt = static_cast<int>(c1 - t0 < K::kTokens ? c1 - t0 : K::kTokens);
@@ -126,7 +163,7 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
             xs[t] = reinterpret_cast<const Act*>(x + static_cast<size_t>(t0 + t) * x_stride);
             ys[t] = y_tile + static_cast<size_t>(t0 + t) * ldy;
           }
-          tile_dot_n<K, H, K::kTokens>(nt, tile, h, nb, xs, ys, valid);
+          tile_dot_n<K, H, K::kTokens>(nt, tile, h, nb, xs, ys, valid, unpacked);
         }
     }
   }
