@@ -19,6 +19,9 @@ void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq,
                  float* Y, size_t ldy);
 // The calling thread's grow-only activation buffer.
 uint8_t* activation_scratch(size_t bytes);
+// The calling thread's grow-only buffer for a tile's unpacked weights (the 256-bit
+// kernels' UnpacksOnce prefill; a separate buffer, as the activations are in use then).
+uint8_t* unpacked_tile_scratch(size_t bytes);
 // Threads worth using for W against n tokens (1 inside a parallel region).
 int work_threads(const WeightView& W, int64_t n);
 

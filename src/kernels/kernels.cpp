@@ -207,13 +207,15 @@ void matmul_reference(const WeightView& W, const float* X, int64_t n, float* Y) 
 }
 
 // Per calling thread, grow-only: after the first calls of a shape nothing is allocated.
-static thread_local std::vector<uint8_t> tl_activations;
+static thread_local std::vector<uint8_t> tl_activations, tl_unpacked_tile;
 static thread_local std::vector<float> tl_row;
 
-uint8_t* activation_scratch(size_t bytes) {
-  if (tl_activations.size() < bytes) tl_activations.resize(bytes);
-  return tl_activations.data();
+static uint8_t* grown(std::vector<uint8_t>& v, size_t bytes) {
+  if (v.size() < bytes) v.resize(bytes);
+  return v.data();
 }
+uint8_t* activation_scratch(size_t bytes) { return grown(tl_activations, bytes); }
+uint8_t* unpacked_tile_scratch(size_t bytes) { return grown(tl_unpacked_tile, bytes); }
 
 static void check_view(const WeightView& W) {
   const TypeTraits* tt = type_traits(W.type);

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "kernels/act_quant.h"
+#include "kernels/dispatch.h"
 #include "kernels/tile_prefetch.h"
 #include "kernels/tiled.h"
 #include "kernels/tiled_avx2.h"
@@ -110,22 +111,6 @@ void tile_dot_n(int nt, const uint8_t* tile, int h0, int64_t nb, const typename 
   tile_dot<K, H, NT>(tile, h0, nb, xs, ys, valid, unpacked);
 }
 
-// The buffer an UnpacksOnce kernel unpacks a tile into (per thread, grown as needed).
-// Not a std::vector: no standard-library templates in ISA-flagged files (tiled_avx512.cpp).
-struct UnpackedTileBuffer {
-  uint8_t* data = nullptr;
-  size_t capacity = 0;
-  ~UnpackedTileBuffer() { delete[] data; }
-};
-inline uint8_t* unpacked_tile_buffer(size_t bytes) {
-  static thread_local UnpackedTileBuffer buffer;
-  if (bytes > buffer.capacity) {
-    delete[] buffer.data;
-    buffer.data = new uint8_t[bytes];
-    buffer.capacity = bytes;
-  }
-  return buffer.data;
-}
 
 constexpr int64_t kTokenChunk = 64;  // as tiled_avx512.cpp: the activations stay in L2
 
@@ -146,13 +131,17 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
         tile_dot<K, 2, 1, Prefetch>(tile, 0, nb, xs, ys, valid);
         continue;
       }
+      // Unpacked once only when a pass of K::kTokens will not take the whole chunk:
+      // otherwise every unpacked byte would be read back just once.
       const uint8_t* unpacked = nullptr;
       if constexpr (UnpacksOnce<K>) {
-        uint8_t* buffer = unpacked_tile_buffer(static_cast<size_t>(nb) * 2 * K::kUnpackedHalfBytes);
-        for (int64_t b = 0; b < nb; ++b)
-          for (int h = 0; h < 2; ++h)
-            K::unpack_half(tile + static_cast<size_t>(b) * K::kBlockBytes, h, buffer + (2 * b + h) * K::kUnpackedHalfBytes);
-        unpacked = buffer;
+        if (c1 - c0 > K::kTokens) {
+          uint8_t* buffer = unpacked_tile_scratch(static_cast<size_t>(nb) * 2 * K::kUnpackedHalfBytes);
+          for (int64_t b = 0; b < nb; ++b)
+            for (int h = 0; h < 2; ++h)
+              K::unpack_half(tile + static_cast<size_t>(b) * K::kBlockBytes, h, buffer + (2 * b + h) * K::kUnpackedHalfBytes);
+          unpacked = buffer;
+        }
       }
       for (int h = 0; h < 2 && valid > kHalfRows * h; h += H)
         for (int64_t t0 = c0; t0 < c1; t0 += K::kTokens) {
