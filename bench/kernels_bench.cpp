@@ -83,10 +83,11 @@ void run_matmul(benchmark::State& state, GgmlType type, Isa isa, int64_t n, int 
 
 // MLA's absorbed query for a legacy attn_kv_b (V2-Lite shape): W_UK^T q_nope with
 // each head's W_UK rows (128 × 512) tiled, as the naive path has them, through
-// matmul_transposed's AVX-512 or AVX2 kernel (float axpy over the rows), one token, one
-// thread. `heads` heads back to back: 1 stays in L2 (the arithmetic alone); 16 × 27 × 4
-// (four decode steps' worth, 64-120 MB) streams from DRAM. ns_per_head against a
-// decode's absorb phase (--phases) tells arithmetic from memory.
+// matmul_transposed's AVX-512 kernel (int8 coefficients, vpdpbusd over 4 rows a lane)
+// or AVX2 kernel (float axpy over the rows), one token, one thread. `heads` heads back
+// to back: 1 stays in L2 (the arithmetic alone); 16 × 27 × 4 (four decode steps' worth,
+// 64-120 MB) streams from DRAM. ns_per_head against a decode's absorb phase (--phases)
+// tells arithmetic from memory.
 void run_absorb(benchmark::State& state, GgmlType type, Isa isa, int64_t heads) {
   set_isa(isa);
   set_threads(1);

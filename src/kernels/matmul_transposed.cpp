@@ -25,8 +25,8 @@ static void for_each_token(int64_t n, const Token& token) {
 }
 
 // Y[t] = Σ_r X[t][r] · W[r]. Tiled Q4_0/Q8_0/Q6_K weights (MLA's W_UK rows of a legacy
-// attn_kv_b, tiled for the naive path) take the AVX-512 or AVX2 kernel, which widens
-// each weight to float in the stream. Otherwise (the reference path) the weight, a small MLA
+// attn_kv_b, tiled for the naive path) take the AVX-512 kernel (the coefficients x · scale
+// rounded to int8) or the AVX2 one (each weight widened to float). Otherwise (the reference path) the weight, a small MLA
 // up-projection (e.g. W_UK of one head, 128 × 512), is dequantized once and each output
 // row is a sum of scaled weight rows, contiguous and vectorizable.
 void matmul_transposed(const WeightView& W, const float* X, int64_t n, float* Y) {

@@ -90,8 +90,9 @@ TiledFn avx2_tiled_kernel(GgmlType t, bool decode_prefetch);
 TiledFn active_tiled_kernel(GgmlType t);
 
 // y[c] = Σ_{r < rows} x[r] · W[r][c] for every column c of a tiled matrix (n_tiles tiles
-// of nb tile-blocks, tile_stride bytes apart): the transposed product, one token, in
-// float32 (x is not quantized).
+// of nb tile-blocks, tile_stride bytes apart): the transposed product, one token. AVX2
+// sums in float32; AVX-512 rounds x · scale to int8 per 16 columns (the bound is in
+// tiled_transposed_avx512.cpp).
 using TiledTransposedFn = void (*)(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t rows,
                                    const float* x, float* y);
 // The AVX-512 and AVX2 kernels for `t` (Q4_0, Q8_0, Q6_K), or nullptr.

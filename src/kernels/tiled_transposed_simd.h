@@ -1,7 +1,7 @@
-// What the transposed kernels of both widths share (tiled_transposed_avx2.cpp,
-// tiled_transposed_avx512.cpp): how far ahead they prefetch, and the column fields of a
-// Tiles16 vector. A vector holds rows in its dword lanes and 4 consecutive columns in
-// each dword's bytes; the fields take column i out as floats, one row per lane. The
+// What the transposed kernels share: how far ahead they prefetch (both widths), and the
+// column fields of a Tiles16 vector (the float kernel of tiled_transposed_avx2.cpp). A
+// vector holds rows in its dword lanes and 4 consecutive columns in each dword's bytes;
+// the fields take column i out as floats, one row per lane. For the fields, the
 // including file defines, for its vector types, before including this header:
 //   VI srli32(VI v, int n)      each dword shifted right by n (n a constant)
 //   VI mask32(VI v, int bits)   each dword's low `bits` bits
@@ -25,7 +25,9 @@ namespace {
 // with the start of every tile: 2 visits ahead (Q4_0 576 B, Q8_0 1088 B, Q6_K 384 B)
 // 2.17-2.26, 2.04-2.08, 3.23-3.29; 4 visits (1152 B, 2176 B, 768 B) 2.17-2.22,
 // 2.91-3.06, 2.80-2.93 (AVX-512). So ~1 KB: whole blocks for Q4_0/Q8_0, 4 sub-blocks
-// for Q6_K.
+// for Q6_K. The AVX-512 int8 kernel, with half the arithmetic, keeps only each tile's
+// start: prefetching 4 sub-blocks ahead slowed its Q6_K heads in decode (absorb 0.96-1.03
+// ms a token against 0.85-0.89 with none).
 constexpr size_t kAheadBytes = 1024;
 constexpr size_t kQ6KAheadSubBlocks = 4;
 inline void prefetch_lines(const uint8_t* p, size_t bytes) {

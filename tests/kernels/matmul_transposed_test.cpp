@@ -45,13 +45,30 @@ TEST(MatmulTransposed, MatchesDefinitionOnDequantizedWeights) {
   }
 }
 
+// The transposed weight of row r, column c is S · (q − offset), with S the scale of its
+// block (Q4_0, Q8_0) or d · sc of its sub-block (Q6_K), read here from the file's block.
+static float run_scale(GgmlType type, const uint8_t* row, int64_t c) {
+  if (type == GgmlType::Q6_K) {
+    const auto* b = reinterpret_cast<const BlockQ6_K*>(row) + c / QK_K;
+    return fp16_to_fp32(b->d) * static_cast<float>(b->scales[c % QK_K / 16]);
+  }
+  if (type == GgmlType::Q8_0) return fp16_to_fp32((reinterpret_cast<const BlockQ8_0*>(row) + c / QK8_0)->d);
+  return fp16_to_fp32((reinterpret_cast<const BlockQ4_0*>(row) + c / QK4_0)->d);
+}
+
 // The AVX-512 and AVX2 transposed kernels on tiled Q4_0, Q8_0 and Q6_K weights against the
 // reference path on the same matrix in the file layout (every weight dequantized, then
-// summed in order). Rows: whole tiles and a ragged last tile (its padding must add
-// nothing); columns: one and several tile-blocks. Rows span 2^-12..2^12 in scale, and a
-// few are all zero. The kernel sums each column in float32 in another order and takes
-// the unsigned offset (8, 128, 32) out as offset · Σ x·scale, so the bound is a few
-// float32 ulps of Σ |x · scale| · (|q| + offset) per column.
+// summed in order). Rows: whole tiles, a ragged last tile (its padding must add
+// nothing) and more than one group of tiles; columns: one and several tile-blocks. Rows
+// span 2^-12..2^12 in scale, and a few are all zero.
+// - AVX2 widens each weight to float: it sums in float32 in another order and takes the
+//   unsigned offset (8, 128, 32) out as offset · Σ x·scale, so the bound is a few float32
+//   ulps of Σ |x · scale| · (|q| + offset) per column.
+// - AVX-512 rounds the coefficients a_r = x_r · S_r of each group of rows to int8 with
+//   one scale (max |a| / 127) and sums in int32: each a_r is off by at most half that
+//   scale, so a column is off by at most (max_r |a_r| / 254) · Σ_r |q_r − offset|, where
+//   |q_r − offset| = |w_r| / S_r (the bound takes the max over all rows, which covers
+//   any grouping), plus the float rounding above.
 TEST(MatmulTransposed, TiledKernelAgreesWithTheReference) {
   using kernels::Isa;
   if (!kernels::cpu_supports(Isa::Avx2)) GTEST_SKIP() << "no AVX2 here: tiled weights need it";
@@ -63,7 +80,7 @@ TEST(MatmulTransposed, TiledKernelAgreesWithTheReference) {
     kernels::set_isa(isa);
     for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
       const float offset = type == GgmlType::Q4_0 ? 8.f : type == GgmlType::Q8_0 ? 128.f : 32.f;
-      for (int64_t rows : {int64_t{16}, int64_t{40}, int64_t{128}})
+      for (int64_t rows : {int64_t{16}, int64_t{40}, int64_t{128}, int64_t{300}})
         for (int64_t cols : type == GgmlType::Q6_K ? std::vector<int64_t>{256, 512} : std::vector<int64_t>{32, 96, 512}) {
           std::vector<float> wf(static_cast<size_t>(rows * cols));
           for (int64_t r = 0; r < rows; ++r) {
@@ -91,19 +108,22 @@ TEST(MatmulTransposed, TiledKernelAgreesWithTheReference) {
             kernels::matmul_transposed(W, X.data(), n, slow.data());
             for (int64_t t = 0; t < n; ++t)
               for (int64_t c = 0; c < cols; ++c) {
-                double want = 0, mag = 0;
+                double want = 0, mag = 0, a_max = 0, q_sum = 0;
                 for (int64_t r = 0; r < rows; ++r) {
                   const int64_t group = type == GgmlType::Q6_K ? 16 : 32, b0 = c / group * group;  // one scale
                   float amax = 0;
                   for (int64_t k = b0; k < b0 + group; ++k) amax = std::fmax(amax, std::fabs(deq[r * cols + k]));
-                  const double w = deq[r * cols + c], x = X[t * rows + r];
+                  const double w = deq[r * cols + c], x = X[t * rows + r], S = run_scale(type, W.row(r), c);
                   want += w * x;
                   mag += std::fabs(x) * (std::fabs(w) + 2.0 * offset * amax / q_max);
+                  a_max = std::fmax(a_max, std::fabs(x * S));
+                  if (S != 0) q_sum += std::fabs(w / S);
                 }
-                const float tol = static_cast<float>(1e-6 * mag) + 1e-30f;
+                const double rounding = isa == Isa::Avx512 ? 1.01 * a_max / 254.0 * q_sum : 0.0;
+                const float tol = static_cast<float>(1e-6 * mag + rounding) + 1e-30f;
                 ASSERT_NEAR(fast[t * cols + c], want, tol)
                     << kernels::isa_name(isa) << " " << type_name(type) << " " << rows << "x" << cols << " n " << n << " t " << t << " c " << c;
-                ASSERT_NEAR(slow[t * cols + c], want, tol) << "reference " << type_name(type);
+                ASSERT_NEAR(slow[t * cols + c], want, static_cast<float>(1e-6 * mag) + 1e-30f) << "reference " << type_name(type);
               }
           }
         }
