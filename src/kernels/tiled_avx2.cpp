@@ -116,8 +116,12 @@ struct KQuantTiles {
   static constexpr size_t kUnpackedHalfBytes = 8 * 8 * 32;  // sub-block j, group g at 32 (8j + g)
   static constexpr int kInt16Sums = High ? 4 : 8;  // products added before widening
   static constexpr bool kBothHalves = false;
-  // Tokens per pass in prefill: a token keeps its sums, totals and mins live (Q4_0Tiles: figures).
-  static constexpr int kTokens = High ? 3 : 2;
+  // Tokens per pass in prefill: a token keeps its sums, totals and mins live. Q4_K,
+  // kernels_bench q4_K/avx2-tiled/n64/t1 on Zen 4, weight GB/s with 2 / 3 / 4 tokens:
+  // 0.782–0.784 / 0.833–0.867 / 0.872–0.880 (n512 alike; V2-Lite Q4_K_M pp512 +4–8 %).
+  // Zen 5 favoured 2 in session 19 (Q4_0Tiles' figures), before a pass kept one
+  // sub-block's sums at a time; not measured there since.
+  static constexpr int kTokens = High ? 3 : 4;
   // Group g of sub-block j, half `half`: 8 rows × 4 columns, q in 0..15 (0..31).
   static inline __m256i weights(const uint8_t* tb, int half, int j, int g) {
     const __m256i v = load256(tb + k_quant_chunk_at(High, j / 2) + 64 * g + 32 * half);
