@@ -19,17 +19,6 @@
 namespace mlamoe::kernels {
 namespace {
 
-// A 64-byte vector loaded into a register once. Without the empty asm GCC folds the load
-// into every instruction that uses the vector (both nibble masks, a mask and a shift),
-// and a Zen 4 core moves one 512-bit load per cycle: the Q4_K decode kernel's dot
-// products alone on L1-resident tiles took 39 ns per tile-block with the load folded
-// twice and 27 ns with one load.
-inline __m512i load_once(const uint8_t* p) {
-  __m512i v = _mm512_loadu_si512(p);
-  asm("" : "+v"(v));
-  return v;
-}
-
 struct UnpackQ4_0 {
   static constexpr GgmlType kType = GgmlType::Q4_0;
   static constexpr int kOffset = 8;
@@ -394,16 +383,7 @@ using Q5KTiles = KQuantTiles<true>;
 struct Q6KTiles {
   using Act = ActQ8;  // read as ActQ8S16 (the same bytes with the sum split)
   static inline const ActQ8S16& act(const ActQ8* x) { return *reinterpret_cast<const ActQ8S16*>(x); }
-  // w[g] = 16 rows × columns 16j + 4g .. 16j + 4g + 3 as bytes q.
-  static inline void unpack(const uint8_t* tb, int j, __m512i* w) {
-    const uint8_t* sub = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j);
-    const __m512i low6 = _mm512_set1_epi8(0x3F);
-    const __m512i a = load_once(sub), b = load_once(sub + 64), c = load_once(sub + 128);
-    w[0] = _mm512_and_si512(a, low6);
-    w[1] = _mm512_and_si512(b, low6);
-    w[2] = _mm512_and_si512(c, low6);
-    w[3] = _mm512_and_si512(q6_k_top_fields(a, b, c), low6);
-  }
+  static inline void unpack(const uint8_t* tb, int j, __m512i* w) { q6_k_sub_block(tb, j, w); }
   // d · sc_j of the 16 rows (sc_j signed).
   static inline __m512 scaled(__m512 d, const uint8_t* tb, int j) {
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ6KTileSc + kTileRows * j));

@@ -67,15 +67,7 @@ struct Q6KRuns {
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ6KTileSc + kTileRows * j));
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc));
   }
-  static void quants(const uint8_t* tb, int j, __m512i* w) {
-    const uint8_t* q = tb + kQ6KTileQuants + kQ6KTileSub * static_cast<size_t>(j);
-    const __m512i low6 = _mm512_set1_epi8(0x3F);
-    const __m512i a = _mm512_loadu_si512(q), b = _mm512_loadu_si512(q + 64), c = _mm512_loadu_si512(q + 128);
-    w[0] = _mm512_and_si512(a, low6);
-    w[1] = _mm512_and_si512(b, low6);
-    w[2] = _mm512_and_si512(c, low6);
-    w[3] = _mm512_and_si512(q6_k_top_fields(a, b, c), low6);
-  }
+  static void quants(const uint8_t* tb, int j, __m512i* w) { q6_k_sub_block(tb, j, w); }
 };
 
 // Tiles summed with one coefficient scale: a W_UK head (128 rows) is one group; taller
