@@ -131,6 +131,20 @@ TEST(MoeFfn, RejectsBadExpertIds) {
   EXPECT_THROW(moe_ffn(v, 2, x.data(), 1, ids, w, 1, y.data()), Error);
 }
 
+// An expert whose matrices differ from expert 0's is an error when a token selects it
+// (the kernel checks the experts it reads, not all of them).
+TEST(MoeFfn, RejectsASelectedExpertOfAnotherShape) {
+  std::mt19937 rng(2);
+  auto ex = make_experts(2, GgmlType::Q8_0, GgmlType::Q8_0, 64, 64, rng);
+  auto odd = make_experts(1, GgmlType::Q8_0, GgmlType::Q8_0, 64, 32, rng);  // ff 32, not 64
+  FfnWeights v[3] = {ex[0].w, ex[1].w, odd[0].w};
+  std::vector<float> x(64, 0.5f), y(64);
+  float w[1] = {1.f};
+  int32_t fine[1] = {1}, bad[1] = {2};
+  EXPECT_NO_THROW(moe_ffn(v, 3, x.data(), 1, fine, w, 1, y.data()));
+  EXPECT_THROW(moe_ffn(v, 3, x.data(), 1, bad, w, 1, y.data()), Error);
+}
+
 TEST(SwigluFfn, EqualsOneExpertWithWeightOne) {
   std::mt19937 rng(3);
   auto ex = make_experts(1, GgmlType::Q5_K, GgmlType::Q4_K, 256, 256, rng);
