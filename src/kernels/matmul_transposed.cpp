@@ -25,10 +25,11 @@ static void for_each_token(int64_t n, const Token& token) {
 }
 
 // Y[t] = Σ_r X[t][r] · W[r]. Tiled Q4_0/Q8_0/Q6_K weights (MLA's W_UK rows of a legacy
-// attn_kv_b, tiled for the naive path) take the AVX-512 kernel (the coefficients x · scale
-// rounded to int8) or the AVX2 one (each weight widened to float). Otherwise (the reference path) the weight, a small MLA
-// up-projection (e.g. W_UK of one head, 128 × 512), is dequantized once and each output
-// row is a sum of scaled weight rows, contiguous and vectorizable.
+// attn_kv_b, tiled for the naive path) take the AVX-512 kernel (the coefficients
+// x · scale rounded to int8) or the AVX2 one (each weight widened to float). Otherwise
+// (the reference path) the weight, a small MLA up-projection (e.g. W_UK of one head,
+// 128 × 512), is dequantized once and each output row is a sum of scaled weight rows,
+// contiguous and vectorizable.
 void matmul_transposed(const WeightView& W, const float* X, int64_t n, float* Y) {
   const TiledTransposedFn tiled = W.layout == Layout::Tiles16 ? active_tiled_transposed_kernel(W.type) : nullptr;
   const int64_t rows = W.rows, cols = W.cols;

@@ -111,7 +111,6 @@ void tile_dot_n(int nt, const uint8_t* tile, int h0, int64_t nb, const typename 
   tile_dot<K, H, NT>(tile, h0, nb, xs, ys, valid, unpacked);
 }
 
-
 constexpr int64_t kTokenChunk = 64;  // as tiled_avx512.cpp: the activations stay in L2
 
 template <class K, bool Prefetch>

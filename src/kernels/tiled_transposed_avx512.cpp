@@ -38,8 +38,8 @@ struct Block32Runs {
   static constexpr float kOffset = Q4 ? 8.f : 128.f;
   static constexpr size_t kAhead = (kAheadBytes + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
   static void prefetch_start(const uint8_t* tile) { prefetch_lines(tile, kAhead); }
-  static constexpr bool kSubScales = false;  // both halves take the same coefficients
-  static constexpr int kRunsPerVisit = 2;    // the whole block (Q4_0's halves are the same bytes)
+  static constexpr bool kSubScales = false;
+  static constexpr int kRunsPerVisit = 2;  // the whole block (Q4_0's halves are the same bytes)
   static void quants(const uint8_t* tb, int half, __m512i* w) {
     const uint8_t* q = tb + kTileScaleBytes + (Q4 ? 0 : 256 * half);
     const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -60,8 +60,9 @@ struct Q6KRuns {
   static constexpr float kOffset = 32.f;
   static void prefetch_start(const uint8_t* tile) { prefetch_lines(tile, kQ6KTileQuants + kQ6KAheadSubBlocks * kQ6KTileSub); }
   static constexpr bool kSubScales = true;
-  // Longer visits streamed slower: kernels_bench absorb/q6_K 16x27x4, µs a head, 1 run
-  // 3.3, 2 runs 3.8-4.0, 4 runs 4.3-4.5 (the same 1.7 hot).
+  // A sub-block a visit, as its scales are its own. Visiting 2 or 4 at once (each with
+  // its coefficients) streamed slower: kernels_bench absorb/q6_K 16x27x4, µs a head, 1
+  // 3.3, 2 3.8-4.0, 4 4.3-4.5 (the same 1.7 hot).
   static constexpr int kRunsPerVisit = 1;
   static __m512 sub_scales(const uint8_t* tb, int j) {  // sc_j of the 16 rows
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ6KTileSc + kTileRows * j));
@@ -117,11 +118,10 @@ struct Coefficients {
   }
 };
 
-// Runs run0 .. run0 + R − 1 of a group's tiles, each tile visited once for all R (its
-// R runs are adjacent bytes): a head's tiles are read side by side, and longer visits
-// keep fewer, longer streams going.
+// Runs run0 .. run0 + R − 1 of a group's tiles, which share the coefficients c: each
+// tile is visited once for all R (adjacent bytes; a head's tiles are read side by side).
 template <class Runs, int R, class BlockOf>
-inline void add_runs(const Coefficients* c, const BlockOf& block_of, int64_t n, int run0, __m512* out) {
+inline void add_runs(const Coefficients& c, const BlockOf& block_of, int64_t n, int run0, __m512* out) {
   // Byte 4k + i of each 128-bit lane from byte 4i + k: rows 4ℓ..4ℓ+3 of column k per dword.
   const __m512i transpose = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   __m512i acc[R][4];
@@ -131,15 +131,18 @@ inline void add_runs(const Coefficients* c, const BlockOf& block_of, int64_t n, 
     for (int r = 0; r < R; ++r) {
       __m512i w[4];
       Runs::quants(block_of(i), run0 + r, w);
-      const __m512i coef = c[Runs::kSubScales ? r : 0].q[i];
-      for (int g = 0; g < 4; ++g) acc[r][g] = _mm512_dpbusd_epi32(acc[r][g], _mm512_shuffle_epi8(w[g], transpose), coef);
+      for (int g = 0; g < 4; ++g) acc[r][g] = _mm512_dpbusd_epi32(acc[r][g], _mm512_shuffle_epi8(w[g], transpose), c.q[i]);
     }
-  for (int r = 0; r < R; ++r) out[r] = c[Runs::kSubScales ? r : 0].finish(acc[r], Runs::kOffset, out[r]);
+  for (int r = 0; r < R; ++r) out[r] = c.finish(acc[r], Runs::kOffset, out[r]);
 }
 
+// A Runs type gives kRunsPerBlock runs of 16 columns per tile-block, visited
+// kRunsPerVisit at a time; the runs of a visit share their coefficients: x · d, times the
+// run's sub_scales when kSubScales (so a visit is then one run).
 template <class Runs>
 void transposed_int8(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int64_t nb, int64_t rows, const float* x, float* y) {
   constexpr int R = Runs::kRunsPerVisit;
+  static_assert(!Runs::kSubScales || R == 1, "runs with scales of their own take their own coefficients");
   for (int64_t i = 0; i < n_tiles; ++i) Runs::prefetch_start(tiles + static_cast<size_t>(i) * tile_stride);
   for (int64_t b = 0; b < nb; ++b) {
     __m512 out[Runs::kRunsPerBlock];
@@ -149,15 +152,15 @@ void transposed_int8(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, 
       auto block_of = [&](int64_t i) { return tiles + static_cast<size_t>(i0 + i) * tile_stride + static_cast<size_t>(b) * Runs::kBlockBytes; };
       __m512 xd[kGroupTiles];  // x · the block's scale d, per row
       for (int64_t i = 0; i < n; ++i) xd[i] = _mm512_mul_ps(tile_x(x, i0 + i, rows), tile_scales(block_of(i)));
-      Coefficients c[R];
-      if constexpr (!Runs::kSubScales) c[0].quantize(xd, n);  // one set for the whole block
       for (int run0 = 0; run0 < Runs::kRunsPerBlock; run0 += R) {
-        if constexpr (Runs::kSubScales)
-          for (int r = 0; r < R; ++r) {
-            __m512 a[kGroupTiles];
-            for (int64_t i = 0; i < n; ++i) a[i] = _mm512_mul_ps(xd[i], Runs::sub_scales(block_of(i), run0 + r));
-            c[r].quantize(a, n);
-          }
+        Coefficients c;
+        if constexpr (Runs::kSubScales) {
+          __m512 a[kGroupTiles];
+          for (int64_t i = 0; i < n; ++i) a[i] = _mm512_mul_ps(xd[i], Runs::sub_scales(block_of(i), run0));
+          c.quantize(a, n);
+        } else {
+          c.quantize(xd, n);
+        }
         add_runs<Runs, R>(c, block_of, n, run0, out + run0);
       }
     }
