@@ -17,7 +17,7 @@ ActFormat kernel_activation_format(const WeightView& W);
 // Y[t * ldy + r]. Runs on the calling thread.
 void matmul_rows(const WeightView& W, int64_t r0, int64_t r1, const uint8_t* xq, size_t x_stride, int64_t n,
                  float* Y, size_t ldy);
-// The calling thread's grow-only activation buffer.
+// The calling thread's grow-only activation buffer (64-byte aligned, as the next).
 uint8_t* activation_scratch(size_t bytes);
 // The calling thread's grow-only buffer for a tile's unpacked weights (the 256-bit
 // kernels' UnpacksOnce prefill; a separate buffer, as the activations are in use then).

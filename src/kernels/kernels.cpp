@@ -210,9 +210,11 @@ void matmul_reference(const WeightView& W, const float* X, int64_t n, float* Y) 
 static thread_local std::vector<uint8_t> tl_activations, tl_unpacked_tile;
 static thread_local std::vector<float> tl_row;
 
+// 64-byte aligned: kernels store whole vectors into these buffers.
 static uint8_t* grown(std::vector<uint8_t>& v, size_t bytes) {
-  if (v.size() < bytes) v.resize(bytes);
-  return v.data();
+  if (v.size() < bytes + 63) v.resize(bytes + 63);
+  const uintptr_t at = reinterpret_cast<uintptr_t>(v.data());
+  return v.data() + ((64 - at % 64) % 64);
 }
 uint8_t* activation_scratch(size_t bytes) { return grown(tl_activations, bytes); }
 uint8_t* unpacked_tile_scratch(size_t bytes) { return grown(tl_unpacked_tile, bytes); }

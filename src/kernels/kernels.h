@@ -106,8 +106,8 @@ WeightView tiled_view(const WeightView& W, const uint8_t* dst);
 // Bumped whenever the bytes tile_weights writes for the same input change, or which
 // matrices a model tiles, so tile caches made by an older build are not used. 2: a
 // legacy attn_kv_b's W_UK^T is no longer a column-scaled transpose. 3: Q5_K is tiled.
-// 4: Q5_K's fifth bits are bit planes, before their chunk.
-constexpr uint32_t kTileFormatVersion = 4;
+// 4: Q5_K's fifth bits are bit planes, before their chunk. 5: Q4_K/Q5_K scales stay 6-bit.
+constexpr uint32_t kTileFormatVersion = 5;
 
 // Views of part of a matrix in either layout, no copy: rows [r0, r0 + n) (r0 a multiple
 // of 16 when tiled) and columns [c0, c0 + n) (c0 and n multiples of the block size).

@@ -41,24 +41,34 @@ size_t tiled_bytes(const WeightView& W) {
   return static_cast<size_t>(n_tiles) * static_cast<size_t>(nb) * tile_block_bytes(W.type);
 }
 
-namespace {
-
-// Where m_j of row r sits in a Q4_K tile-block.
-constexpr size_t q4_k_tile_min_at(int j, int64_t r) {
-  return kQ4KTileMin + 32 * static_cast<size_t>(j / 2) + 2 * static_cast<size_t>(r) + static_cast<size_t>(j % 2);
+void q4_k_pack_scales(const uint8_t* u, uint8_t* packed) {
+  for (int k = 0; k < 64; ++k) {
+    packed[k] = static_cast<uint8_t>((u[k] & 15) | (u[64 + k] & 15) << 4);
+    packed[64 + k] = static_cast<uint8_t>((u[128 + k] & 15) | (u[192 + k] & 15) << 4);
+    packed[128 + k] = static_cast<uint8_t>(u[k] >> 4 | (u[64 + k] >> 4) << 2 | (u[128 + k] >> 4) << 4 | (u[192 + k] >> 4) << 6);
+  }
 }
 
-// Row r's part of a Q4_K tile-block from the file's super-block (Q5_K's low 4 bits).
+void q4_k_unpack_scales(const uint8_t* packed, uint8_t* u) {
+  for (int q = 0; q < 4; ++q)
+    for (int k = 0; k < 64; ++k)
+      u[64 * q + k] = static_cast<uint8_t>((packed[64 * (q / 2) + k] >> 4 * (q % 2) & 15) | (packed[128 + k] >> 2 * q & 3) << 4);
+}
+
+namespace {
+
+// Row r's part of a Q4_K tile-block from the file's super-block (Q5_K's low 4 bits),
+// its scales into `scales` (the unpacked form, packed once all rows are in).
 template <class Block>
-void pack_q4_k_row(const Block& blk, int r, uint8_t* out) {
+void pack_q4_k_row(const Block& blk, int r, uint8_t* out, uint8_t* scales) {
   constexpr bool high = std::is_same_v<Block, BlockQ5_K>;
   std::memcpy(out + 2 * r, &blk.d, 2);
   std::memcpy(out + 2 * kTileRows + 2 * r, &blk.dmin, 2);
   uint8_t sc[8], m[8];
   unpack_k_scales(blk.scales, sc, m);
   for (int j = 0; j < 8; ++j) {
-    out[kQ4KTileSc + kTileRows * j + r] = sc[j];
-    out[q4_k_tile_min_at(j, r)] = m[j];
+    scales[kTileRows * j + r] = sc[j];
+    scales[q4_k_min_at(j, r)] = m[j];
   }
   for (int c = 0; c < 4; ++c)
     for (int g = 0; g < 8; ++g) std::memcpy(out + k_quant_chunk_at(high, c) + 64 * g + 4 * r, blk.qs + 32 * c + 4 * g, 4);
@@ -66,8 +76,8 @@ void pack_q4_k_row(const Block& blk, int r, uint8_t* out) {
 
 // Row r's part of a Q5_K tile-block: Q4_K's, then its fifth bits (the file's qh: bit j
 // of qh[l] for value l = 4g + i of sub-block j) in the planes of tiled.h.
-void pack_q5_k_row(const BlockQ5_K& blk, int r, uint8_t* out) {
-  pack_q4_k_row(blk, r, out);
+void pack_q5_k_row(const BlockQ5_K& blk, int r, uint8_t* out, uint8_t* scales) {
+  pack_q4_k_row(blk, r, out, scales);
   for (int j = 0; j < 8; ++j)
     for (int l = 0; l < 32; ++l)
       if (blk.qh[l] >> j & 1) out[q5_k_plane_at(j) + 4 * r + l % 4] |= static_cast<uint8_t>(1u << (l / 4));
@@ -95,12 +105,13 @@ void pack_q6_k_row(const BlockQ6_K& blk, int r, uint8_t* out) {
 void pack_tile_block(const WeightView& W, int64_t row0, int64_t b, uint8_t* out) {
   std::memset(out, 0, tile_block_bytes(W.type));
   uint8_t* quants = out + kTileScaleBytes;
+  uint8_t k_scales[kQ4KScalesBytes] = {};
   for (int r = 0; r < kTileRows && row0 + r < W.rows; ++r) {
     const uint8_t* src = W.row(row0 + r);
     if (W.type == GgmlType::Q4_K) {
-      pack_q4_k_row(reinterpret_cast<const BlockQ4_K*>(src)[b], r, out);
+      pack_q4_k_row(reinterpret_cast<const BlockQ4_K*>(src)[b], r, out, k_scales);
     } else if (W.type == GgmlType::Q5_K) {
-      pack_q5_k_row(reinterpret_cast<const BlockQ5_K*>(src)[b], r, out);
+      pack_q5_k_row(reinterpret_cast<const BlockQ5_K*>(src)[b], r, out, k_scales);
     } else if (W.type == GgmlType::Q6_K) {
       pack_q6_k_row(reinterpret_cast<const BlockQ6_K*>(src)[b], r, out);
     } else if (W.type == GgmlType::Q4_0) {
@@ -114,6 +125,7 @@ void pack_tile_block(const WeightView& W, int64_t row0, int64_t b, uint8_t* out)
         for (int i = 0; i < 4; ++i) quants[64 * s + 4 * r + i] = static_cast<uint8_t>(blk.qs[4 * s + i]) ^ 0x80;
     }
   }
+  if (W.type == GgmlType::Q4_K || W.type == GgmlType::Q5_K) q4_k_pack_scales(k_scales, out + kQ4KTileScales);
 }
 
 }  // namespace
@@ -172,14 +184,17 @@ void dequantize_q4_k_tile_row(const uint8_t* tb, int64_t lane, float* out, bool 
   std::memcpy(&h[0], tb + 2 * lane, 2);
   std::memcpy(&h[1], tb + 2 * kTileRows + 2 * lane, 2);
   const float d = fp16_to_fp32(h[0]), dmin = fp16_to_fp32(h[1]);
+  uint8_t scales[kQ4KScalesBytes];
+  q4_k_unpack_scales(tb + kQ4KTileScales, scales);
   // The fifth bit of column 4g + i of sub-block 2c + half: 16 or 0.
   auto fifth = [&](int c, int g, int half, int i) {
     if (!high) return 0;
     return (tb[q5_k_plane_at(2 * c + half) + 4 * lane + i] >> g & 1) << 4;
   };
   for (int c = 0; c < 4; ++c) {
-    const float d1 = d * tb[kQ4KTileSc + kTileRows * (2 * c) + lane], m1 = dmin * tb[q4_k_tile_min_at(2 * c, lane)];
-    const float d2 = d * tb[kQ4KTileSc + kTileRows * (2 * c + 1) + lane], m2 = dmin * tb[q4_k_tile_min_at(2 * c + 1, lane)];
+    const int r = static_cast<int>(lane);
+    const float d1 = d * scales[kTileRows * (2 * c) + r], m1 = dmin * scales[q4_k_min_at(2 * c, r)];
+    const float d2 = d * scales[kTileRows * (2 * c + 1) + r], m2 = dmin * scales[q4_k_min_at(2 * c + 1, r)];
     for (int g = 0; g < 8; ++g)
       for (int i = 0; i < 4; ++i) {
         const uint8_t q = tb[k_quant_chunk_at(high, c) + 64 * g + 4 * lane + i];

@@ -11,21 +11,19 @@
 //       weight = d·(q − 8)).
 // Q8_0: 8 groups; group s holds columns 4s..4s+3 as unsigned bytes q + 128.
 // Q4_K (weight = d·sc_j·q − dmin·m_j in sub-block j of 32 columns, q in 0..15):
-//   16 × fp16 d, 16 × fp16 dmin (64 bytes), then sc_j of the 16 rows for j = 0..7 as
-//   bytes (128), then m_j in pairs (128): 32 bytes per pair p, m_2p and m_2p+1 of row r
-//   at 2r and 2r + 1, so widened to int16 each row's pair is one dword against the
-//   activations' pair of sums (the file's 6-bit fields unpacked) — then 4
-//   chunks of 512 bytes: chunk c is 8 groups, group g holding each row's original
+//   16 × fp16 d, 16 × fp16 dmin (64 bytes), then the 6-bit sc_j and m_j of the 16 rows
+//   packed into 192 bytes (q4_k_pack_scales below: 12 bytes a row, as in the file), then
+//   4 chunks of 512 bytes: chunk c is 8 groups, group g holding each row's original
 //   qs[32c+4g..32c+4g+3], whose low nibbles are columns 4g..4g+3 of sub-block 2c and
-//   high nibbles the same columns of sub-block 2c+1. 2368 bytes for 4096 weights
-//   (4.625 bits each; the file's rows hold 4.5).
+//   high nibbles the same columns of sub-block 2c+1. 2304 bytes for 4096 weights: the
+//   file's 4.5 bits each, so decode streams no byte the file does not hold.
 // Q5_K (as Q4_K with q in 0..31): Q4_K's tile-block for the low 4 bits, each chunk
 //   preceded by the fifth bits of its two sub-blocks: one 64-byte plane per sub-block
 //   j (q5_k_plane_at), bit g of byte 4r + i set when column 4g + i of row r has q ≥ 16.
 //   So byte k of the plane holds the fifth bits of byte k of the sub-block's 8 group
 //   vectors, and group g's are one shift and one mask away (16 or 0 in every byte), or
-//   one vptestmb (AVX-512). 2880 bytes for 4096 weights (5.625 bits; the file's rows:
-//   5.5). The planes come before their chunk's quants, so a tile-block is read front
+//   one vptestmb (AVX-512). 2816 bytes for 4096 weights (5.5 bits, as in the file).
+//   The planes come before their chunk's quants, so a tile-block is read front
 //   to back: after the whole block, or after each chunk, the cores' own prefetchers
 //   lost the stream (AVX-512 Q5_K_M decode without software prefetch: 47 % of the
 //   roofline with the planes at the end, 83 % before each chunk).
@@ -56,10 +54,24 @@ int64_t tile_block_cols(GgmlType t);
 size_t tile_block_bytes(GgmlType t);
 
 // The parts of a Q4_K tile-block.
-constexpr size_t kQ4KTileSc = 4 * kTileRows;             // sc_j of row r at kQ4KTileSc + 16 j + r
-constexpr size_t kQ4KTileMin = kQ4KTileSc + 8 * kTileRows;  // m_j of row r at kQ4KTileMin + 32 (j/2) + 2r + j%2
-constexpr size_t kQ4KTileQuants = kQ4KTileMin + 8 * kTileRows;
+constexpr size_t kQ4KTileScales = 4 * kTileRows;               // the packed sc_j, m_j
+constexpr size_t kQ4KTileQuants = kQ4KTileScales + 3 * 64;
 constexpr size_t kQ4KTileBytes = kQ4KTileQuants + 4 * 8 * 64;
+
+// A Q4_K tile-block's scales unpacked, as the kernels read them: 256 bytes, sc_j of row
+// r at 16 j + r, then m_j in pairs: 32 bytes per pair p, m_2p and m_2p+1 of row r at 2r
+// and 2r + 1, so widened to int16 each row's pair is one dword against the activations'
+// pair of sums.
+constexpr size_t kQ4KScalesMin = 8 * kTileRows;
+constexpr size_t kQ4KScalesBytes = 16 * kTileRows;
+constexpr size_t q4_k_min_at(int j, int r) { return kQ4KScalesMin + 32 * static_cast<size_t>(j / 2) + 2 * static_cast<size_t>(r) + static_cast<size_t>(j % 2); }
+// Packed, the 256 bytes u are three 64-byte vectors: for k < 64, p0[k] holds the low 4
+// bits of u[k] and u[64 + k] (low, high nibble), p1[k] those of u[128 + k] and
+// u[192 + k], and p2[k] the top 2 bits of all four, u[64 q + k]'s at bits 2q, 2q + 1.
+// Each quarter u[64 q ..] comes back in 2-4 vector operations (q4_k_unpack_scales in
+// the kernel files), and the tile-block is as long as the file's 16 super-blocks.
+void q4_k_pack_scales(const uint8_t* unpacked, uint8_t* packed);
+void q4_k_unpack_scales(const uint8_t* packed, uint8_t* unpacked);  // the scalar reference
 
 // Where chunk c's quants sit in a Q4_K (Q5_K: high) tile-block, and sub-block j's
 // fifth-bit plane in a Q5_K one: just before its chunk's quants.

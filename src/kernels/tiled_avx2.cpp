@@ -113,6 +113,7 @@ struct KQuantTiles {
   using Act = ActQ8K32;
   static constexpr size_t kBlockBytes = High ? kQ5KTileBytes : kQ4KTileBytes;
   static constexpr bool kUnpackOnce = High;
+  static constexpr bool kPackedScales = true;
   static constexpr size_t kUnpackedHalfBytes = 8 * 8 * 32;  // sub-block j, group g at 32 (8j + g)
   static constexpr int kInt16Sums = High ? 4 : 8;  // products added before widening
   static constexpr bool kBothHalves = false;
@@ -136,21 +137,19 @@ struct KQuantTiles {
       for (int g = 0; g < 8; ++g)
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * (8 * j + g)), weights(tb, half, j, g));
   }
-  // Block b (at tb) of half `half` against NT tokens, into acc[t]; the weights from
-  // `unpacked` (unpack_half's bytes) when it is not null.
+  // Block b (at tb, its scales unpacked at `scales`) of half `half` against NT tokens,
+  // into acc[t]; the weights from `unpacked` (unpack_half's bytes) when it is not null.
   template <int NT>
-  static void block(const uint8_t* tb, const uint8_t* unpacked, int half, int64_t b, const ActQ8K32* const* xs, __m256* acc) {
-    if (unpacked) block_from<NT, true>(tb, unpacked, half, b, xs, acc);
-    else block_from<NT, false>(tb, nullptr, half, b, xs, acc);
-  }
-  template <int NT>
-  static void block(const uint8_t* tb, int half, int64_t b, const ActQ8K32* const* xs, __m256* acc) {
-    block_from<NT, false>(tb, nullptr, half, b, xs, acc);
+  static void block(const uint8_t* tb, const uint8_t* scales, const uint8_t* unpacked, int half, int64_t b, const ActQ8K32* const* xs,
+                    __m256* acc) {
+    if (unpacked) block_from<NT, true>(tb, scales, unpacked, half, b, xs, acc);
+    else block_from<NT, false>(tb, scales, nullptr, half, b, xs, acc);
   }
 
  private:
   template <int NT, bool Unpacked>
-  static void block_from(const uint8_t* tb, const uint8_t* unpacked, int half, int64_t b, const ActQ8K32* const* xs, __m256* acc) {
+  static void block_from(const uint8_t* tb, const uint8_t* scales, const uint8_t* unpacked, int half, int64_t b,
+                         const ActQ8K32* const* xs, __m256* acc) {
     __m256i total[NT], mins[NT];
     for (int t = 0; t < NT; ++t) total[t] = mins[t] = _mm256_setzero_si256();
     // One sub-block at a time keeps NT int16 sums live, not 2·NT (which spilled at 4
@@ -168,13 +167,13 @@ struct KQuantTiles {
           sums[t] = g % kInt16Sums ? _mm256_add_epi16(sums[t], p) : p;
         }
         if (g % kInt16Sums == kInt16Sums - 1) {
-          const __m256i sc = scale_pairs_u8(tb + kQ4KTileSc + kTileRows * j + kHalfRows * half);
+          const __m256i sc = scale_pairs_u8(scales + kTileRows * j + kHalfRows * half);
           for (int t = 0; t < NT; ++t) total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sums[t], sc));
         }
       }
     }
     for (int p = 0; p < 4; ++p) {
-      const __m256i m = min_pairs(tb, half, p);
+      const __m256i m = min_pairs(scales, half, p);
       for (int t = 0; t < NT; ++t) mins[t] = _mm256_add_epi32(mins[t], _mm256_madd_epi16(m, broadcast4(xs[t][b].sums + 2 * p)));
     }
     const __m256 d = half_scales(tb, half), dmin = half_scales(tb + 2 * kTileRows, half);

@@ -31,10 +31,27 @@ inline __m256 half_scales(const uint8_t* p, int h) {
 inline __m256i u8_lanes(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
 inline __m256i s8_lanes(const uint8_t* p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
 
-// A Q4_K/Q5_K tile-block's m_2p, m_2p+1 of half `half`'s rows as int16 pairs (tiled.h),
+// A Q4_K/Q5_K tile-block's scales unpacked (tiled.h) into `scales` (kQ4KScalesBytes).
+inline void unpack_k_quant_scales(const uint8_t* tb, uint8_t* scales) {
+  const uint8_t* packed = tb + kQ4KTileScales;
+  // 4 bits from `nibbles`, the 2 at bits 4-5 of `top_bits` above them.
+  const auto quarter = [](__m256i nibbles, __m256i top_bits) {
+    return _mm256_or_si256(_mm256_and_si256(nibbles, _mm256_set1_epi8(0x0F)), _mm256_and_si256(top_bits, _mm256_set1_epi8(0x30)));
+  };
+  const auto store = [](uint8_t* p, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); };
+  for (int k = 0; k < 64; k += 32) {
+    const __m256i p0 = load256(packed + k), p1 = load256(packed + 64 + k), top = load256(packed + 128 + k);
+    store(scales + k, quarter(p0, _mm256_slli_epi16(top, 4)));
+    store(scales + 64 + k, quarter(_mm256_srli_epi16(p0, 4), _mm256_slli_epi16(top, 2)));
+    store(scales + 128 + k, quarter(p1, top));
+    store(scales + 192 + k, quarter(_mm256_srli_epi16(p1, 4), _mm256_srli_epi16(top, 2)));
+  }
+}
+
+// m_2p, m_2p+1 of half `half`'s rows as int16 pairs, from unpack_k_quant_scales' bytes,
 // to meet the activations' pair of sub-block sums in one vpmaddwd / vpdpwssd.
-inline __m256i min_pairs(const uint8_t* tb, int half, int p) {
-  return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileMin + 32 * p + 16 * half)));
+inline __m256i min_pairs(const uint8_t* scales, int half, int p) {
+  return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + kQ4KScalesMin + 32 * p + 16 * half)));
 }
 
 // A K-quant super-block's end for one token: acc + d·dx·total − dmin·dx·mins, with d and

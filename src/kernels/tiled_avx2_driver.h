@@ -4,6 +4,8 @@
 //   block<NT>(tile block, half, block index, activations, acc[NT]): the dot products of
 //     half a tile-block (8 rows) with NT tokens, added into acc[t]; or, with kBothHalves,
 //   both_halves<NT>(tile block, block index, activations, acc[2][NT]): both halves.
+// A K-quant kernel (kPackedScales) takes the block's unpacked scales (tiled.h) after the
+// tile block in either.
 // Internal header for 256-bit kernel files only. Everything here has internal linkage:
 // the files are compiled with different ISA flags, so no inline function may be shared
 // between them (the linker would keep one copy for both).
@@ -70,6 +72,18 @@ struct Q6KTilesOf {
 template <class K>
 concept UnpacksOnce = requires { requires K::kUnpackOnce; };
 
+// Kernels whose tile-blocks carry packed Q4_K/Q5_K scales: unpacked once per block for
+// one token, once per tile (for all token groups) in prefill.
+template <class K>
+concept UnpacksScales = requires { requires K::kPackedScales; };
+
+// Bytes of one half tile-block unpacked by an UnpacksOnce kernel, else 0.
+template <class K>
+constexpr size_t unpacked_half_bytes() {
+  if constexpr (UnpacksOnce<K>) return K::kUnpackedHalfBytes;
+  else return 0;
+}
+
 // Stores the first n (≤ 8) lanes of v.
 inline void store_rows(float* y, __m256 v, int64_t n) {
   if (n >= kHalfRows) return _mm256_storeu_ps(y, v);
@@ -80,22 +94,30 @@ inline void store_rows(float* y, __m256 v, int64_t n) {
 // A kernel with kBothHalves takes a tile-block's two halves in one call (both_halves), so
 // each activation broadcast feeds two instructions; otherwise one half at a time (block).
 // Prefetch: the weights ahead in software (decode, tile_prefetch.h). `unpacked`: the
-// tile's weights unpacked (UnpacksOnce kernels, prefill), or null.
+// tile's weights unpacked (UnpacksOnce kernels, prefill), or null. `scales`: the tile's
+// unpacked scales (UnpacksScales kernels, prefill), or null: then each block's here.
 template <class K, int H, int NT, bool Prefetch = false>
 void tile_dot(const uint8_t* tile, int h0, int64_t nb, const typename K::Act* const* xs, float* const* ys, int64_t valid,
-              const uint8_t* unpacked = nullptr) {
+              const uint8_t* unpacked = nullptr, const uint8_t* scales = nullptr) {
   __m256 acc[H][NT];
   for (int h = 0; h < H; ++h)
     for (int t = 0; t < NT; ++t) acc[h][t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* tb = tile + static_cast<size_t>(b) * K::kBlockBytes;
     prefetch_ahead<Prefetch>(tb, K::kBlockBytes);
-    if constexpr (K::kBothHalves) K::template both_halves<NT>(tb, b, xs, acc);
-    else if constexpr (UnpacksOnce<K>)
-      for (int h = 0; h < H; ++h)
-        K::template block<NT>(tb, unpacked ? unpacked + (2 * b + h0 + h) * K::kUnpackedHalfBytes : nullptr, h0 + h, b, xs, acc[h]);
-    else
+    if constexpr (UnpacksScales<K>) {
+      alignas(32) uint8_t own[kQ4KScalesBytes];
+      const uint8_t* sc = scales ? scales + static_cast<size_t>(b) * kQ4KScalesBytes : own;
+      if (!scales) unpack_k_quant_scales(tb, own);
+      if constexpr (K::kBothHalves) K::template both_halves<NT>(tb, sc, b, xs, acc);
+      else
+        for (int h = 0; h < H; ++h)
+          K::template block<NT>(tb, sc, unpacked ? unpacked + (2 * b + h0 + h) * unpacked_half_bytes<K>() : nullptr, h0 + h, b, xs, acc[h]);
+    } else if constexpr (K::kBothHalves) {
+      K::template both_halves<NT>(tb, b, xs, acc);
+    } else {
       for (int h = 0; h < H; ++h) K::template block<NT>(tb, h0 + h, b, xs, acc[h]);
+    }
   }
   for (int h = 0; h < H; ++h)
     for (int t = 0; t < NT; ++t) store_rows(ys[t] + kHalfRows * (h0 + h), acc[h][t], valid - kHalfRows * (h0 + h));
@@ -104,11 +126,11 @@ void tile_dot(const uint8_t* tile, int h0, int64_t nb, const typename K::Act* co
 // tile_dot for nt ≤ NT tokens.
 template <class K, int H, int NT>
 void tile_dot_n(int nt, const uint8_t* tile, int h0, int64_t nb, const typename K::Act* const* xs, float* const* ys, int64_t valid,
-                const uint8_t* unpacked) {
+                const uint8_t* unpacked, const uint8_t* scales) {
   if constexpr (NT > 1) {
-    if (nt < NT) return tile_dot_n<K, H, NT - 1>(nt, tile, h0, nb, xs, ys, valid, unpacked);
+    if (nt < NT) return tile_dot_n<K, H, NT - 1>(nt, tile, h0, nb, xs, ys, valid, unpacked, scales);
   }
-  tile_dot<K, H, NT>(tile, h0, nb, xs, ys, valid, unpacked);
+  tile_dot<K, H, NT>(tile, h0, nb, xs, ys, valid, unpacked, scales);
 }
 
 constexpr int64_t kTokenChunk = 64;  // as tiled_avx512.cpp: the activations stay in L2
@@ -130,17 +152,22 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
         tile_dot<K, 2, 1, Prefetch>(tile, 0, nb, xs, ys, valid);
         continue;
       }
-      // Unpacked once only when a pass of K::kTokens will not take the whole chunk:
-      // otherwise every unpacked byte would be read back just once.
-      const uint8_t* unpacked = nullptr;
-      if constexpr (UnpacksOnce<K>) {
-        if (c1 - c0 > K::kTokens) {
-          uint8_t* buffer = unpacked_tile_scratch(static_cast<size_t>(nb) * 2 * K::kUnpackedHalfBytes);
-          for (int64_t b = 0; b < nb; ++b)
-            for (int h = 0; h < 2; ++h)
-              K::unpack_half(tile + static_cast<size_t>(b) * K::kBlockBytes, h, buffer + (2 * b + h) * K::kUnpackedHalfBytes);
-          unpacked = buffer;
+      // Weights unpacked once only when a pass of K::kTokens will not take the whole
+      // chunk: otherwise every unpacked byte would be read back just once. Scales are
+      // read by every pass and both halves.
+      const uint8_t *unpacked = nullptr, *scales = nullptr;
+      if constexpr (UnpacksScales<K>) {
+        const bool weights = UnpacksOnce<K> && c1 - c0 > K::kTokens;
+        const size_t weight_bytes = weights ? static_cast<size_t>(nb) * 2 * unpacked_half_bytes<K>() : 0;
+        uint8_t* buffer = unpacked_tile_scratch(weight_bytes + static_cast<size_t>(nb) * kQ4KScalesBytes);
+        for (int64_t b = 0; b < nb; ++b) {
+          const uint8_t* tb = tile + static_cast<size_t>(b) * K::kBlockBytes;
+          unpack_k_quant_scales(tb, buffer + weight_bytes + static_cast<size_t>(b) * kQ4KScalesBytes);
+          if constexpr (UnpacksOnce<K>)
+            for (int h = 0; h < 2 && weights; ++h) K::unpack_half(tb, h, buffer + (2 * b + h) * K::kUnpackedHalfBytes);
         }
+        unpacked = weights ? buffer : nullptr;
+        scales = buffer + weight_bytes;
       }
       for (int h = 0; h < 2 && valid > kHalfRows * h; h += H)
         for (int64_t t0 = c0; t0 < c1; t0 += K::kTokens) {
@@ -151,7 +178,7 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
             xs[t] = reinterpret_cast<const Act*>(x + static_cast<size_t>(t0 + t) * x_stride);
             ys[t] = y_tile + static_cast<size_t>(t0 + t) * ldy;
           }
-          tile_dot_n<K, H, K::kTokens>(nt, tile, h, nb, xs, ys, valid, unpacked);
+          tile_dot_n<K, H, K::kTokens>(nt, tile, h, nb, xs, ys, valid, unpacked, scales);
         }
     }
   }

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "kernels/act_quant.h"
+#include "kernels/dispatch.h"
 #include "kernels/tile_prefetch.h"
 #include "kernels/tiled.h"
 #include "kernels/tiled_avx512.h"
@@ -63,11 +64,12 @@ struct UnpackQ8_0 {
 };
 
 // Each kind of tile as the driver below sees it: dot (NT ≥ 2 tokens) and dot_decode.
+// (dot's and dot_group's last argument, the K-quants' unpacked scales, is unused here.)
 template <class U>
 struct Block32Tiles {
   using Act = ActQ8;
   template <int NT>
-  static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows);
+  static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows, const uint8_t*);
   template <bool Prefetch>
   static void dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x, float* y, __mmask16 rows);
   // Prefill's register block: 2 tiles × 5 tokens (20 accumulators, 2 weight vectors).
@@ -78,7 +80,8 @@ struct Block32Tiles {
   // 2×6 and 3×4 measured close behind 2×5, 3×3 lower.
   static constexpr int kGroupTiles = 2, kGroupTokens = 5;
   template <int NT>
-  static void dot_group(const uint8_t* const* tiles, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 last_rows);
+  static void dot_group(const uint8_t* const* tiles, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 last_rows,
+                        const uint8_t* const*);
 };
 
 inline __m512i broadcast4(const int8_t* p) {
@@ -225,13 +228,28 @@ struct KQuantTiles {
   static inline __m512 d_of(const uint8_t* tb, size_t at) {
     return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb + at)));
   }
-  // sc_j of the 16 rows as int32.
-  static inline __m512i sc(const uint8_t* tb, int j) {
-    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb + kQ4KTileSc + kTileRows * j)));
+  // The tile-block's scales unpacked (tiled.h) into `scales` (kQ4KScalesBytes): four
+  // quarters, each 2-4 operations on the packed vectors.
+  static inline void unpack_scales(const uint8_t* tb, uint8_t* scales) {
+    const uint8_t* packed = tb + kQ4KTileScales;
+    const __m512i p0 = load_once(packed), p1 = load_once(packed + 64), top = load_once(packed + 128);
+    // 4 bits from `nibbles`, the 2 at bits 4-5 of `top_bits` above them (16-bit shifts
+    // bring neighbouring bits along: the selects and the mask drop them).
+    const auto quarter = [](__m512i nibbles, __m512i top_bits) {
+      return _mm512_and_si512(_mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0F), nibbles, top_bits, 0xCA), _mm512_set1_epi8(0x3F));
+    };
+    _mm512_store_si512(scales, quarter(p0, _mm512_slli_epi16(top, 4)));
+    _mm512_store_si512(scales + 64, quarter(_mm512_srli_epi16(p0, 4), _mm512_slli_epi16(top, 2)));
+    _mm512_store_si512(scales + 128, quarter(p1, top));
+    _mm512_store_si512(scales + 192, quarter(_mm512_srli_epi16(p1, 4), _mm512_srli_epi16(top, 2)));
+  }
+  // sc_j of the 16 rows as int32, from unpack_scales' bytes.
+  static inline __m512i sc(const uint8_t* scales, int j) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + kTileRows * j)));
   }
   // m_2p, m_2p+1 of the 16 rows as int16 pairs.
-  static inline __m512i min_pair(const uint8_t* tb, int p) {
-    return _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb + kQ4KTileMin + 32 * p)));
+  static inline __m512i min_pair(const uint8_t* scales, int p) {
+    return _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + kQ4KScalesMin + 32 * p)));
   }
   static inline __m512i sums_pair(const ActQ8K32& x, int p) {
     int32_t v;
@@ -245,14 +263,18 @@ struct KQuantTiles {
     return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(d_of(tb, 2 * kTileRows), vdx), acc);
   }
 
+  // Two or more tokens: `tile_scales` holds the tile's blocks' scales, unpacked once for
+  // all its token groups (tiled_chunk).
   template <int NT>
-  static void dot(const uint8_t* tile, int64_t nb, const ActQ8K32* const* xs, float* const* ys, __mmask16 rows) {
+  static void dot(const uint8_t* tile, int64_t nb, const ActQ8K32* const* xs, float* const* ys, __mmask16 rows,
+                  const uint8_t* tile_scales) {
     constexpr int C = kChains<NT>;
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     __m512 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* tb = tile + static_cast<size_t>(b) * kBytes;
+      const uint8_t* scales = tile_scales + static_cast<size_t>(b) * kQ4KScalesBytes;
       __m512i total[NT];
       for (int t = 0; t < NT; ++t) total[t] = _mm512_setzero_si512();
       for (int j = 0; j < 8; ++j) {  // sub-block j: nibbles of chunk j/2, low for even j
@@ -268,7 +290,7 @@ struct KQuantTiles {
         for (int g = 0; g < 8; ++g)
           for (int t = 0; t < NT; ++t)
             isum[t][g % C] = _mm512_dpbusd_epi32(isum[t][g % C], w[g], broadcast4(xs[t][b].qs + 32 * j + 4 * g));
-        const __m512i sc_j = sc(tb, j);
+        const __m512i sc_j = sc(scales, j);
         for (int t = 0; t < NT; ++t) {
           __m512i sum = isum[t][0];
           for (int c = 1; c < C; ++c) sum = _mm512_add_epi32(sum, isum[t][c]);
@@ -276,7 +298,7 @@ struct KQuantTiles {
         }
       }
       __m512i m[4];
-      for (int p = 0; p < 4; ++p) m[p] = min_pair(tb, p);
+      for (int p = 0; p < 4; ++p) m[p] = min_pair(scales, p);
       for (int t = 0; t < NT; ++t) {
         __m512i mins = _mm512_setzero_si512();
         for (int p = 0; p < 4; ++p) mins = _mm512_dpwssd_epi32(mins, m[p], sums_pair(xs[t][b], p));
@@ -291,7 +313,7 @@ struct KQuantTiles {
   static constexpr int kGroupTiles = 2, kGroupTokens = 4;
   template <int NT>
   __attribute__((noinline)) static void dot_group(const uint8_t* const* tiles, int64_t nb, const ActQ8K32* const* xs,
-                                                  float* const* ys, __mmask16 last_rows) {
+                                                  float* const* ys, __mmask16 last_rows, const uint8_t* const* tile_scales) {
     constexpr int TT = kGroupTiles;
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     __m512 acc[TT][NT];
@@ -299,6 +321,8 @@ struct KQuantTiles {
       for (int t = 0; t < NT; ++t) acc[k][t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const size_t at = static_cast<size_t>(b) * kBytes;
+      const uint8_t* scales[TT];
+      for (int k = 0; k < TT; ++k) scales[k] = tile_scales[k] + static_cast<size_t>(b) * kQ4KScalesBytes;
       __m512i total[TT][NT];
       for (int k = 0; k < TT; ++k)
         for (int t = 0; t < NT; ++t) total[k][t] = _mm512_setzero_si512();
@@ -320,7 +344,7 @@ struct KQuantTiles {
           }
         }
         for (int k = 0; k < TT; ++k) {
-          const __m512i sc_j = sc(tiles[k] + at, j);
+          const __m512i sc_j = sc(scales[k], j);
           for (int t = 0; t < NT; ++t) total[k][t] = _mm512_add_epi32(total[k][t], _mm512_mullo_epi32(isum[k][t], sc_j));
         }
       }
@@ -328,7 +352,7 @@ struct KQuantTiles {
         const uint8_t* tb = tiles[k] + at;
         for (int t = 0; t < NT; ++t) {
           __m512i mins = _mm512_setzero_si512();
-          for (int p = 0; p < 4; ++p) mins = _mm512_dpwssd_epi32(mins, min_pair(tb, p), sums_pair(xs[t][b], p));
+          for (int p = 0; p < 4; ++p) mins = _mm512_dpwssd_epi32(mins, min_pair(scales[k], p), sums_pair(xs[t][b], p));
           acc[k][t] = finish(tb, xs[t][b].d, total[k][t], mins, acc[k][t]);
         }
       }
@@ -348,6 +372,8 @@ struct KQuantTiles {
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* tb = tile + static_cast<size_t>(b) * kBytes;
       prefetch_ahead<Prefetch>(tb, kBytes);
+      alignas(64) uint8_t scales[kQ4KScalesBytes];
+      unpack_scales(tb, scales);
       const ActQ8K32& xb = x[b];
       __m512i total_low = _mm512_setzero_si512(), total_high = total_low;  // even, odd sub-blocks
       for (int c = 0; c < 4; ++c) {
@@ -362,11 +388,11 @@ struct KQuantTiles {
           low[g % 2] = _mm512_dpbusd_epi32(low[g % 2], w_low, broadcast4(x_low + 4 * g));
           high[g % 2] = _mm512_dpbusd_epi32(high[g % 2], w_high, broadcast4(x_high + 4 * g));
         }
-        total_low = _mm512_add_epi32(total_low, _mm512_mullo_epi32(_mm512_add_epi32(low[0], low[1]), sc(tb, 2 * c)));
-        total_high = _mm512_add_epi32(total_high, _mm512_mullo_epi32(_mm512_add_epi32(high[0], high[1]), sc(tb, 2 * c + 1)));
+        total_low = _mm512_add_epi32(total_low, _mm512_mullo_epi32(_mm512_add_epi32(low[0], low[1]), sc(scales, 2 * c)));
+        total_high = _mm512_add_epi32(total_high, _mm512_mullo_epi32(_mm512_add_epi32(high[0], high[1]), sc(scales, 2 * c + 1)));
       }
       __m512i mins = _mm512_setzero_si512();
-      for (int p = 0; p < 4; ++p) mins = _mm512_dpwssd_epi32(mins, min_pair(tb, p), sums_pair(xb, p));
+      for (int p = 0; p < 4; ++p) mins = _mm512_dpwssd_epi32(mins, min_pair(scales, p), sums_pair(xb, p));
       acc = finish(tb, xb.d, _mm512_add_epi32(total_low, High ? total_high : _mm512_srai_epi32(total_high, 4)), mins, acc);
     }
     _mm512_mask_storeu_ps(y, rows, acc);
@@ -415,7 +441,7 @@ struct Q6KTiles {
   }
 
   template <int NT>
-  static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
+  static void dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows, const uint8_t*) {
     __m512 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
@@ -456,7 +482,7 @@ struct Q6KTiles {
 
 template <class U>
 template <int NT>
-void Block32Tiles<U>::dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows) {
+void Block32Tiles<U>::dot(const uint8_t* tile, int64_t nb, const ActQ8* const* xs, float* const* ys, __mmask16 rows, const uint8_t*) {
   tile_dot<U, NT>(tile, nb, xs, ys, rows);
 }
 template <class U>
@@ -468,29 +494,35 @@ void Block32Tiles<U>::dot_decode(const uint8_t* tile, int64_t nb, const ActQ8* x
 template <class U>
 template <int NT>
 void Block32Tiles<U>::dot_group(const uint8_t* const* tiles, int64_t nb, const ActQ8* const* xs, float* const* ys,
-                                __mmask16 last_rows) {
+                                __mmask16 last_rows, const uint8_t* const*) {
   tile_group_dot<U, kGroupTiles, NT>(tiles, nb, xs, ys, last_rows);
 }
 
 template <class K, int NT>
 void tile_group_dot_n(int nt, const uint8_t* const* tiles, int64_t nb, const typename K::Act* const* xs, float* const* ys,
-                      __mmask16 last_rows) {
+                      __mmask16 last_rows, const uint8_t* const* scales) {
   if constexpr (NT > 1) {
-    if (nt < NT) return tile_group_dot_n<K, NT - 1>(nt, tiles, nb, xs, ys, last_rows);
+    if (nt < NT) return tile_group_dot_n<K, NT - 1>(nt, tiles, nb, xs, ys, last_rows, scales);
   }
-  K::template dot_group<NT>(tiles, nb, xs, ys, last_rows);
+  K::template dot_group<NT>(tiles, nb, xs, ys, last_rows, scales);
 }
 
 template <class K, bool Prefetch, int NT>
-void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const typename K::Act* const* xs, float* const* ys, __mmask16 rows) {
+void tile_dot_n(int nt, const uint8_t* tile, int64_t nb, const typename K::Act* const* xs, float* const* ys, __mmask16 rows,
+                const uint8_t* scales) {
   if constexpr (NT > 1) {
-    if (nt < NT) return tile_dot_n<K, Prefetch, NT - 1>(nt, tile, nb, xs, ys, rows);
+    if (nt < NT) return tile_dot_n<K, Prefetch, NT - 1>(nt, tile, nb, xs, ys, rows, scales);
   }
   if constexpr (NT == 1) K::template dot_decode<Prefetch>(tile, nb, xs[0], ys[0], rows);
-  else K::template dot<NT>(tile, nb, xs, ys, rows);
+  else K::template dot<NT>(tile, nb, xs, ys, rows, scales);
 }
 
 inline int64_t smaller(int64_t a, int64_t b) { return a < b ? a : b; }  // (std::min: see the top)
+
+// Kernels whose tile-blocks carry packed scales (Q4_K, Q5_K): with two or more tokens
+// they are unpacked once per tile, not once per token group.
+template <class K>
+concept UnpacksScales = requires(const uint8_t* tb, uint8_t* out) { K::unpack_scales(tb, out); };
 
 // Tiles a kernel sweeps together for two or more tokens: K::kGroupTiles where it has a
 // group kernel, else 1.
@@ -523,6 +555,17 @@ void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int6
       const size_t ahead = static_cast<size_t>(smaller(tt, n_tiles - i - tt)) * tile_stride;
       for (size_t o = 0; o < ahead; o += 64) _mm_prefetch(reinterpret_cast<const char*>(tile + tt * tile_stride + o), _MM_HINT_T1);
     }
+    const uint8_t* scales[group_tiles<K>()] = {};
+    if constexpr (UnpacksScales<K>) {
+      if (c1 - c0 > 1) {
+        uint8_t* buffer = unpacked_tile_scratch(static_cast<size_t>(tt * nb) * kQ4KScalesBytes);
+        for (int64_t k = 0; k < tt; ++k) {
+          scales[k] = buffer + static_cast<size_t>(k * nb) * kQ4KScalesBytes;
+          for (int64_t b = 0; b < nb; ++b)
+            K::unpack_scales(tile + k * tile_stride + static_cast<size_t>(b) * K::kBytes, buffer + static_cast<size_t>(k * nb + b) * kQ4KScalesBytes);
+        }
+      }
+    }
     if constexpr (group_tiles<K>() > 1) {
       if (tt > 1) {
         constexpr int TT = group_tiles<K>(), NT = K::kGroupTokens;
@@ -533,7 +576,7 @@ void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int6
           const Act* xs[NT] = {};
           float* ys[NT] = {};
           tokens(t0, nt, i, xs, ys);
-          tile_group_dot_n<K, NT>(nt, group, nb, xs, ys, tile_rows(valid_rows, i + TT - 1));
+          tile_group_dot_n<K, NT>(nt, group, nb, xs, ys, tile_rows(valid_rows, i + TT - 1), scales);
         }
         i += TT;
         continue;
@@ -544,7 +587,7 @@ void tiled_chunk(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int6
       const Act* xs[kTokenGroup] = {};
       float* ys[kTokenGroup] = {};
       tokens(t0, nt, i, xs, ys);
-      tile_dot_n<K, Prefetch, kTokenGroup>(nt, tile, nb, xs, ys, tile_rows(valid_rows, i));
+      tile_dot_n<K, Prefetch, kTokenGroup>(nt, tile, nb, xs, ys, tile_rows(valid_rows, i), scales[0]);
     }
     ++i;
   }

@@ -103,9 +103,10 @@ struct KQuantTiles {
   using Act = ActQ8K32;
   static constexpr size_t kBlockBytes = High ? kQ5KTileBytes : kQ4KTileBytes;
   static constexpr bool kBothHalves = true;
+  static constexpr bool kPackedScales = true;
   static constexpr int kTokens = 2;
   template <int NT>
-  static void both_halves(const uint8_t* tb, int64_t b, const ActQ8K32* const* xs, __m256 (*acc)[NT]) {
+  static void both_halves(const uint8_t* tb, const uint8_t* scales, int64_t b, const ActQ8K32* const* xs, __m256 (*acc)[NT]) {
     const __m256i low4 = _mm256_set1_epi8(0x0F), high4 = _mm256_set1_epi8(static_cast<char>(0xF0));
     __m256i total_low[2][NT], total_high[2][NT];
     for (int h = 0; h < 2; ++h)
@@ -135,7 +136,7 @@ struct KQuantTiles {
         }
       }
       for (int h = 0; h < 2; ++h) {
-        const uint8_t* sc = tb + kQ4KTileSc + kTileRows * 2 * c + kHalfRows * h;
+        const uint8_t* sc = scales + kTileRows * 2 * c + kHalfRows * h;
         const __m256i sc_low = u8_lanes(sc), sc_high = u8_lanes(sc + kTileRows);
         for (int t = 0; t < NT; ++t) {
           total_low[h][t] = _mm256_add_epi32(total_low[h][t], _mm256_mullo_epi32(low[h][t], sc_low));
@@ -147,7 +148,7 @@ struct KQuantTiles {
       __m256i mins[NT];
       for (int t = 0; t < NT; ++t) mins[t] = _mm256_setzero_si256();
       for (int p = 0; p < 4; ++p) {
-        const __m256i m = min_pairs(tb, h, p);
+        const __m256i m = min_pairs(scales, h, p);
         for (int t = 0; t < NT; ++t) mins[t] = _mm256_dpwssd_avx_epi32(mins[t], m, broadcast4(xs[t][b].sums + 2 * p));
       }
       const __m256 d = half_scales(tb, h), dmin = half_scales(tb + 2 * kTileRows, h);

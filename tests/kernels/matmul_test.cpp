@@ -514,6 +514,22 @@ TEST_P(TiledMatmulTest, ColumnSlicesOnTileBlockBoundaries) {
   EXPECT_THROW(column_slice(t, 0, bc / 2), Error);
 }
 
+// A K-quant tile-block keeps its 16 rows' 6-bit sc_j and m_j in 192 bytes, as the file
+// does (12 a row): every value 0..63 in every one of the 256 places comes back, and the
+// tile-blocks are exactly as long as the file's 16 super-blocks.
+TEST(TiledLayout, KQuantScalesPackIntoTheFileBytesAndComeBack) {
+  EXPECT_EQ(tile_block_bytes(GgmlType::Q4_K), 16 * sizeof(BlockQ4_K));
+  EXPECT_EQ(tile_block_bytes(GgmlType::Q5_K), 16 * sizeof(BlockQ5_K));
+  for (int shift = 0; shift < 64; ++shift) {
+    uint8_t unpacked[kQ4KScalesBytes], packed[kQ4KTileQuants - kQ4KTileScales], back[kQ4KScalesBytes];
+    for (size_t k = 0; k < kQ4KScalesBytes; ++k) unpacked[k] = static_cast<uint8_t>((k * 7 + static_cast<size_t>(shift)) % 64);
+    std::memset(back, 0xFF, sizeof back);
+    q4_k_pack_scales(unpacked, packed);
+    q4_k_unpack_scales(packed, back);
+    ASSERT_EQ(0, std::memcmp(unpacked, back, sizeof back)) << "shift " << shift;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(TiledTypes, TiledMatmulTest,
                          ::testing::Values(GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K),
                          [](const auto& info) { return std::string(type_name(info.param)); });
