@@ -5,7 +5,7 @@
 //     half a tile-block (8 rows) with NT tokens, added into acc[t]; or, with kBothHalves,
 //   both_halves<NT>(tile block, block index, activations, acc[2][NT]): both halves.
 // A K-quant kernel (kPackedScales) takes the block's unpacked scales (tiled.h) after the
-// tile block in either.
+// tile block in either, and block also the unpacked weights (UnpacksOnce) or null.
 // Internal header for 256-bit kernel files only. Everything here has internal linkage:
 // the files are compiled with different ISA flags, so no inline function may be shared
 // between them (the linker would keep one copy for both).
