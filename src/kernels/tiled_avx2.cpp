@@ -123,10 +123,13 @@ struct KQuantTiles {
   // Zen 5 favoured 2 in session 19 (Q4_0Tiles' figures), before a pass kept one
   // sub-block's sums at a time; not measured there since.
   static constexpr int kTokens = High ? 3 : 4;
-  // Group g of sub-block j, half `half`: 8 rows × 4 columns, q in 0..15 (0..31).
+  // Group g of sub-block j, half `half`: 8 rows × 4 columns, q in 0..15 (0..31). Odd:
+  // j % 2 (the high nibbles) known at compile time (1 or 0), or not (-1).
+  template <int Odd = -1>
   static inline __m256i weights(const uint8_t* tb, int half, int j, int g) {
     const __m256i v = load256(tb + k_quant_chunk_at(High, j / 2) + 64 * g + 32 * half);
-    __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
+    const bool odd = Odd < 0 ? j % 2 : Odd;
+    __m256i w = _mm256_and_si256(odd ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
     if constexpr (High) w = _mm256_add_epi8(w, fifth_bits(tb, j, g, half));
     return w;
   }
@@ -153,24 +156,20 @@ struct KQuantTiles {
     __m256i total[NT], mins[NT];
     for (int t = 0; t < NT; ++t) total[t] = mins[t] = _mm256_setzero_si256();
     // One sub-block at a time keeps NT int16 sums live, not 2·NT (which spilled at 4
-    // tokens). Unrolled so that j % 2 is no branch and the scales are unpacked after the
-    // sums, not held across them: left to GCC, Q4_K n64 lost 8-10 % (kernels_bench,
-    // 0.92 → 1.03 weight GB/s).
-#pragma GCC unroll 2
-    for (int j = 0; j < 8; ++j) {
-      __m256i sums[NT];
-#pragma GCC unroll 8
-      for (int g = 0; g < 8; ++g) {
-        const __m256i w = Unpacked ? load256(unpacked + 32 * (8 * j + g)) : weights(tb, half, j, g);
-        for (int t = 0; t < NT; ++t) {
-          const __m256i p = _mm256_maddubs_epi16(w, broadcast4(xs[t][b].qs + 32 * j + 4 * g));
-          sums[t] = g % kInt16Sums ? _mm256_add_epi16(sums[t], p) : p;
-        }
-        if (g % kInt16Sums == kInt16Sums - 1) {
-          const __m256i sc = scale_pairs_u8(scales + kTileRows * j + kHalfRows * half);
-          for (int t = 0; t < NT; ++t) total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sums[t], sc));
-        }
+    // tokens), and the scales are unpacked after the sums, not held across them. GCC
+    // keeps j % 2 a branch per group even in a loop unrolled by two; one token takes
+    // the sub-blocks in pairs with the parity fixed (kernels_bench */avx2-tiled/n1/t1 hot,
+    // GMAC/s, alternating: q4_K 52.9–53.9 → 56.9, q5_K 35.9–36.1 → 38.9–39.1; streamed
+    // within noise), while 4 tokens lost that way (q4_K n64/t1 97 → 81: more live
+    // registers in the longer body).
+    if constexpr (NT == 1) {
+      for (int c = 0; c < 4; ++c) {
+        sub_block<NT, Unpacked, 0>(tb, scales, unpacked, half, b, 2 * c, xs, total);
+        sub_block<NT, Unpacked, 1>(tb, scales, unpacked, half, b, 2 * c + 1, xs, total);
       }
+    } else {
+#pragma GCC unroll 2
+      for (int j = 0; j < 8; ++j) sub_block<NT, Unpacked, -1>(tb, scales, unpacked, half, b, j, xs, total);
     }
     for (int p = 0; p < 4; ++p) {
       const __m256i m = min_pairs(scales, half, p);
@@ -178,6 +177,24 @@ struct KQuantTiles {
     }
     const __m256 d = half_scales(tb, half), dmin = half_scales(tb + 2 * kTileRows, half);
     for (int t = 0; t < NT; ++t) acc[t] = k_quant_finish(d, dmin, xs[t][b].d, total[t], mins[t], acc[t]);
+  }
+  // Sub-block j of the block against NT tokens, added into total[t] (Odd: weights').
+  template <int NT, bool Unpacked, int Odd>
+  __attribute__((always_inline)) static inline void sub_block(const uint8_t* tb, const uint8_t* scales, const uint8_t* unpacked, int half,
+                                                              int64_t b, int j, const ActQ8K32* const* xs, __m256i* total) {
+    __m256i sums[NT];
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {
+      const __m256i w = Unpacked ? load256(unpacked + 32 * (8 * j + g)) : weights<Odd>(tb, half, j, g);
+      for (int t = 0; t < NT; ++t) {
+        const __m256i p = _mm256_maddubs_epi16(w, broadcast4(xs[t][b].qs + 32 * j + 4 * g));
+        sums[t] = g % kInt16Sums ? _mm256_add_epi16(sums[t], p) : p;
+      }
+      if (g % kInt16Sums == kInt16Sums - 1) {
+        const __m256i sc = scale_pairs_u8(scales + kTileRows * j + kHalfRows * half);
+        for (int t = 0; t < NT; ++t) total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sums[t], sc));
+      }
+    }
   }
 };
 
