@@ -45,8 +45,10 @@ struct Q4_0Tiles {
   static constexpr bool kBothHalves = false;
   // Tokens sharing each unpacked weight vector in prefill. kernels_bench
   // */avx2-tiled/n64/t1 GMAC/s with 4 / 3 / 2 tokens: q4_0 112-115 / 100-104 / 92-96,
-  // q4_K 100-102 / 99-100 / 108-117 (128 in this build), q6_K 87-88 / 83 / 71-78.
-  static constexpr int kTokens = 4;
+  // q4_K 100-102 / 99-100 / 108-117 (128 in this build), q6_K 87-88 / 83 / 71-78 (Zen 5,
+  // session 19). Zen 4, session 24, 4 → 6 tokens: q4_0 97.7 → 98.7–99.0, q8_0
+  // 61.4–61.7 → 64.4–64.8 (n512 alike).
+  static constexpr int kTokens = 6;
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
   static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
@@ -79,7 +81,7 @@ struct Q8_0Tiles {
   using Act = ActQ8;
   static constexpr size_t kBlockBytes = kTileScaleBytes + 8 * 64;
   static constexpr bool kBothHalves = false;
-  static constexpr int kTokens = 4;
+  static constexpr int kTokens = 6;  // as Q4_0's
   // Block b (at tb) of half `half` against NT tokens, into acc[t].
   template <int NT>
   static void block(const uint8_t* tb, int half, int64_t b, const ActQ8* const* xs, __m256* acc) {
@@ -120,9 +122,11 @@ struct KQuantTiles {
   // Tokens per pass in prefill: a token keeps its sums, totals and mins live. Q4_K,
   // kernels_bench q4_K/avx2-tiled/n64/t1 on Zen 4, weight GB/s with 2 / 3 / 4 tokens:
   // 0.782–0.784 / 0.833–0.867 / 0.872–0.880 (n512 alike; V2-Lite Q4_K_M pp512 +4–8 %).
+  // 4 → 5 in session 24: 98.3–99.7 → 103.5–103.8 GMAC/s (6: 104.2; n512 alike), with
+  // the Q4_0/Q8_0 downs at 6, V2-Lite Q4_K_M pp512 63.1, 64.5 → 65.0, 68.4 tok/s.
   // Zen 5 favoured 2 in session 19 (Q4_0Tiles' figures), before a pass kept one
   // sub-block's sums at a time; not measured there since.
-  static constexpr int kTokens = High ? 3 : 4;
+  static constexpr int kTokens = High ? 3 : 5;
   // Group g of sub-block j, half `half`: 8 rows × 4 columns, q in 0..15 (0..31). Odd:
   // j % 2 (the high nibbles) known at compile time (1 or 0), or not (-1).
   template <int Odd = -1>
