@@ -191,8 +191,8 @@ void dequantize_q4_k_tile_row(const uint8_t* tb, int64_t lane, float* out, bool 
     if (!high) return 0;
     return (tb[q5_k_plane_at(2 * c + half) + 4 * lane + i] >> g & 1) << 4;
   };
+  const int r = static_cast<int>(lane);
   for (int c = 0; c < 4; ++c) {
-    const int r = static_cast<int>(lane);
     const float d1 = d * scales[kTileRows * (2 * c) + r], m1 = dmin * scales[q4_k_min_at(2 * c, r)];
     const float d2 = d * scales[kTileRows * (2 * c + 1) + r], m2 = dmin * scales[q4_k_min_at(2 * c + 1, r)];
     for (int g = 0; g < 8; ++g)

@@ -155,19 +155,20 @@ void tiled_matmul(const uint8_t* tiles, size_t tile_stride, int64_t n_tiles, int
       // Weights unpacked once only when a pass of K::kTokens will not take the whole
       // chunk: otherwise every unpacked byte would be read back just once. Scales are
       // read by every pass and both halves.
+      const bool weights = UnpacksOnce<K> && c1 - c0 > K::kTokens;
+      const size_t weight_bytes = weights ? static_cast<size_t>(nb) * 2 * unpacked_half_bytes<K>() : 0;
+      const size_t scale_bytes = UnpacksScales<K> ? static_cast<size_t>(nb) * kQ4KScalesBytes : 0;
       const uint8_t *unpacked = nullptr, *scales = nullptr;
-      if constexpr (UnpacksScales<K>) {
-        const bool weights = UnpacksOnce<K> && c1 - c0 > K::kTokens;
-        const size_t weight_bytes = weights ? static_cast<size_t>(nb) * 2 * unpacked_half_bytes<K>() : 0;
-        uint8_t* buffer = unpacked_tile_scratch(weight_bytes + static_cast<size_t>(nb) * kQ4KScalesBytes);
+      if (weight_bytes + scale_bytes > 0) {
+        uint8_t* buffer = unpacked_tile_scratch(weight_bytes + scale_bytes);
         for (int64_t b = 0; b < nb; ++b) {
           const uint8_t* tb = tile + static_cast<size_t>(b) * K::kBlockBytes;
-          unpack_k_quant_scales(tb, buffer + weight_bytes + static_cast<size_t>(b) * kQ4KScalesBytes);
+          if constexpr (UnpacksScales<K>) unpack_k_quant_scales(tb, buffer + weight_bytes + static_cast<size_t>(b) * kQ4KScalesBytes);
           if constexpr (UnpacksOnce<K>)
             for (int h = 0; h < 2 && weights; ++h) K::unpack_half(tb, h, buffer + (2 * b + h) * K::kUnpackedHalfBytes);
         }
-        unpacked = weights ? buffer : nullptr;
-        scales = buffer + weight_bytes;
+        if (weights) unpacked = buffer;
+        if (scale_bytes) scales = buffer + weight_bytes;
       }
       for (int h = 0; h < 2 && valid > kHalfRows * h; h += H)
         for (int64_t t0 = c0; t0 < c1; t0 += K::kTokens) {
