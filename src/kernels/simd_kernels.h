@@ -189,24 +189,47 @@ struct SimdQ6_K {
   }
 };
 
-// Float weights: 8 columns per step, converted to float32 in registers.
+// Float weights: 8 columns per step, converted to float32 in registers. Each token's
+// steps rotate over kFloatChains accumulators: one fma chain had held a core to 8.7
+// GMAC/s on F32 weights in cache (kernels_bench f32/avx512/n1/t1/hot), below its share
+// of the read bandwidth. The chains are the same whatever the number of tokens (taken
+// two at a time, each pair loading a weight vector once), so a token's sums do not
+// depend on the batch it came in: a prompt's cached rows equal those of the same
+// tokens in a longer one (PrefixCacheFile's shared blocks).
+constexpr int kFloatChains = 4;
 template <__m256 (*Load8)(const uint8_t*, int64_t), float (*Load1)(const uint8_t*, int64_t)>
 struct SimdFloat {
   template <int T>
   static void dot(const uint8_t* wr, int64_t cols, const uint8_t* const* xs, float* out) {
-    __m256 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-    int64_t c = 0;
-    for (; c + 8 <= cols; c += 8) {
-      const __m256 wv = Load8(wr, c);
-      for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(reinterpret_cast<const float*>(xs[t]) + c), acc[t]);
+    for (int t0 = 0; t0 < T; t0 += 2) {
+      if (T - t0 >= 2) dot_tokens<2>(wr, cols, xs + t0, out + t0);
+      else dot_tokens<1>(wr, cols, xs + t0, out + t0);
     }
+  }
+
+ private:
+  template <int T>
+  static void dot_tokens(const uint8_t* wr, int64_t cols, const uint8_t* const* xs, float* out) {
+    constexpr int C = kFloatChains;
+    __m256 acc[C][T];
+    for (int k = 0; k < C; ++k)
+      for (int t = 0; t < T; ++t) acc[k][t] = _mm256_setzero_ps();
+    const auto step = [&](int64_t c, __m256* a) {
+      const __m256 wv = Load8(wr, c);
+      for (int t = 0; t < T; ++t) a[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(reinterpret_cast<const float*>(xs[t]) + c), a[t]);
+    };
+    int64_t c = 0;
+    for (; c + 8 * C <= cols; c += 8 * C)
+      for (int k = 0; k < C; ++k) step(c + 8 * k, acc[k]);
+    for (; c + 8 <= cols; c += 8) step(c, acc[0]);
+    for (int k = 1; k < C; ++k)
+      for (int t = 0; t < T; ++t) acc[0][t] = _mm256_add_ps(acc[0][t], acc[k][t]);
     float tail[T] = {};
     for (; c < cols; ++c) {
       const float wv = Load1(wr, c);
       for (int t = 0; t < T; ++t) tail[t] += wv * reinterpret_cast<const float*>(xs[t])[c];
     }
-    finish<T>(acc, tail, out);
+    finish<T>(acc[0], tail, out);
   }
 };
 __m256 f32x8(const uint8_t* p, int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + i); }

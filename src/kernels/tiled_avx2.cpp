@@ -132,7 +132,7 @@ struct KQuantTiles {
   template <int Odd = -1>
   static inline __m256i weights(const uint8_t* tb, int half, int j, int g) {
     const __m256i v = load256(tb + k_quant_chunk_at(High, j / 2) + 64 * g + 32 * half);
-    const bool odd = Odd < 0 ? j % 2 : Odd;
+    const bool odd = Odd < 0 ? j % 2 != 0 : Odd != 0;
     __m256i w = _mm256_and_si256(odd ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
     if constexpr (High) w = _mm256_add_epi8(w, fifth_bits(tb, j, g, half));
     return w;

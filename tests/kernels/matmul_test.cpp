@@ -317,6 +317,33 @@ TEST_P(MatmulTest, SameInputProductsGiveTheBitsOfOneThread) {
   }
 }
 
+// Float weights: a token's outputs are the same bits whatever batch it comes in, so a
+// prompt's cached rows equal those of the same tokens inside a longer prompt (the
+// prefix cache shares them). Rows long enough for every accumulator chain and a tail.
+TEST(FloatMatmul, ATokenGetsTheSameBitsInAnyBatch) {
+  const Isa saved = active_isa();
+  set_threads(1);
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16}) {
+    std::mt19937 rng(77 + static_cast<int>(type));
+    const int64_t rows = 21, cols = cols_for(type, 13);  // 109 columns: 3 rounds of 4 chains, a step and a tail
+    const Weights w = make_weights(type, rows, cols, Data::Random, rng);
+    const std::vector<float> x = make_activations(11, cols, Data::Random, rng);
+    for (Isa isa : available_isas()) {
+      set_isa(isa);
+      std::vector<float> all(static_cast<size_t>(11 * rows));
+      matmul(w.view, x.data(), 11, all.data());
+      for (int64_t n : {1, 2, 3, 5})
+        for (int64_t t0 = 0; t0 + n <= 11; t0 += n) {
+          std::vector<float> part(static_cast<size_t>(n * rows));
+          matmul(w.view, x.data() + t0 * cols, n, part.data());
+          ASSERT_EQ(0, std::memcmp(part.data(), all.data() + t0 * rows, part.size() * sizeof(float)))
+              << type_name(type) << " " << isa_name(isa) << " tokens " << t0 << ".." << t0 + n - 1 << " of 11, in batches of " << n;
+        }
+    }
+  }
+  set_isa(saved);
+}
+
 // Tiles16 (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K under every int8 ISA): ragged last tiles, every token-group
 // width, thread splits on tile boundaries, and the same tiles read by the scalar fallback path.
 class TiledMatmulTest : public MatmulTest {};
