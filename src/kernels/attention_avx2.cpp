@@ -5,28 +5,12 @@
 
 #include "kernels/attention_dense_simd.h"
 #include "kernels/attention_simd.h"
+#include "kernels/vec_avx2.h"
 
 namespace {
 
-struct Avx2 {
-  using Vec = __m256;
+struct Avx2 : Avx2Lanes {
   static constexpr int64_t kMaxRows = 4;
-  static constexpr int64_t kWidth = 8;
-  static Vec zero() { return _mm256_setzero_ps(); }
-  static Vec load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
-  static Vec set1(float x) { return _mm256_set1_ps(x); }
-  static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
-  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-  static Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
-  static Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
-  static Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
-  static Vec round(Vec a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-  // p · 2^n: n (integral, p · 2^n normal) added to the exponent bits.
-  static Vec scale2(Vec p, Vec n) {
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
-  }
-  static Vec blend_lt(Vec a, Vec b, Vec x, Vec y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ)); }
   static void keep(Vec& v) { __asm__("" : "+v"(v)); }
   // Lane t = the sum of a[t]'s lanes (t < 8), added in the same order for every t:
   // pairs within 128-bit lanes, then the two lanes.

@@ -5,25 +5,12 @@
 
 #include "kernels/attention_dense_simd.h"
 #include "kernels/attention_simd.h"
+#include "kernels/vec_avx512.h"
 
 namespace {
 
-struct Avx512 {
-  using Vec = __m512;
+struct Avx512 : Avx512Lanes {
   static constexpr int64_t kMaxRows = 8;
-  static constexpr int64_t kWidth = 16;
-  static Vec zero() { return _mm512_setzero_ps(); }
-  static Vec load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
-  static Vec set1(float x) { return _mm512_set1_ps(x); }
-  static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
-  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-  static Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
-  static Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
-  static Vec max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
-  static Vec round(Vec a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-  static Vec scale2(Vec p, Vec n) { return _mm512_scalef_ps(p, n); }
-  static Vec blend_lt(Vec a, Vec b, Vec x, Vec y) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x); }
   static void keep(Vec& v) { __asm__("" : "+v"(v)); }
   // Lane t = the sum of a[t]'s lanes (t < 16), added in the same order for every t:
   // pairs within 128-bit lanes, then the four lanes.
