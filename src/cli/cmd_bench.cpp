@@ -143,6 +143,15 @@ nlohmann::json report_phases(double decode_s, int64_t tokens, uint64_t roofline_
   return {{"phases", out}, {"weight_bytes_per_token", kernel_bpt}};
 }
 
+// The threads' exchange cost, which tells the host's placement of the cores apart on
+// VMs whose read bandwidth moves with it (BENCHMARKS.md, "Two regimes are two placements").
+void print_round_trip(double ns) {
+  if (ns > 0) std::printf("cores: %.0f ns a cache line's round trip between threads 0 and 1\n", ns);
+}
+
+// NaN (one thread, or no measurement) as JSON null.
+nlohmann::json json_number(double v) { return v == v ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
 // getrusage's high-water mark of resident memory (weights, KV, scratch).
 double peak_rss_bytes() {
   struct rusage ru {};
@@ -183,9 +192,14 @@ int run_bench(int argc, char** argv) {
     const std::string isa = kernels::isa_name(kernels::active_isa()), isa_family = kernels::isa_family_name(kernels::active_isa());
     if (membw_only) {
       kernels::set_threads(mf.threads);
-      const double bw = kernels::measure_read_bandwidth_gbps();
+      const double bw = kernels::measure_read_bandwidth_gbps(), trip = kernels::core_round_trip_ns();
       std::printf("membw: %.2f GB/s (threads %d, isa %s)\n", bw, kernels::threads(), isa.c_str());
-      if (json) std::printf("%s\n", nlohmann::json{{"membw_gbps", bw}, {"threads", kernels::threads()}, {"isa", isa_family}, {"isa_level", isa}}.dump().c_str());
+      print_round_trip(trip);
+      if (json)
+        std::printf("%s\n", nlohmann::json{{"membw_gbps", bw}, {"core_round_trip_ns", json_number(trip)}, {"threads", kernels::threads()},
+                                           {"isa", isa_family}, {"isa_level", isa}}
+                                .dump()
+                                .c_str());
       return 0;
     }
     if (mf.model.empty()) fail("-m: a model file is required (or --membw alone)");
@@ -260,6 +274,7 @@ int run_bench(int argc, char** argv) {
       probes.push_back(probe.gbps(5));
     }
     kernels::set_phase_profiling(false);
+    const double trip = kernels::core_round_trip_ns();  // next to the last probe: the same placement
     const Stats bw_stats = summarize(probes);
     const KvStats kv_stats = kv->stats();
     engine.kv().clear(0);
@@ -290,6 +305,7 @@ int run_bench(int argc, char** argv) {
                   tg->min, tg->max);
     std::printf("membw: %.2f GB/s (median of %zu probes, min %.2f, max %.2f) -> roofline tg %.2f tok/s\n", bw, probes.size(),
                 bw_stats.min, bw_stats.max, roofline);
+    print_round_trip(trip);
     if (tg_share)
       std::printf("tg at %.1f%% of roofline (median of %d repetitions, min %.1f%%, max %.1f%%; each against the bandwidth probed every %lld tokens)\n",
                   100.0 * tg_share->median, reps, 100.0 * tg_share->min, 100.0 * tg_share->max, static_cast<long long>(kProbeEvery));
@@ -304,7 +320,7 @@ int run_bench(int argc, char** argv) {
                        {"bytes_per_token", bpt},      {"roofline_tg", roofline},    {"threads", kernels::threads()},
                        {"tg_roofline_fraction", stats_json(tg_share)},
                        {"isa", isa_family},           {"isa_level", isa},           {"model", model->path()},
-                       {"n_prompt", n_prompt},
+                       {"n_prompt", n_prompt},        {"core_round_trip_ns", json_number(trip)},
                        {"n_gen", n_gen},              {"repetitions", reps},
                        {"depth", depth},              {"load_s", load_s},           {"peak_rss_bytes", peak_rss},
                        {"decode_prefetch", kernels::decode_prefetch()},

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -99,5 +100,59 @@ double ReadBandwidthProbe::gbps(int reps) {
 }
 
 double measure_read_bandwidth_gbps(size_t bytes, int reps) { return ReadBandwidthProbe(bytes).gbps(reps); }
+
+namespace {
+
+// One run: thread 0 writes an odd value, thread 1 answers with the next even one. Thread
+// 0's wait gives up at a deadline (two threads time-sharing one CPU would otherwise take
+// a scheduler slice per trip); thread 1 leaves when it reads -1.
+double round_trip_run_ns() {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kBudget = std::chrono::milliseconds(2), kGiveUp = std::chrono::milliseconds(200);
+  alignas(64) std::atomic<int64_t> line{0};
+  double ns = std::numeric_limits<double>::quiet_NaN();
+#pragma omp parallel num_threads(2)
+  {
+    if (omp_get_num_threads() == 2 && omp_get_thread_num() == 1) {
+      for (int64_t seen = 0;;) {
+        const int64_t v = line.load(std::memory_order_acquire);
+        if (v < 0) break;
+        if (v % 2 == 1 && v != seen) {
+          seen = v;
+          int64_t expected = v;  // not over thread 0's -1 if it gave up meanwhile
+          line.compare_exchange_strong(expected, v + 1, std::memory_order_acq_rel);
+        }
+      }
+    } else if (omp_get_num_threads() == 2) {
+      const auto t0 = Clock::now();
+      int64_t v = 0, trips = 0;
+      bool gave_up = false;
+      while (!gave_up && Clock::now() - t0 < kBudget) {
+        for (int k = 0; k < 64 && !gave_up; ++k, ++trips, v += 2) {
+          line.store(v + 1, std::memory_order_release);
+          for (uint32_t spins = 1; line.load(std::memory_order_acquire) != v + 2; ++spins)
+            if (spins % 4096 == 0 && Clock::now() - t0 > kGiveUp) {
+              gave_up = true;
+              break;
+            }
+        }
+      }
+      if (!gave_up) ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / static_cast<double>(trips);
+      line.store(-1, std::memory_order_release);
+    }
+  }
+  return ns;
+}
+
+}  // namespace
+
+double core_round_trip_ns() {
+  if (threads() < 2) return std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> runs;
+  for (int r = 0; r < 3; ++r) runs.push_back(round_trip_run_ns());
+  if (std::any_of(runs.begin(), runs.end(), [](double x) { return !(x > 0); })) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(runs.begin(), runs.end());
+  return runs[1];
+}
 
 }  // namespace mlamoe::kernels

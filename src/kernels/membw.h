@@ -29,4 +29,11 @@ uint64_t stream_read(const uint8_t* data, size_t bytes, bool prefetch);
 // One probe of `bytes` (default 1 GiB): the median of `reps` passes after a warm-up.
 double measure_read_bandwidth_gbps(size_t bytes = size_t(1) << 30, int reps = 5);
 
+// Nanoseconds a cache line takes to go from thread 0 of a 2-thread team to thread 1 and
+// back (median of 3 runs of ~2 ms), or NaN with fewer than 2 threads (threads()) or when
+// the two never ran at once within the budget. What every barrier between decode's
+// phases pays: on the 2-vCPU VMs of BENCHMARKS.md ~70-95 ns when the host gives the two
+// vCPUs one L3 and ~340 ns when it places them apart (and doubles the read bandwidth).
+double core_round_trip_ns();
+
 }  // namespace mlamoe::kernels

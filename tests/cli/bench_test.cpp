@@ -1,5 +1,7 @@
 // `mlamoe bench` end to end on the shared V2-Lite-shaped fixture: the JSON contract
 // (key names read by tools), consistent statistics and clear errors on bad flags.
+#include <sched.h>
+
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -48,6 +50,7 @@ TEST(CliBench, JsonLastLineHasTheContractKeys) {
   EXPECT_LE(f_lo, f_mid);
   EXPECT_LE(f_mid, f_hi);
   EXPECT_EQ(j["threads"], 2);
+  EXPECT_TRUE(j["core_round_trip_ns"].is_number() || j["core_round_trip_ns"].is_null()) << j.dump();
   const std::string isa = j["isa"], level = j["isa_level"];
   EXPECT_TRUE(isa == "avx512" || isa == "avx2" || isa == "scalar") << isa;
   EXPECT_EQ(isa, level == "avxvnni" ? "avx2" : level);
@@ -107,6 +110,25 @@ TEST(CliBench, MembwAlone) {
   EXPECT_GT(j["membw_gbps"].get<double>(), 0.0);
   EXPECT_EQ(j["threads"], 1);
   EXPECT_NE(r.out.find("membw:"), std::string::npos);
+  EXPECT_TRUE(j["core_round_trip_ns"].is_null()) << "one thread has no partner";
+  EXPECT_EQ(r.out.find("cores:"), std::string::npos) << r.out;
+}
+
+// Two threads on two CPUs pass a cache line back and forth in well under a microsecond
+// (70-350 ns on the VMs of BENCHMARKS.md); on one CPU the probe gives up and says null.
+TEST(CliBench, CoreRoundTripWithTwoThreads) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  auto r = run_mlamoe({"bench", "--membw", "--json", "-t", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = last_line_json(r.out);
+  ASSERT_TRUE(j.contains("core_round_trip_ns")) << r.out;
+  if (CPU_COUNT(&set) < 2) GTEST_SKIP() << "one CPU: " << j.dump();
+  ASSERT_TRUE(j["core_round_trip_ns"].is_number()) << r.out;
+  EXPECT_GT(j["core_round_trip_ns"].get<double>(), 1.0);
+  EXPECT_LT(j["core_round_trip_ns"].get<double>(), 1e5);
+  EXPECT_NE(r.out.find("cores:"), std::string::npos) << r.out;
 }
 
 TEST(CliBench, BadFlagsFailWithOneLine) {
