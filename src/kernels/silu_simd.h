@@ -1,6 +1,7 @@
-// SwiGLU's elementwise step g = silu(g) · u, written once for any vector width V (Vec,
-// kWidth, set1, load, store, load_tail, store_tail, add, mul, div, fmadd, fnmadd, min,
-// round, scale2 (p·2^n for integral n, p·2^n normal), blend_lt (a < b ? x : y)).
+// SwiGLU's elementwise step g = silu(g) · u, written once for any vector width V
+// (vec_avx2.h, vec_avx512.h: Vec, kWidth, set1, load, store, load_tail, store_tail, add,
+// sub, mul, div, fmadd, fnmadd, min, max, round, scale2 (p·2^n for integral n, p·2^n
+// normal), blend_lt (a < b ? x : y)).
 // The experts' hidden layer is slots × moe_intermediate_size values per layer (4096 ×
 // 1408 in a 512-token prefill), too many for one libm exp call each: a 256-bit prefill
 // spent 5.6 % of its samples in expf and the scalar loop (perf, V2-Lite Q4_K_M).
