@@ -103,9 +103,11 @@ double measure_read_bandwidth_gbps(size_t bytes, int reps) { return ReadBandwidt
 
 namespace {
 
-// One run: thread 0 writes an odd value, thread 1 answers with the next even one. Thread
-// 0's wait gives up at a deadline (two threads time-sharing one CPU would otherwise take
-// a scheduler slice per trip); thread 1 leaves when it reads -1.
+// One run: thread 0 writes an odd value, thread 1 answers with the next even one, for
+// ~2 ms of trips; thread 1 leaves when it reads -1. When the two do not run at once
+// (another process on the other CPU, or both threads on one) each trip waits for a
+// scheduler slice: thread 0 then stops at 200 ms and divides by the trips done, and the
+// figure says how long an exchange takes on this machine now.
 double round_trip_run_ns() {
   using Clock = std::chrono::steady_clock;
   constexpr auto kBudget = std::chrono::milliseconds(2), kGiveUp = std::chrono::milliseconds(200);
@@ -119,25 +121,25 @@ double round_trip_run_ns() {
         if (v < 0) break;
         if (v % 2 == 1 && v != seen) {
           seen = v;
-          int64_t expected = v;  // not over thread 0's -1 if it gave up meanwhile
+          int64_t expected = v;  // not over thread 0's -1 if it stopped meanwhile
           line.compare_exchange_strong(expected, v + 1, std::memory_order_acq_rel);
         }
       }
     } else if (omp_get_num_threads() == 2) {
       const auto t0 = Clock::now();
       int64_t v = 0, trips = 0;
-      bool gave_up = false;
-      while (!gave_up && Clock::now() - t0 < kBudget) {
-        for (int k = 0; k < 64 && !gave_up; ++k, ++trips, v += 2) {
+      bool late = false;
+      while (!late && Clock::now() - t0 < kBudget)
+        for (int k = 0; k < 64 && !late; ++k) {
           line.store(v + 1, std::memory_order_release);
           for (uint32_t spins = 1; line.load(std::memory_order_acquire) != v + 2; ++spins)
             if (spins % 4096 == 0 && Clock::now() - t0 > kGiveUp) {
-              gave_up = true;
+              late = true;
               break;
             }
+          if (!late) ++trips, v += 2;
         }
-      }
-      if (!gave_up) ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / static_cast<double>(trips);
+      if (trips > 0) ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / static_cast<double>(trips);
       line.store(-1, std::memory_order_release);
     }
   }

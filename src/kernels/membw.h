@@ -30,10 +30,11 @@ uint64_t stream_read(const uint8_t* data, size_t bytes, bool prefetch);
 double measure_read_bandwidth_gbps(size_t bytes = size_t(1) << 30, int reps = 5);
 
 // Nanoseconds a cache line takes to go from thread 0 of a 2-thread team to thread 1 and
-// back (median of 3 runs of ~2 ms), or NaN with fewer than 2 threads (threads()) or when
-// the two never ran at once within the budget. What every barrier between decode's
-// phases pays: on the 2-vCPU VMs of BENCHMARKS.md ~70-95 ns when the host gives the two
-// vCPUs one L3 and ~340 ns when it places them apart (and doubles the read bandwidth).
+// back (median of 3 runs of ~2 ms), or NaN with fewer than 2 threads (threads()) or no
+// trip done in 200 ms. What every barrier between decode's phases pays: on the 2-vCPU
+// VMs of BENCHMARKS.md ~70-120 ns when the host gives the two vCPUs one L3 and ~340 ns
+// when it places them apart (and doubles the read bandwidth); milliseconds when the two
+// threads cannot run at once.
 double core_round_trip_ns();
 
 }  // namespace mlamoe::kernels

@@ -1,7 +1,5 @@
 // `mlamoe bench` end to end on the shared V2-Lite-shaped fixture: the JSON contract
 // (key names read by tools), consistent statistics and clear errors on bad flags.
-#include <sched.h>
-
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -114,20 +112,16 @@ TEST(CliBench, MembwAlone) {
   EXPECT_EQ(r.out.find("cores:"), std::string::npos) << r.out;
 }
 
-// Two threads on two CPUs pass a cache line back and forth in well under a microsecond
-// (70-350 ns on the VMs of BENCHMARKS.md); on one CPU the probe gives up and says null.
+// Two threads pass a cache line back and forth: 70-350 ns on two free CPUs (the VMs of
+// BENCHMARKS.md), up to a scheduler slice a trip when another test holds the other CPU
+// or both share one; a number either way, under the 200 ms a run may wait.
 TEST(CliBench, CoreRoundTripWithTwoThreads) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
   auto r = run_mlamoe({"bench", "--membw", "--json", "-t", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = last_line_json(r.out);
-  ASSERT_TRUE(j.contains("core_round_trip_ns")) << r.out;
-  if (CPU_COUNT(&set) < 2) GTEST_SKIP() << "one CPU: " << j.dump();
   ASSERT_TRUE(j["core_round_trip_ns"].is_number()) << r.out;
   EXPECT_GT(j["core_round_trip_ns"].get<double>(), 1.0);
-  EXPECT_LT(j["core_round_trip_ns"].get<double>(), 1e5);
+  EXPECT_LT(j["core_round_trip_ns"].get<double>(), 2e8);
   EXPECT_NE(r.out.find("cores:"), std::string::npos) << r.out;
 }
 
