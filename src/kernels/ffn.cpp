@@ -54,9 +54,13 @@ void silu_mul_avx2(float* g, const float* u, int64_t n);    // ffn_avx2.cpp
 
 // g = silu(g) ⊙ u: the scalar definition, or its vector twins (within 1e-6 of it).
 void silu_mul(float* g, const float* u, int64_t n) {
-  if (active_isa() == Isa::Avx512) return silu_mul_avx512(g, u, n);
-  if (active_isa() == Isa::Avx2 || active_isa() == Isa::AvxVnni) return silu_mul_avx2(g, u, n);
-  for (int64_t j = 0; j < n; ++j) g[j] = silu(g[j]) * u[j];
+  switch (active_isa()) {
+    case Isa::Avx512: return silu_mul_avx512(g, u, n);
+    case Isa::AvxVnni:
+    case Isa::Avx2: return silu_mul_avx2(g, u, n);
+    default:
+      for (int64_t j = 0; j < n; ++j) g[j] = silu(g[j]) * u[j];
+  }
 }
 
 namespace {
