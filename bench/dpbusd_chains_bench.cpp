@@ -77,6 +77,46 @@ BENCHMARK(chains<16>)->Name("dpbusd/chains16");
 BENCHMARK(chains<12, 3>)->Name("dpbusd/chains12_with_3_fma");
 BENCHMARK(chains<12, 6>)->Name("dpbusd/chains12_with_6_fma");
 
+// The 256-bit form without VNNI (AVX2 prefill, src/kernels/tiled_avx2.cpp): each step
+// broadcasts 4 activation bytes, multiplies 8 rows × 4 bytes by them in vpmaddubsw and
+// adds the int16 pair sums into its chain with vpaddw, the three instructions the AVX2
+// kernels spend on 32 multiply-adds. W weight vectors share each broadcast (W = 2: both
+// halves of a tile-block). This is the ceiling of those kernels' inner loops, before any
+// unpacking, widening or scaling.
+template <int N, int W>
+__attribute__((target("avx2"))) void maddubs_chains(benchmark::State& state) {
+  static_assert(N % W == 0 && N <= 16);
+#define MLAMOE_DECLARE_256(i) __m256i s##i = _mm256_set1_epi16(i);
+  MLAMOE_FOR_16(MLAMOE_DECLARE_256)
+  __m256i w0 = _mm256_set1_epi32(0x01020304), w1 = _mm256_set1_epi32(0x05060708), x;
+  const int8_t* a = g_activations;
+  constexpr int kRounds = 1024;
+  for (auto _ : state) {
+    for (int r = 0; r < kRounds; ++r) {
+      asm("" : "+x"(w0), "+x"(w1), "+r"(a));
+#define MLAMOE_MADDUBS_STEP(i)                                                                                        \
+  if constexpr (i < N) {                                                                                              \
+    if constexpr (i % W == 0) asm("vpbroadcastd %1, %0" : "=x"(x) : "m"(*reinterpret_cast<const AliasedInt32*>(a + 4 * i))); \
+    asm("vpmaddubsw %2, %1, %%ymm15\n\tvpaddw %%ymm15, %0, %0" : "+x"(s##i) : "x"(i % 2 ? w1 : w0), "x"(x) : "xmm15");      \
+  }
+      MLAMOE_FOR_16(MLAMOE_MADDUBS_STEP)
+    }
+  }
+  __m256i sum = _mm256_setzero_si256();
+#define MLAMOE_SUM_256(i) sum = _mm256_add_epi16(sum, s##i);
+  MLAMOE_FOR_16(MLAMOE_SUM_256)
+  benchmark::DoNotOptimize(sum);
+  const double ops = static_cast<double>(state.iterations()) * kRounds * N;
+  state.counters["G_maddubs_per_s"] = benchmark::Counter(ops / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GMACps"] = benchmark::Counter(ops * 32 / 1e9, benchmark::Counter::kIsRate);
+}
+
+BENCHMARK(maddubs_chains<6, 1>)->Name("maddubs/chains6");
+BENCHMARK(maddubs_chains<8, 1>)->Name("maddubs/chains8");
+BENCHMARK(maddubs_chains<10, 1>)->Name("maddubs/chains10");
+BENCHMARK(maddubs_chains<8, 2>)->Name("maddubs/chains8_2_per_broadcast");
+BENCHMARK(maddubs_chains<10, 2>)->Name("maddubs/chains10_2_per_broadcast");
+
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -21,6 +21,19 @@
 namespace mlamoe::kernels {
 namespace {
 
+using AliasedInt32 = int32_t __attribute__((may_alias));  // the bytes are read as one int32
+// sum + (each row's pair sums of w against the 4 activation bytes at p), in int16: the
+// broadcast, product and sum of one step in one asm statement. From the intrinsics GCC
+// 12 hoisted every token's broadcast to the top of a group and copied or spilled the
+// sums to make room (bench/dpbusd_chains_bench maddubs/*: these three instructions
+// alone run at 5.3–5.9 G a second on one Zen 4 core, 170–188 GMAC/s).
+inline void maddubs_add(__m256i& sum, __m256i w, const int8_t* p) {
+  __m256i x;
+  asm("vpbroadcastd %2, %1\n\tvpmaddubsw %1, %3, %1\n\tvpaddw %1, %0, %0"
+      : "+x"(sum), "=&x"(x)
+      : "m"(*reinterpret_cast<const AliasedInt32*>(p)), "x"(w));
+}
+
 // Each row's two int16 pair sums added into one int32.
 inline __m256i widen(__m256i sums16) { return _mm256_madd_epi16(sums16, _mm256_set1_epi16(1)); }
 
@@ -131,7 +144,11 @@ struct KQuantTiles {
   // j % 2 (the high nibbles) known at compile time (1 or 0), or not (-1).
   template <int Odd = -1>
   static inline __m256i weights(const uint8_t* tb, int half, int j, int g) {
-    const __m256i v = load256(tb + k_quant_chunk_at(High, j / 2) + 64 * g + 32 * half);
+    // One pointer per chunk, the groups at constant offsets from it: left to itself GCC
+    // kept a pointer per group and, short of registers, reloaded them from the stack.
+    const uint8_t* chunk = tb + k_quant_chunk_at(High, j / 2) + 32 * half;
+    asm("" : "+r"(chunk));
+    const __m256i v = load256(chunk + 64 * g);
     const bool odd = Odd < 0 ? j % 2 != 0 : Odd != 0;
     __m256i w = _mm256_and_si256(odd ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
     if constexpr (High) w = _mm256_add_epi8(w, fifth_bits(tb, j, g, half));
@@ -161,19 +178,15 @@ struct KQuantTiles {
     for (int t = 0; t < NT; ++t) total[t] = mins[t] = _mm256_setzero_si256();
     // One sub-block at a time keeps NT int16 sums live, not 2·NT (which spilled at 4
     // tokens), and the scales are unpacked after the sums, not held across them. GCC
-    // keeps j % 2 a branch per group even in a loop unrolled by two; one token takes
-    // the sub-blocks in pairs with the parity fixed (kernels_bench */avx2-tiled/n1/t1 hot,
-    // GMAC/s, alternating: q4_K 52.9–53.9 → 56.9, q5_K 35.9–36.1 → 38.9–39.1; streamed
-    // within noise), while 4 tokens lost that way (q4_K n64/t1 97 → 81: more live
-    // registers in the longer body).
-    if constexpr (NT == 1) {
-      for (int c = 0; c < 4; ++c) {
-        sub_block<NT, Unpacked, 0>(tb, scales, unpacked, half, b, 2 * c, xs, total);
-        sub_block<NT, Unpacked, 1>(tb, scales, unpacked, half, b, 2 * c + 1, xs, total);
-      }
-    } else {
-#pragma GCC unroll 2
-      for (int j = 0; j < 8; ++j) sub_block<NT, Unpacked, -1>(tb, scales, unpacked, half, b, j, xs, total);
+    // keeps j % 2 a branch per group even in a loop unrolled by two, so the sub-blocks
+    // go in pairs with the parity fixed (kernels_bench */avx2-tiled/n1/t1 hot, GMAC/s,
+    // alternating: q4_K 52.9–53.9 → 56.9, q5_K 35.9–36.1 → 38.9–39.1). Several tokens
+    // lost that way (q4_K n64/t1 97 → 81 at 4) until each step was one asm statement
+    // (maddubs_add): GCC had spilled their sums around the longer body. With it, q4_K
+    // n64/t1 at 5 tokens 103.7–107.1 → 113.7–115.6 GMAC/s (Zen 4, session 26).
+    for (int c = 0; c < 4; ++c) {
+      sub_block<NT, Unpacked, 0>(tb, scales, unpacked, half, b, 2 * c, xs, total);
+      sub_block<NT, Unpacked, 1>(tb, scales, unpacked, half, b, 2 * c + 1, xs, total);
     }
     for (int p = 0; p < 4; ++p) {
       const __m256i m = min_pairs(scales, half, p);
@@ -191,8 +204,8 @@ struct KQuantTiles {
     for (int g = 0; g < 8; ++g) {
       const __m256i w = Unpacked ? load256(unpacked + 32 * (8 * j + g)) : weights<Odd>(tb, half, j, g);
       for (int t = 0; t < NT; ++t) {
-        const __m256i p = _mm256_maddubs_epi16(w, broadcast4(xs[t][b].qs + 32 * j + 4 * g));
-        sums[t] = g % kInt16Sums ? _mm256_add_epi16(sums[t], p) : p;
+        if (g % kInt16Sums == 0) sums[t] = _mm256_setzero_si256();
+        maddubs_add(sums[t], w, xs[t][b].qs + 32 * j + 4 * g);
       }
       if (g % kInt16Sums == kInt16Sums - 1) {
         const __m256i sc = scale_pairs_u8(scales + kTileRows * j + kHalfRows * half);
