@@ -20,6 +20,14 @@ namespace {
 alignas(64) int8_t g_activations[4096];
 using AliasedInt32 = int32_t __attribute__((may_alias));
 
+// Instructions a second (`name`) and multiply-adds a second, for ops_per_iteration
+// instructions of macs_per_op multiply-adds each.
+void report_rate(benchmark::State& state, int ops_per_iteration, const char* name, int macs_per_op) {
+  const double ops = static_cast<double>(state.iterations()) * ops_per_iteration;
+  state.counters[name] = benchmark::Counter(ops / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GMACps"] = benchmark::Counter(ops * macs_per_op / 1e9, benchmark::Counter::kIsRate);
+}
+
 // Sixteen named accumulators, of which the first N are used, each updated by an asm
 // statement that ties it to its register: from the intrinsic GCC 12 at -O3 copied every
 // accumulator to another register once per round (5.3-5.9 G dpbusd/s at any chain count,
@@ -63,9 +71,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void chains(benchmark::St
 #define MLAMOE_SUM_FLOAT(i) float_sum = _mm512_add_ps(float_sum, f##i);
   MLAMOE_FOR_6(MLAMOE_SUM_FLOAT)
   benchmark::DoNotOptimize(float_sum);
-  const double ops = static_cast<double>(state.iterations()) * kRounds * N;
-  state.counters["G_dpbusd_per_s"] = benchmark::Counter(ops / 1e9, benchmark::Counter::kIsRate);
-  state.counters["GMACps"] = benchmark::Counter(ops * 64 / 1e9, benchmark::Counter::kIsRate);
+  report_rate(state, kRounds * N, "G_dpbusd_per_s", 64);
 }
 
 BENCHMARK(chains<4>)->Name("dpbusd/chains4");
@@ -106,9 +112,7 @@ __attribute__((target("avx2"))) void maddubs_chains(benchmark::State& state) {
 #define MLAMOE_SUM_256(i) sum = _mm256_add_epi16(sum, s##i);
   MLAMOE_FOR_16(MLAMOE_SUM_256)
   benchmark::DoNotOptimize(sum);
-  const double ops = static_cast<double>(state.iterations()) * kRounds * N;
-  state.counters["G_maddubs_per_s"] = benchmark::Counter(ops / 1e9, benchmark::Counter::kIsRate);
-  state.counters["GMACps"] = benchmark::Counter(ops * 32 / 1e9, benchmark::Counter::kIsRate);
+  report_rate(state, kRounds * N, "G_maddubs_per_s", 32);
 }
 
 BENCHMARK(maddubs_chains<6, 1>)->Name("maddubs/chains6");
