@@ -46,6 +46,10 @@
 namespace mlamoe::kernels {
 
 constexpr int kTileRows = 16;
+
+// 4 activation bytes read as one int32, for the asm broadcasts of the kernel files (a type
+// only, so safe to share between files of different ISA flags).
+using AliasedInt32 = int32_t __attribute__((may_alias));
 constexpr size_t kTileScaleBytes = 2 * kTileRows;
 
 // Columns of one tile-block: 32, or 256 for Q4_K, Q5_K and Q6_K; 0 if `t` has no tiled form.

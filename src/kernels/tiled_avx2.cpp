@@ -21,7 +21,6 @@
 namespace mlamoe::kernels {
 namespace {
 
-using AliasedInt32 = int32_t __attribute__((may_alias));  // the bytes are read as one int32
 // sum + (each row's pair sums of w against the 4 activation bytes at p), in int16: the
 // broadcast, product and sum of one step in one asm statement. From the intrinsics GCC
 // 12 hoisted every token's broadcast to the top of a group and copied or spilled the

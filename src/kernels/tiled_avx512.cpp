@@ -99,7 +99,6 @@ inline __m512i broadcast4(const int8_t* p) {
 // → 0.93–0.96 (Zen 5, old and new alternating). Measured worse elsewhere, so not used
 // there: Q6_K decode 0.84–0.85 → 0.81, Q4_K 0.91–0.93 → 0.89–0.91, and the
 // compute-bound prefill kernels (q4_0/q8_0 n64 and n512: 3–8 % fewer GMAC/s).
-using AliasedInt32 = int32_t __attribute__((may_alias));  // the bytes are read as one int32
 inline __m512i dpbusd_x4(__m512i acc, __m512i w, const int8_t* p) {
   asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const AliasedInt32*>(p)));
   return acc;
