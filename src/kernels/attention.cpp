@@ -3,8 +3,10 @@
 #include "kernels/attention.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernels/kernels.h"
 #include "kernels/online_softmax.h"
@@ -15,6 +17,11 @@ void latent_attention_accumulate_avx2(const LatentQueries& q, int64_t j0, int64_
                                       const float* k_rope, LatentAttentionState& s);
 void latent_attention_accumulate_avx512(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
                                         const float* k_rope, LatentAttentionState& s);
+
+bool latent_attention_bf16_fits(const LatentQueries& q);
+void round_latent_queries_bf16_avx512(const LatentQueries& q, uint16_t* out);
+void latent_attention_accumulate_bf16_avx512(const LatentQueries& q, int64_t j0, int64_t count, const uint16_t* c_kv,
+                                             const uint16_t* k_rope, LatentAttentionState& s);
 
 void LatentAttentionState::reset(int64_t rows, int64_t d_c) {
   m.assign(static_cast<size_t>(rows), -std::numeric_limits<float>::infinity());
@@ -30,6 +37,32 @@ void latent_attention_accumulate(const LatentQueries& q, int64_t j0, int64_t cou
     case Isa::Avx2: return latent_attention_accumulate_avx2(q, j0, count, c_kv, k_rope, s);
     default: return latent_attention_accumulate_reference(q, j0, count, c_kv, k_rope, s);
   }
+}
+
+static bool bf16_kernel_for(const LatentQueries& q) {
+  static const bool has_bf16 = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return active_isa() == Isa::Avx512 && has_bf16 && latent_attention_bf16_fits(q);
+}
+
+bool round_latent_queries_bf16(const LatentQueries& q, uint16_t* out) {
+  if (!bf16_kernel_for(q)) return false;
+  round_latent_queries_bf16_avx512(q, out);
+  return true;
+}
+
+void latent_attention_accumulate_bf16(const LatentQueries& q, int64_t j0, int64_t count, const uint16_t* c_kv,
+                                      const uint16_t* k_rope, LatentAttentionState& s) {
+  if (bf16_kernel_for(q)) return latent_attention_accumulate_bf16_avx512(q, j0, count, c_kv, k_rope, s);
+  thread_local std::vector<float> c, r;  // widened: bf16 is the top half of an fp32
+  c.resize(static_cast<size_t>(count * q.d_c));
+  r.resize(static_cast<size_t>(count * q.d_r));
+  const auto widen = [](uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); };
+  for (size_t i = 0; i < c.size(); ++i) c[i] = widen(c_kv[i]);
+  for (size_t i = 0; i < r.size(); ++i) r[i] = widen(k_rope[i]);
+  latent_attention_accumulate(q, j0, count, c.data(), r.data(), s);
 }
 
 void latent_attention_accumulate_reference(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,

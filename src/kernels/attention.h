@@ -18,7 +18,14 @@ struct LatentQueries {
   const int64_t* last_pos = nullptr;  // per row: the last key position it may see (causal)
   int64_t rows = 0, d_c = 0, d_r = 0;
   float scale = 1.f;
+  // Optional, for latent_attention_accumulate_bf16: the same rows already rounded by
+  // round_latent_queries_bf16 (row stride kLatentQueryBf16Stride), so a sweep of many
+  // runs rounds them once; null: each call rounds them.
+  const uint16_t* q_bf16 = nullptr;
 };
+
+// A bf16-rounded query row's stride (q_lat then q_rope), in values: d_c + d_r at most.
+constexpr int64_t kLatentQueryBf16Stride = 1024;
 
 // Per row: running max m of the scores seen, running sum l of exp(score - m), and the
 // unnormalised output o = Σ exp(score - m) c_kv (rows × d_c).
@@ -37,6 +44,18 @@ void latent_attention_accumulate(const LatentQueries& q, int64_t j0, int64_t cou
 // The same, in plain scalar C++: the reference the vectorized path is tested against.
 void latent_attention_accumulate_reference(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
                                            const float* k_rope, LatentAttentionState& s);
+
+// The same over keys cached in bf16 (c_kv: count × d_c, k_rope: count × d_r, as
+// uint16 bit patterns). On AVX-512 BF16 CPUs the products are taken in bf16 (the
+// query and the softmax weights rounded to it; attention_bf16_avx512.cpp), elsewhere
+// the keys are widened to fp32 for latent_attention_accumulate. Unlike the fp32 path
+// the bf16 kernel's bits depend on where the runs start.
+// Fills `out` (q.rows × kLatentQueryBf16Stride values) for LatentQueries::q_bf16 and
+// returns true when the active kernel for bf16 keys computes in bf16; false (out
+// untouched) when it widens the keys to fp32 and takes the fp32 queries.
+bool round_latent_queries_bf16(const LatentQueries& q, uint16_t* out);
+void latent_attention_accumulate_bf16(const LatentQueries& q, int64_t j0, int64_t count, const uint16_t* c_kv,
+                                      const uint16_t* k_rope, LatentAttentionState& s);
 
 // a ← a ⊕ b, where a and b saw disjoint key ranges (flash-decoding's split-K merge).
 void latent_attention_merge(LatentAttentionState& a, const LatentAttentionState& b, int64_t d_c);

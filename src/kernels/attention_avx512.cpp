@@ -12,16 +12,6 @@ namespace {
 struct Avx512 : Avx512Lanes {
   static constexpr int64_t kMaxRows = 8;
   static void keep(Vec& v) { __asm__("" : "+v"(v)); }
-  // Lane t = the sum of a[t]'s lanes (t < 16), added in the same order for every t:
-  // pairs within 128-bit lanes, then the four lanes.
-  static Vec lane_sums(const Vec* a) {
-    Vec t[8], u[4], v[2];
-    for (int i = 0; i < 8; ++i) t[i] = add(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
-    for (int i = 0; i < 4; ++i) u[i] = add(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44), _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xEE));
-    for (int i = 0; i < 2; ++i)
-      v[i] = add(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88), _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xDD));
-    return add(_mm512_shuffle_f32x4(v[0], v[1], 0x88), _mm512_shuffle_f32x4(v[0], v[1], 0xDD));
-  }
 };
 
 }  // namespace

@@ -20,6 +20,9 @@ struct KernelTable {
   // Sums a buffer of `bytes` (a multiple of 64) with wide loads: the bandwidth probe.
   // With `prefetch`, also asks for the lines 2 KB ahead, as the decode kernel may.
   uint64_t (*stream_sum)(const uint8_t* p, size_t bytes, bool prefetch);
+  // dst[i] = the n F16 or BF16 values at src, as float32 (the KV cache's narrow rows).
+  void (*widen_f16)(const uint8_t* src, float* dst, int64_t n);
+  void (*widen_bf16)(const uint8_t* src, float* dst, int64_t n);
   MatFn get(GgmlType t) const {
     switch (t) {
       case GgmlType::Q8_0: return q8_0;

@@ -284,6 +284,16 @@ ActFormat kernel_activation_format(const WeightView& W) {
 // size of a MoE work item (ffn.cpp), one call's tiles within L2.
 constexpr int64_t kUnitsPerRun = 16;
 
+void widen_row(GgmlType t, const void* src, float* dst, int64_t n) {
+  const KernelTable& k = kernel_table(active_isa());
+  const auto* bytes = static_cast<const uint8_t*>(src);
+  switch (t) {
+    case GgmlType::F16: return k.widen_f16(bytes, dst, n);
+    case GgmlType::BF16: return k.widen_bf16(bytes, dst, n);
+    default: return dequantize_row(t, src, dst, n);
+  }
+}
+
 void matmul(const WeightView& W, const float* X, int64_t n, float* Y) {
   const Product p{&W, Y};
   matmul_same_input(&p, 1, X, n);

@@ -76,6 +76,9 @@ struct WeightView {
 // Y[t][r] = sum_c W[r][c] * X[t][c] for t < n: X is n × cols, Y is n × rows, float32
 // row-major. Weights are dequantized inside the dot product (never a float copy of W).
 void matmul(const WeightView& W, const float* X, int64_t n, float* Y);
+// dst = the n values of a row of type t as float32 (F16 and BF16 with the active ISA's
+// conversions, every other type through the format's dequantizer).
+void widen_row(GgmlType t, const void* src, float* dst, int64_t n);
 
 // Y_i = W_i X for several matrices with the same input (MLA's W_Q and W_DKV, both fed
 // by the normed hidden state): one quantization of X, one parallel pass.

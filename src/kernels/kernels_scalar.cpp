@@ -146,6 +146,11 @@ uint64_t stream_sum(const uint8_t* p, size_t bytes, bool /*prefetch*/) {
   return s;
 }
 
+template <float (*Load)(const uint8_t*, int64_t)>
+void widen(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = Load(src, i);
+}
+
 }  // namespace
 
 const KernelTable& scalar_kernels() {
@@ -154,7 +159,7 @@ const KernelTable& scalar_kernels() {
       tiled_matmul<Q45_K<false>>,  tiled_matmul<Q45_K<true>>,
       tiled_matmul<Q6_K>,          tiled_matmul<FloatRow<load_f16>>,
       tiled_matmul<FloatRow<load_bf16>>, tiled_matmul<FloatRow<load_f32>>,
-      stream_sum};
+      stream_sum, widen<load_f16>, widen<load_bf16>};
   return table;
 }
 

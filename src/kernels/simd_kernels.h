@@ -267,6 +267,13 @@ uint64_t simd_stream_sum(const uint8_t* p, size_t bytes, bool prefetch) {
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
 
+template <__m256 (*Load8)(const uint8_t*, int64_t), float (*Load1)(const uint8_t*, int64_t)>
+void simd_widen(const uint8_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, Load8(src, i));
+  for (; i < n; ++i) dst[i] = Load1(src, i);
+}
+
 constexpr int G = kTokenGroup;  // from the including file
 const KernelTable simd_table{tiled_matmul<SimdQ8_0, G>,
                              tiled_matmul<SimdQ4_0, G>,
@@ -276,6 +283,8 @@ const KernelTable simd_table{tiled_matmul<SimdQ8_0, G>,
                              tiled_matmul<SimdFloat<f16x8, f16x1>, G>,
                              tiled_matmul<SimdFloat<bf16x8, bf16x1>, G>,
                              tiled_matmul<SimdFloat<f32x8, f32x1>, G>,
-                             simd_stream_sum};
+                             simd_stream_sum,
+                             simd_widen<f16x8, f16x1>,
+                             simd_widen<bf16x8, bf16x1>};
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "format/quant.h"
+#include "kernels/kernels.h"
 
 namespace mlamoe {
 
@@ -12,8 +13,8 @@ void KvCache::decode_run(const Run& r, float* c_kv, float* k_rope) const {
   const auto* c = static_cast<const uint8_t*>(r.c_kv_raw);
   const auto* k = static_cast<const uint8_t*>(r.k_rope_raw);
   for (int64_t j = 0; j < r.count; ++j) {
-    dequantize_row(r.c_kv_type, c + j * c_row, c_kv + j * kv_lora_rank_, kv_lora_rank_);
-    dequantize_row(r.k_rope_type, k + j * r_row, k_rope + j * rope_dim_, rope_dim_);
+    kernels::widen_row(r.c_kv_type, c + j * c_row, c_kv + j * kv_lora_rank_, kv_lora_rank_);
+    kernels::widen_row(r.k_rope_type, k + j * r_row, k_rope + j * rope_dim_, rope_dim_);
   }
 }
 

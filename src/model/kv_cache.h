@@ -4,7 +4,9 @@
 // head. Implementations: ContiguousKvCache here (one array per sequence and layer);
 // the paged, prefix-sharing, RAM+SSD tiered cache lives in src/runtime.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "format/ggml_types.h"
@@ -39,6 +41,13 @@ class KvCache {
   // that share one sweep (the caller calls will_read once for the whole of it).
   template <typename Fn>
   void for_each_run_in(int32_t seq, int64_t layer, int64_t from, int64_t to, Fn&& fn) const {
+    for_each_run_in(seq, layer, from, to, fn, nullptr);
+  }
+  // The same, except that a run stored in bf16 (c_kv and k_rope both) goes to
+  // bf16_fn(first_pos, count, c_kv, k_rope) as its uint16 bit patterns, undecoded:
+  // for kernels that compute in bf16. bf16_fn may be nullptr.
+  template <typename Fn, typename Bf16Fn>
+  void for_each_run_in(int32_t seq, int64_t layer, int64_t from, int64_t to, Fn&& fn, Bf16Fn&& bf16_fn) const {
     int64_t pos = from;
     while (pos < to) {
       const Run r = run_at(seq, layer, pos, to);
@@ -49,12 +58,13 @@ class KvCache {
       } unpin_after{*this, r};
       if (r.c_kv) {
         fn(pos, r.count, r.c_kv, r.k_rope);
+      } else if constexpr (!std::is_same_v<std::decay_t<Bf16Fn>, std::nullptr_t>) {
+        if (r.c_kv_type == GgmlType::BF16 && r.k_rope_type == GgmlType::BF16)
+          bf16_fn(pos, r.count, static_cast<const uint16_t*>(r.c_kv_raw), static_cast<const uint16_t*>(r.k_rope_raw));
+        else
+          decode_and_call(r, pos, fn);
       } else {
-        thread_local std::vector<float> c_kv, k_rope;
-        c_kv.resize(static_cast<size_t>(r.count * kv_lora_rank_));
-        k_rope.resize(static_cast<size_t>(r.count * rope_dim_));
-        decode_run(r, c_kv.data(), k_rope.data());
-        fn(pos, r.count, static_cast<const float*>(c_kv.data()), static_cast<const float*>(k_rope.data()));
+        decode_and_call(r, pos, fn);
       }
       pos += r.count;
     }
@@ -93,6 +103,17 @@ class KvCache {
   KvCache(int64_t n_layers, int64_t kv_lora_rank, int64_t rope_dim)
       : n_layers_(n_layers), kv_lora_rank_(kv_lora_rank), rope_dim_(rope_dim) {}
   int64_t n_layers_, kv_lora_rank_, rope_dim_;
+
+ private:
+  // fn over a typed run decoded into the calling thread's float32 scratch.
+  template <typename Fn>
+  void decode_and_call(const Run& r, int64_t pos, Fn& fn) const {
+    thread_local std::vector<float> c_kv, k_rope;
+    c_kv.resize(static_cast<size_t>(r.count * kv_lora_rank_));
+    k_rope.resize(static_cast<size_t>(r.count * rope_dim_));
+    decode_run(r, c_kv.data(), k_rope.data());
+    fn(pos, r.count, static_cast<const float*>(c_kv.data()), static_cast<const float*>(k_rope.data()));
+  }
 };
 
 // One growable float32 array per (sequence, layer), c_kv and k_rope side by side

@@ -67,9 +67,10 @@ struct AbsorbedBuffers {
 // Threads share (token group, key range) items: a group is up to kGroupTokens tokens of
 // one sequence with all their heads, so each cached run is read once for all of them;
 // when there are few groups (decode) each is also cut into key ranges of equal length
-// (about 2 per thread, kMinKeys/2 to kMaxKeys keys each) whose online-softmax states are
+// (about 8 per thread, kMinKeys/2 to kMaxKeys keys each) whose online-softmax states are
 // merged in order afterwards; whole 1024-key ranges left a 1-token decode over a shorter
-// cache to one thread. With fewer ranges than threads (at most kMinKeys keys on 2
+// cache to one thread, and 2 ranges a thread left the faster vCPU waiting 14–16 % of
+// the phase at 4,096 keys (2–4 % with 8). With fewer ranges than threads (at most kMinKeys keys on 2
 // threads) the group's heads are shared out instead: one range had left the other thread
 // waiting half the phase. The cut depends only on the batch, the context length and the
 // thread count, never on how the cache stores blocks.
@@ -144,7 +145,7 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
   const bool split = static_cast<int64_t>(groups.size()) < 4 * nt;
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     const Group& g = groups[gi];
-    const int64_t per_item = (g.n + 2 * nt - 1) / (2 * nt);
+    const int64_t per_item = (g.n + 8 * nt - 1) / (8 * nt);
     const int64_t step = split ? std::clamp(per_item, kMinKeys, kMaxKeys) : g.n;
     // Ranges of equal length (within a key): cut every `step` keys, the short last one
     // left a thread waiting (decode at 65–127 keys: 64 against 1–63; 18 % of the phase
@@ -187,9 +188,19 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
       lq.d_r = D.d_rope;
       lq.scale = scale;
       states[i].reset(it.rows, D.d_c);
-      ctx.kv.for_each_run_in(g.seq, layer, it.from, it.to, [&](int64_t j0, int64_t cnt, const float* c_kv, const float* k_rope) {
-        kernels::latent_attention_accumulate(lq, j0, cnt, c_kv, k_rope, states[i]);
-      });
+      ctx.kv.for_each_run_in(
+          g.seq, layer, it.from, it.to,
+          [&](int64_t j0, int64_t cnt, const float* c_kv, const float* k_rope) {
+            kernels::latent_attention_accumulate(lq, j0, cnt, c_kv, k_rope, states[i]);
+          },
+          [&](int64_t j0, int64_t cnt, const uint16_t* c_kv, const uint16_t* k_rope) {
+            if (!lq.q_bf16) {  // the item's queries rounded once, not once per run
+              thread_local std::vector<uint16_t> rounded;
+              rounded.resize(static_cast<size_t>(lq.rows * kernels::kLatentQueryBf16Stride));
+              if (kernels::round_latent_queries_bf16(lq, rounded.data())) lq.q_bf16 = rounded.data();
+            }
+            kernels::latent_attention_accumulate_bf16(lq, j0, cnt, c_kv, k_rope, states[i]);
+          });
     }
     phase.end_of_region();
   }
