@@ -3,7 +3,6 @@
 #include "kernels/attention.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -56,12 +55,11 @@ bool round_latent_queries_bf16(const LatentQueries& q, uint16_t* out) {
 void latent_attention_accumulate_bf16(const LatentQueries& q, int64_t j0, int64_t count, const uint16_t* c_kv,
                                       const uint16_t* k_rope, LatentAttentionState& s) {
   if (bf16_kernel_for(q)) return latent_attention_accumulate_bf16_avx512(q, j0, count, c_kv, k_rope, s);
-  thread_local std::vector<float> c, r;  // widened: bf16 is the top half of an fp32
+  thread_local std::vector<float> c, r;
   c.resize(static_cast<size_t>(count * q.d_c));
   r.resize(static_cast<size_t>(count * q.d_r));
-  const auto widen = [](uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); };
-  for (size_t i = 0; i < c.size(); ++i) c[i] = widen(c_kv[i]);
-  for (size_t i = 0; i < r.size(); ++i) r[i] = widen(k_rope[i]);
+  widen_row(GgmlType::BF16, c_kv, c.data(), count * q.d_c);
+  widen_row(GgmlType::BF16, k_rope, r.data(), count * q.d_r);
   latent_attention_accumulate(q, j0, count, c.data(), r.data(), s);
 }
 

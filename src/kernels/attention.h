@@ -50,12 +50,12 @@ void latent_attention_accumulate_reference(const LatentQueries& q, int64_t j0, i
 // query and the softmax weights rounded to it; attention_bf16_avx512.cpp), elsewhere
 // the keys are widened to fp32 for latent_attention_accumulate. Unlike the fp32 path
 // the bf16 kernel's bits depend on where the runs start.
+void latent_attention_accumulate_bf16(const LatentQueries& q, int64_t j0, int64_t count, const uint16_t* c_kv,
+                                      const uint16_t* k_rope, LatentAttentionState& s);
 // Fills `out` (q.rows × kLatentQueryBf16Stride values) for LatentQueries::q_bf16 and
 // returns true when the active kernel for bf16 keys computes in bf16; false (out
 // untouched) when it widens the keys to fp32 and takes the fp32 queries.
 bool round_latent_queries_bf16(const LatentQueries& q, uint16_t* out);
-void latent_attention_accumulate_bf16(const LatentQueries& q, int64_t j0, int64_t count, const uint16_t* c_kv,
-                                      const uint16_t* k_rope, LatentAttentionState& s);
 
 // a ← a ⊕ b, where a and b saw disjoint key ranges (flash-decoding's split-K merge).
 void latent_attention_merge(LatentAttentionState& a, const LatentAttentionState& b, int64_t d_c);

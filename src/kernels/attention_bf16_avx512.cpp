@@ -4,7 +4,7 @@
 // and layer, 1.9 G a token, ~55 % of the step in fp32). vdpbf16ps does two bf16
 // products per float lane, twice an fp32 FMA's work per instruction, on keys read at
 // half the bytes:
-//   scores  q · k over 576 values: the query rounded to bf16 once per call, 32 values
+//   scores  q · k over 576 values: the query rounded to bf16 once per sweep, 32 values
 //           of a key per instruction, R rows × 2 keys of sums, one transposing reduction;
 //   output  Σ_k p_k c_kv_k: keys taken in pairs, (p_k, p_k+1) in bf16 against the two
 //           rows interleaved (vpunpck[lh]wd), so each lane adds both keys' products; the
