@@ -38,14 +38,17 @@ inline __m512bh bh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
 inline void keep(__m512i& v) { __asm__("" : "+v"(v)); }
 // The first n (≥ 32: all) of a vector's 32 bf16 values.
 inline __mmask32 words(int64_t n) { return n >= 32 ? 0xFFFFFFFFu : static_cast<__mmask32>((1ull << n) - 1); }
+// Of the first n values, those among the 16 float lanes from `from` on.
+inline __mmask16 lanes_of_first(int64_t n, int64_t from) {
+  return Avx512Lanes::first(n - from < 0 ? 0 : n - from > 16 ? 16 : n - from);
+}
 
 // n floats → bf16 (round to nearest even).
 inline void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; i += 32) {
     const int64_t left = n - i;
-    const __mmask16 m0 = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
-    const __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : static_cast<__mmask16>((1u << (left - 16)) - 1);
-    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + i + 16), _mm512_maskz_loadu_ps(m0, x + i));
+    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(lanes_of_first(left, 16), x + i + 16),
+                                           _mm512_maskz_loadu_ps(lanes_of_first(left, 0), x + i));
     _mm512_mask_storeu_epi16(y + i, words(left), reinterpret_cast<__m512i>(v));
   }
 }
@@ -165,10 +168,13 @@ void row_group(const LatentQueries& q, const uint16_t* qb, int64_t r0, int64_t k
   float corr[R];
   const __m512 log2e = _mm512_set1_ps(kLog2e), scale = _mm512_set1_ps(q.scale), neg_inf = _mm512_set1_ps(-__builtin_inff());
   for (int i = 0; i < R; ++i) {
-    const __mmask16 m0 = static_cast<__mmask16>(visible[i] >= 16 ? 0xFFFF : (1u << visible[i]) - 1);
-    const __mmask16 m1 = static_cast<__mmask16>(visible[i] >= 32 ? 0xFFFF : visible[i] <= 16 ? 0 : (1u << (visible[i] - 16)) - 1);
-    const __m512 s0 = _mm512_mask_mul_ps(neg_inf, m0, _mm512_loadu_ps(&S[i][0]), scale);
-    const __m512 s1 = _mm512_mask_mul_ps(neg_inf, m1, _mm512_loadu_ps(&S[i][16]), scale);
+    if (visible[i] == 0) {  // nothing seen in this tile: weights 0, the row's state as it was
+      _mm512_store_si512(&pb[i][0], _mm512_setzero_si512());
+      corr[i] = 1.f;
+      continue;
+    }
+    const __m512 s0 = _mm512_mask_mul_ps(neg_inf, lanes_of_first(visible[i], 0), _mm512_loadu_ps(&S[i][0]), scale);
+    const __m512 s1 = _mm512_mask_mul_ps(neg_inf, lanes_of_first(visible[i], 16), _mm512_loadu_ps(&S[i][16]), scale);
     float& m = st.m[static_cast<size_t>(r0 + i)];
     float& l = st.l[static_cast<size_t>(r0 + i)];
     const float tile_max = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));
@@ -177,18 +183,13 @@ void row_group(const LatentQueries& q, const uint16_t* qb, int64_t r0, int64_t k
     const __m512 mv = _mm512_set1_ps(m_new);
     const __m512 p0 = exp2_of<Avx512Lanes>(_mm512_mul_ps(_mm512_sub_ps(s0, mv), log2e));
     const __m512 p1 = exp2_of<Avx512Lanes>(_mm512_mul_ps(_mm512_sub_ps(s1, mv), log2e));
-    // A row with no visible key here has m_new = −inf and NaN exponents: its weights are 0.
-    const __m512i rounded = visible[i] > 0 ? reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(p1, p0)) : _mm512_setzero_si512();
+    const __m512i rounded = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(p1, p0));
     _mm512_store_si512(&pb[i][0], rounded);
     // the rounded weights back in fp32 (bf16 is fp32's top half) for the denominator
     const __m512 w0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(rounded)), 16));
     const __m512 w1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(rounded, 1)), 16));
-    if (visible[i] > 0) {
-      l = l * corr[i] + _mm512_reduce_add_ps(_mm512_add_ps(w0, w1));
-      m = m_new;
-    } else {
-      corr[i] = 1.f;  // nothing seen in this tile: the row's state stays as it was
-    }
+    l = l * corr[i] + _mm512_reduce_add_ps(_mm512_add_ps(w0, w1));
+    m = m_new;
   }
   accumulate_out<R>(o, pb, corr, c, max_visible, q.d_c);
 }

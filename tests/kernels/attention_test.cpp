@@ -189,29 +189,27 @@ const Shape kBf16Shapes[] = {{16, 512, 64, 300, false}, {64, 512, 64, 97, true},
 // the query and the softmax weights are rounded to bf16 (8 significant bits), elsewhere
 // the keys are widened and the fp32 kernel runs. Runs of every length, tiles and pairs
 // cut at odd places, causal rows that see no key of a run.
+// v rounded to bf16 (to nearest even, as the cache stores it) in place; the bit patterns.
+std::vector<uint16_t> round_in_place_to_bf16(std::vector<float>& v) {
+  std::vector<uint16_t> b(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint32_t u;
+    std::memcpy(&u, &v[i], 4);
+    b[i] = static_cast<uint16_t>((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+    u = static_cast<uint32_t>(b[i]) << 16;
+    std::memcpy(&v[i], &u, 4);
+  }
+  return b;
+}
+
 TEST(LatentAttention, Bf16KeysMatchSoftmaxInDouble) {
   const Isa saved = active_isa();
-  const auto to_bf16 = [](float x) {  // round to nearest even, as the cache stores
-    uint32_t u;
-    std::memcpy(&u, &x, 4);
-    return static_cast<uint16_t>((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
-  };
   for (Isa isa : kAllIsas) {
     if (!cpu_supports(isa)) continue;
     set_isa(isa);
     for (const Shape& sh : kBf16Shapes) {
       Problem p(sh.rows, sh.d_c, sh.d_r, sh.n, sh.causal, 16);
-      std::vector<uint16_t> c(p.c_kv.size()), r(p.k_rope.size());
-      for (size_t i = 0; i < c.size(); ++i) {
-        c[i] = to_bf16(p.c_kv[i]);
-        const uint32_t u = static_cast<uint32_t>(c[i]) << 16;
-        std::memcpy(&p.c_kv[i], &u, 4);
-      }
-      for (size_t i = 0; i < r.size(); ++i) {
-        r[i] = to_bf16(p.k_rope[i]);
-        const uint32_t u = static_cast<uint32_t>(r[i]) << 16;
-        std::memcpy(&p.k_rope[i], &u, 4);
-      }
+      const std::vector<uint16_t> c = round_in_place_to_bf16(p.c_kv), r = round_in_place_to_bf16(p.k_rope);
       const auto exact = p.exact();
       std::vector<uint16_t> rounded(static_cast<size_t>(sh.rows * kLatentQueryBf16Stride));
       const bool in_bf16 = round_latent_queries_bf16(p.queries(), rounded.data());
@@ -240,6 +238,35 @@ TEST(LatentAttention, Bf16KeysMatchSoftmaxInDouble) {
         EXPECT_LT(max_abs_diff(out, exact), bound) << isa_name(isa) << (in_bf16 ? " bf16 " : " fp32 ") << sh.rows << "x"
                                                    << sh.d_c << "+" << sh.d_r << " n " << sh.n << " runs of " << run;
       }
+    }
+  }
+  set_isa(saved);
+}
+
+// A key range that starts past some rows' last position (a later range of a split
+// decode over several tokens): those rows see nothing yet and must stay empty (zeros,
+// no NaN from a max that is still −inf) while the others attend as the reference does.
+TEST(LatentAttention, Bf16RangeSomeRowsCannotSeeYet) {
+  const Isa saved = active_isa();
+  for (Isa isa : kAllIsas) {
+    if (!cpu_supports(isa)) continue;
+    set_isa(isa);
+    Problem p(16, 512, 64, 96, false, 17);
+    for (int64_t i = 0; i < 16; ++i) p.last_pos[static_cast<size_t>(i)] = i % 2 ? 95 : 20;
+    const std::vector<uint16_t> c = round_in_place_to_bf16(p.c_kv), r = round_in_place_to_bf16(p.k_rope);
+    const int64_t j0 = 32, cnt = 64;
+    LatentAttentionState got, want;
+    got.reset(16, 512);
+    want.reset(16, 512);
+    latent_attention_accumulate_bf16(p.queries(), j0, cnt, c.data() + j0 * 512, r.data() + j0 * 64, got);
+    latent_attention_accumulate_reference(p.queries(), j0, cnt, p.c_kv.data() + j0 * 512, p.k_rope.data() + j0 * 64, want);
+    std::vector<float> out(16 * 512), ref(16 * 512);
+    latent_attention_finish(got, 512, out.data());
+    latent_attention_finish(want, 512, ref.data());
+    for (size_t i = 0; i < out.size(); ++i) {
+      const size_t row = i / 512;
+      if (row % 2 == 0) ASSERT_EQ(out[i], 0.f) << isa_name(isa) << " row " << row;
+      else ASSERT_LT(std::fabs(out[i] - ref[i]), 3e-2) << isa_name(isa) << " row " << row;
     }
   }
   set_isa(saved);
