@@ -5,6 +5,7 @@
 // (576) and output (512) multiply-adds per (row, key).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <random>
@@ -50,14 +51,21 @@ void run(benchmark::State& state, Path path) {
   for (auto _ : state) {
     s.reset(rows, d_c);
     for (int64_t j0 = 0; j0 < n; j0 += block) {
+      // the sweep goes on into the next block, as the paged cache tells the kernels
+      const int64_t next_count = std::min(block, n - j0 - block);
       const float* c = c_kv.data() + j0 * d_c;
       const float* r = k_rope.data() + j0 * d_r;
       switch (path) {
-        case Path::Fast: latent_attention_accumulate(q, j0, block, c, r, s); break;
-        case Path::Reference: latent_attention_accumulate_reference(q, j0, block, c, r, s); break;
-        case Path::Bf16:
-          latent_attention_accumulate_bf16(q, j0, block, c_bf16.data() + j0 * d_c, r_bf16.data() + j0 * d_r, s);
+        case Path::Fast:
+          latent_attention_accumulate(q, j0, block, c, r, s, {c + block * d_c, r + block * d_r, next_count});
           break;
+        case Path::Reference: latent_attention_accumulate_reference(q, j0, block, c, r, s); break;
+        case Path::Bf16: {
+          const uint16_t* cb = c_bf16.data() + j0 * d_c;
+          const uint16_t* rb = r_bf16.data() + j0 * d_r;
+          latent_attention_accumulate_bf16(q, j0, block, cb, rb, s, {cb + block * d_c, rb + block * d_r, next_count});
+          break;
+        }
       }
     }
     benchmark::DoNotOptimize(s.o.data());

@@ -13,14 +13,15 @@
 namespace mlamoe::kernels {
 
 void latent_attention_accumulate_avx2(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
-                                      const float* k_rope, LatentAttentionState& s);
+                                      const float* k_rope, LatentAttentionState& s, const NextRun<float>& next);
 void latent_attention_accumulate_avx512(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
-                                        const float* k_rope, LatentAttentionState& s);
+                                        const float* k_rope, LatentAttentionState& s, const NextRun<float>& next);
 
 bool latent_attention_bf16_fits(const LatentQueries& q);
 void round_latent_queries_bf16_avx512(const LatentQueries& q, uint16_t* out);
 void latent_attention_accumulate_bf16_avx512(const LatentQueries& q, int64_t j0, int64_t count, const uint16_t* c_kv,
-                                             const uint16_t* k_rope, LatentAttentionState& s);
+                                             const uint16_t* k_rope, LatentAttentionState& s,
+                                             const NextRun<uint16_t>& next);
 
 void LatentAttentionState::reset(int64_t rows, int64_t d_c) {
   m.assign(static_cast<size_t>(rows), -std::numeric_limits<float>::infinity());
@@ -29,11 +30,11 @@ void LatentAttentionState::reset(int64_t rows, int64_t d_c) {
 }
 
 void latent_attention_accumulate(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
-                                 const float* k_rope, LatentAttentionState& s) {
+                                 const float* k_rope, LatentAttentionState& s, const NextRun<float>& next) {
   switch (active_isa()) {
-    case Isa::Avx512: return latent_attention_accumulate_avx512(q, j0, count, c_kv, k_rope, s);
+    case Isa::Avx512: return latent_attention_accumulate_avx512(q, j0, count, c_kv, k_rope, s, next);
     case Isa::AvxVnni:
-    case Isa::Avx2: return latent_attention_accumulate_avx2(q, j0, count, c_kv, k_rope, s);
+    case Isa::Avx2: return latent_attention_accumulate_avx2(q, j0, count, c_kv, k_rope, s, next);
     default: return latent_attention_accumulate_reference(q, j0, count, c_kv, k_rope, s);
   }
 }
@@ -53,8 +54,8 @@ bool round_latent_queries_bf16(const LatentQueries& q, uint16_t* out) {
 }
 
 void latent_attention_accumulate_bf16(const LatentQueries& q, int64_t j0, int64_t count, const uint16_t* c_kv,
-                                      const uint16_t* k_rope, LatentAttentionState& s) {
-  if (bf16_kernel_for(q)) return latent_attention_accumulate_bf16_avx512(q, j0, count, c_kv, k_rope, s);
+                                      const uint16_t* k_rope, LatentAttentionState& s, const NextRun<uint16_t>& next) {
+  if (bf16_kernel_for(q)) return latent_attention_accumulate_bf16_avx512(q, j0, count, c_kv, k_rope, s, next);
   thread_local std::vector<float> c, r;
   c.resize(static_cast<size_t>(count * q.d_c));
   r.resize(static_cast<size_t>(count * q.d_r));

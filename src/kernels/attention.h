@@ -34,13 +34,24 @@ struct LatentAttentionState {
   void reset(int64_t rows, int64_t d_c);
 };
 
+// Where a sweep's keys continue after the run a call is given: the next run, often
+// another block of a paged cache, where the hardware's stream prefetch cannot follow.
+// The vector kernels prefetch that far ahead across the run's end; empty (count 0) when
+// the run is the sweep's last or the cache cannot say without loading it.
+template <class T>
+struct NextRun {
+  const T* c_kv = nullptr;
+  const T* k_rope = nullptr;
+  int64_t count = 0;
+};
+
 // Folds keys at positions [j0, j0 + count) (c_kv: count × d_c, k_rope: count × d_r)
 // into `s`. The keys are taken one at a time in position order — the running max only
 // moves forward, so the output is rescaled only when a row's max grows — which makes
 // the result independent of how the keys are cut into calls: a paged cache (one call
 // per block) and a contiguous one (one call) give the same bits.
 void latent_attention_accumulate(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
-                                 const float* k_rope, LatentAttentionState& s);
+                                 const float* k_rope, LatentAttentionState& s, const NextRun<float>& next = {});
 // The same, in plain scalar C++: the reference the vectorized path is tested against.
 void latent_attention_accumulate_reference(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
                                            const float* k_rope, LatentAttentionState& s);
@@ -51,7 +62,8 @@ void latent_attention_accumulate_reference(const LatentQueries& q, int64_t j0, i
 // the keys are widened to fp32 for latent_attention_accumulate. Unlike the fp32 path
 // the bf16 kernel's bits depend on where the runs start.
 void latent_attention_accumulate_bf16(const LatentQueries& q, int64_t j0, int64_t count, const uint16_t* c_kv,
-                                      const uint16_t* k_rope, LatentAttentionState& s);
+                                      const uint16_t* k_rope, LatentAttentionState& s,
+                                      const NextRun<uint16_t>& next = {});
 // Fills `out` (q.rows × kLatentQueryBf16Stride values) for LatentQueries::q_bf16 and
 // returns true when the active kernel for bf16 keys computes in bf16; false (out
 // untouched) when it widens the keys to fp32 and takes the fp32 queries.

@@ -19,8 +19,8 @@ struct Avx512 : Avx512Lanes {
 namespace mlamoe::kernels {
 
 void latent_attention_accumulate_avx512(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv,
-                                        const float* k_rope, LatentAttentionState& s) {
-  accumulate_runs<Avx512>(q, j0, count, c_kv, k_rope, s);
+                                        const float* k_rope, LatentAttentionState& s, const NextRun<float>& next) {
+  accumulate_runs<Avx512>(q, j0, count, c_kv, k_rope, s, next);
 }
 
 void dense_attention_accumulate_avx512(const DenseQueries& q, const DenseKeys& k, DenseAttentionState& s,

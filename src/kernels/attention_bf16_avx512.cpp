@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "kernels/attention.h"
+#include "kernels/key_prefetch.h"
 #include "kernels/vec_avx512.h"
 #include "kernels/vec_exp2.h"
 
@@ -26,6 +27,7 @@ namespace {
 
 using mlamoe::kernels::LatentAttentionState;
 using mlamoe::kernels::LatentQueries;
+using mlamoe::kernels::NextRun;
 
 constexpr int kTile = 32;        // keys per tile
 constexpr int kRows = 8;         // query rows per group: 16 output accumulators
@@ -54,11 +56,12 @@ inline void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
 }
 
 // R rows × K keys of q · k (c_kv and k_rope parts) into S[i][k0 + k]; the rows' query
-// parts at qb + i·kStride (q_lat) and + d_c (q_rope). `next`, when set, is the next
-// keys' c_kv, one line of each prefetched per step.
+// parts at qb + i·kStride (q_lat) and + d_c (q_rope). `ahead`, when set, is K keys'
+// c_kv further on (key_prefetch.h; null entries: none), one line of each prefetched per
+// step.
 template <int R, int K>
 void scores(const uint16_t* qb, const uint16_t* c, const uint16_t* r, int64_t d_c, int64_t d_r, float (*S)[kTile], int k0,
-            const uint16_t* next) {
+            const uint16_t* const* ahead) {
   __m512 acc[R][K];
   for (int i = 0; i < R; ++i)
     for (int k = 0; k < K; ++k) acc[i][k] = _mm512_setzero_ps();
@@ -67,8 +70,9 @@ void scores(const uint16_t* qb, const uint16_t* c, const uint16_t* r, int64_t d_
     // Opaque each step, so the R rows are qp plus constants: left alone, GCC keeps a
     // register per row and spills accumulators for them.
     __asm__("" : "+r"(qp));
-    if (next)
-      for (int k = 0; k < K; ++k) __builtin_prefetch(next + k * d_c + d);
+    if (ahead)
+      for (int k = 0; k < K; ++k)
+        if (ahead[k]) KeyLookahead<uint16_t>::prefetch(ahead[k] + d);
     __m512i kv[K];
     for (int k = 0; k < K; ++k) kv[k] = _mm512_loadu_si512(c + k * d_c + d);
     for (int i = 0; i < R; ++i) {
@@ -142,10 +146,11 @@ void accumulate_out(float* const* o, const uint16_t (*pb)[kTile], const float* c
   }
 }
 
-// Rows [r0, r0 + R) (their bf16 queries at qb, row stride kStride) against one tile.
+// Rows [r0, r0 + R) (their bf16 queries at qb, row stride kStride) against one tile,
+// which starts k0 keys into the run; `ahead` set: prefetch keys further on.
 template <int R>
 void row_group(const LatentQueries& q, const uint16_t* qb, int64_t r0, int64_t key_pos, int nk, const uint16_t* c,
-               const uint16_t* r, LatentAttentionState& st, bool prefetch_next) {
+               const uint16_t* r, LatentAttentionState& st, const KeyLookahead<uint16_t>* ahead, int64_t k0) {
   int visible[R], max_visible = 0;
   for (int i = 0; i < R; ++i) {
     const int64_t v = q.last_pos[r0 + i] - key_pos + 1;
@@ -157,9 +162,16 @@ void row_group(const LatentQueries& q, const uint16_t* qb, int64_t r0, int64_t k
   for (int i = 0; i < R; ++i) o[i] = st.o.data() + (r0 + i) * q.d_c;
   alignas(64) float S[R][kTile] = {};  // keys past max_visible stay 0 (then masked)
   int k = 0;
-  for (; k + 2 <= max_visible; k += 2)
-    scores<R, 2>(qb, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, S, k,
-                 prefetch_next && k + 4 <= nk ? c + (k + 2) * q.d_c : nullptr);
+  const int64_t distance = ahead ? ahead->distance() : 0;
+  for (; k + 2 <= max_visible; k += 2) {
+    const uint16_t* further[2] = {nullptr, nullptr};
+    if (ahead) {
+      const int64_t j = k0 + k + distance;
+      further[0] = ahead->c_row(j), further[1] = ahead->c_row(j + 1);
+      ahead->prefetch_rope(j), ahead->prefetch_rope(j + 1);
+    }
+    scores<R, 2>(qb, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, S, k, ahead ? further : nullptr);
+  }
   if (k < max_visible) scores<R, 1>(qb, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, S, k, nullptr);
 
   // Per row: the tile's max, the rescale of what came before, p = e^(score − max) in
@@ -210,7 +222,9 @@ void round_latent_queries_bf16_avx512(const LatentQueries& q, uint16_t* out) {
 }
 
 void latent_attention_accumulate_bf16_avx512(const LatentQueries& q, int64_t j0, int64_t count, const uint16_t* c_kv,
-                                             const uint16_t* k_rope, LatentAttentionState& s) {
+                                             const uint16_t* k_rope, LatentAttentionState& s,
+                                             const NextRun<uint16_t>& next) {
+  const KeyLookahead<uint16_t> lookahead(c_kv, k_rope, count, next, q.d_c, q.d_r);
   alignas(64) uint16_t chunk[kChunkRows * kStride];  // the queries, when the caller did not round them
   for (int64_t c0 = 0; c0 < q.rows; c0 += kChunkRows) {
     const int64_t rows = q.rows - c0 < kChunkRows ? q.rows - c0 : kChunkRows;
@@ -229,16 +243,16 @@ void latent_attention_accumulate_bf16_avx512(const LatentQueries& q, int64_t j0,
       for (int64_t g = 0; g < rows; g += kRows) {
         const uint16_t* qg = qb + g * kStride;
         const int64_t r0 = c0 + g;
-        const bool first = c0 + g == 0;  // the first group prefetches the tile's keys
+        const KeyLookahead<uint16_t>* ahead = c0 + g == 0 ? &lookahead : nullptr;  // the first group prefetches
         switch (rows - g < kRows ? rows - g : kRows) {
-          case 8: row_group<8>(q, qg, r0, j0 + k0, nk, c, r, s, first); break;
-          case 7: row_group<7>(q, qg, r0, j0 + k0, nk, c, r, s, first); break;
-          case 6: row_group<6>(q, qg, r0, j0 + k0, nk, c, r, s, first); break;
-          case 5: row_group<5>(q, qg, r0, j0 + k0, nk, c, r, s, first); break;
-          case 4: row_group<4>(q, qg, r0, j0 + k0, nk, c, r, s, first); break;
-          case 3: row_group<3>(q, qg, r0, j0 + k0, nk, c, r, s, first); break;
-          case 2: row_group<2>(q, qg, r0, j0 + k0, nk, c, r, s, first); break;
-          default: row_group<1>(q, qg, r0, j0 + k0, nk, c, r, s, first); break;
+          case 8: row_group<8>(q, qg, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+          case 7: row_group<7>(q, qg, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+          case 6: row_group<6>(q, qg, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+          case 5: row_group<5>(q, qg, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+          case 4: row_group<4>(q, qg, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+          case 3: row_group<3>(q, qg, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+          case 2: row_group<2>(q, qg, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+          default: row_group<1>(q, qg, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
         }
       }
     }

@@ -15,12 +15,14 @@
 #include <cstdint>
 
 #include "kernels/attention.h"
+#include "kernels/key_prefetch.h"
 #include "kernels/vec_exp2.h"
 
 namespace {
 
 using mlamoe::kernels::LatentAttentionState;
 using mlamoe::kernels::LatentQueries;
+using mlamoe::kernels::NextRun;
 
 inline int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t clamp_to(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
@@ -28,18 +30,20 @@ inline int64_t clamp_to(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo 
 constexpr int64_t kKeyTile = 32;
 
 // dot(q_lat_i, c_kv_k) + dot(q_rope_i, k_rope_k) for R rows × K keys into S[i·kKeyTile + k].
-// `next`, when set, is the K keys scored after these: one line of each is prefetched per
-// step, as far into its row as this step reads of the current ones.
+// `ahead`, when set, is K keys further on (key_prefetch.h; null entries: none): one
+// line of each is prefetched per step, as far into its row as this step reads of the
+// current ones.
 template <class V, int R, int K>
 void scores(const float* const* ql, const float* const* qr, const float* c, const float* r, int64_t d_c, int64_t d_r,
-            float* S, const float* next) {
+            float* S, const float* const* ahead) {
   typename V::Vec acc[R][K];
   for (int i = 0; i < R; ++i)
     for (int k = 0; k < K; ++k) acc[i][k] = V::zero();
   int64_t dc = 0;
   for (; dc + V::kWidth <= d_c; dc += V::kWidth) {
-    if (next)
-      for (int k = 0; k < K; ++k) __builtin_prefetch(next + k * d_c + dc);
+    if (ahead)
+      for (int k = 0; k < K; ++k)
+        if (ahead[k]) KeyLookahead<float>::prefetch(ahead[k] + dc);
     typename V::Vec kv[K];
     for (int k = 0; k < K; ++k) kv[k] = V::load(c + k * d_c + dc);
     for (int i = 0; i < R; ++i) {
@@ -130,10 +134,10 @@ void accumulate_out(float* const* o, const float (*p)[kKeyTile], const float (*c
 }
 
 // One group of R query rows (starting at row r0) against keys [k0, k0 + nk) of the call;
-// run_left: keys of the run from c on (prefetches stay inside the run).
+// the first group prefetches keys further on (`ahead`, k0 counted from the run's start).
 template <class V, int R>
 void row_group(const LatentQueries& q, int64_t r0, int64_t key_pos, int64_t nk, const float* c, const float* r,
-               LatentAttentionState& st, int64_t run_left) {
+               LatentAttentionState& st, const KeyLookahead<float>& ahead, int64_t k0) {
   const float neg_inf = -__builtin_inff();
   int64_t visible[R], max_visible = 0;
   for (int i = 0; i < R; ++i) {
@@ -151,13 +155,16 @@ void row_group(const LatentQueries& q, int64_t r0, int64_t key_pos, int64_t nk, 
   }
   alignas(64) float S[R][kKeyTile], p[R][kKeyTile], corr[R][kKeyTile];
   int64_t k = 0;
-  // Keys are read two rows at a time, 2 KB apart, so the hardware's stream prefetch
-  // (trained per 4 KB page) runs dry at every pair: the first row group prefetches the
-  // next pair while it scores this one. Latents from DRAM (a 32K-key sweep): 32.6-33.3
-  // GMAC/s against 29.4-30.4 without; from L2, 1.5 % slower.
-  for (; k + 2 <= max_visible; k += 2)
-    scores<V, R, 2>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k],
-                    r0 == 0 && k + 4 <= run_left ? c + (k + 2) * q.d_c : nullptr);
+  const int64_t distance = ahead.distance();
+  for (; k + 2 <= max_visible; k += 2) {
+    const float* further[2] = {nullptr, nullptr};
+    if (r0 == 0) {
+      const int64_t j = k0 + k + distance;
+      further[0] = ahead.c_row(j), further[1] = ahead.c_row(j + 1);
+      ahead.prefetch_rope(j), ahead.prefetch_rope(j + 1);
+    }
+    scores<V, R, 2>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k], r0 == 0 ? further : nullptr);
+  }
   if (k < max_visible)
     scores<V, R, 1>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k], nullptr);
 
@@ -208,21 +215,22 @@ void row_group(const LatentQueries& q, int64_t r0, int64_t key_pos, int64_t nk, 
 
 template <class V>
 void accumulate_runs(const LatentQueries& q, int64_t j0, int64_t count, const float* c_kv, const float* k_rope,
-                     LatentAttentionState& s) {
+                     LatentAttentionState& s, const NextRun<float>& next) {
+  const KeyLookahead<float> ahead(c_kv, k_rope, count, next, q.d_c, q.d_r);
   for (int64_t k0 = 0; k0 < count; k0 += kKeyTile) {
     const int64_t nk = min_of(kKeyTile, count - k0);
     const float* c = c_kv + k0 * q.d_c;
     const float* r = k_rope + k0 * q.d_r;
     for (int64_t r0 = 0; r0 < q.rows; r0 += V::kMaxRows) {
       switch (min_of(V::kMaxRows, q.rows - r0)) {
-        case 8: row_group<V, 8>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
-        case 7: row_group<V, 7>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
-        case 6: row_group<V, 6>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
-        case 5: row_group<V, 5>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
-        case 4: row_group<V, 4>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
-        case 3: row_group<V, 3>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
-        case 2: row_group<V, 2>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
-        default: row_group<V, 1>(q, r0, j0 + k0, nk, c, r, s, count - k0); break;
+        case 8: row_group<V, 8>(q, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+        case 7: row_group<V, 7>(q, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+        case 6: row_group<V, 6>(q, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+        case 5: row_group<V, 5>(q, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+        case 4: row_group<V, 4>(q, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+        case 3: row_group<V, 3>(q, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+        case 2: row_group<V, 2>(q, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
+        default: row_group<V, 1>(q, r0, j0 + k0, nk, c, r, s, ahead, k0); break;
       }
     }
   }

@@ -46,6 +46,9 @@ class KvCache {
   // The same, except that a run stored in bf16 (c_kv and k_rope both) goes to
   // bf16_fn(first_pos, count, c_kv, k_rope) as its uint16 bit patterns, undecoded:
   // for kernels that compute in bf16. bf16_fn may be nullptr.
+  // Either callback may take a fifth argument, the Run that follows in [from, to) when
+  // it is in RAM as stored (count 0 otherwise, and for decoded runs): where the sweep
+  // goes next, for kernels that prefetch across the end of a run.
   template <typename Fn, typename Bf16Fn>
   void for_each_run_in(int32_t seq, int64_t layer, int64_t from, int64_t to, Fn&& fn, Bf16Fn&& bf16_fn) const {
     int64_t pos = from;
@@ -56,11 +59,13 @@ class KvCache {
         const Run& r;
         ~Unpin() { kv.unpin(r); }
       } unpin_after{*this, r};
+      const auto next = [&] { return pos + r.count < to ? resident_run_at(seq, layer, pos + r.count, to) : Run{}; };
       if (r.c_kv) {
-        fn(pos, r.count, r.c_kv, r.k_rope);
+        call_with_next(fn, pos, r.count, r.c_kv, r.k_rope, next());
       } else if constexpr (!std::is_same_v<std::decay_t<Bf16Fn>, std::nullptr_t>) {
         if (r.c_kv_type == GgmlType::BF16 && r.k_rope_type == GgmlType::BF16)
-          bf16_fn(pos, r.count, static_cast<const uint16_t*>(r.c_kv_raw), static_cast<const uint16_t*>(r.k_rope_raw));
+          call_with_next(bf16_fn, pos, r.count, static_cast<const uint16_t*>(r.c_kv_raw),
+                         static_cast<const uint16_t*>(r.k_rope_raw), next());
         else
           decode_and_call(r, pos, fn);
       } else {
@@ -79,9 +84,9 @@ class KvCache {
   virtual uint64_t bytes_used() const = 0;
 
   struct Run {
-    int64_t count;
-    const float* c_kv;    // float32 entries, or null when stored in another type:
-    const float* k_rope;  // then the rows are in c_kv_raw / k_rope_raw below
+    int64_t count = 0;
+    const float* c_kv = nullptr;    // float32 entries, or null when stored in another type:
+    const float* k_rope = nullptr;  // then the rows are in c_kv_raw / k_rope_raw below
     const void* c_kv_raw = nullptr;
     const void* k_rope_raw = nullptr;
     GgmlType c_kv_type = GgmlType::F32, k_rope_type = GgmlType::F32;
@@ -91,6 +96,9 @@ class KvCache {
   // loads it into RAM if needed and keeps it there until unpin(run).
   virtual Run run_at(int32_t seq, int64_t layer, int64_t pos, int64_t end) const = 0;
   virtual void unpin(const Run&) const {}
+  // run_at's run if it is in RAM and needs no pin (nothing to unpin), else count 0:
+  // a look ahead that neither loads nor holds anything.
+  virtual Run resident_run_at(int32_t, int64_t, int64_t, int64_t) const { return Run{}; }
   // Hint at the start of a sweep over positions [0, n) of `layer`: a tiered cache
   // starts reading cold blocks (of this layer and the next) ahead of the sweep.
   // single_pass: the sweep reads each position once (decode), so a tiered cache should
@@ -112,7 +120,14 @@ class KvCache {
     c_kv.resize(static_cast<size_t>(r.count * kv_lora_rank_));
     k_rope.resize(static_cast<size_t>(r.count * rope_dim_));
     decode_run(r, c_kv.data(), k_rope.data());
-    fn(pos, r.count, static_cast<const float*>(c_kv.data()), static_cast<const float*>(k_rope.data()));
+    call_with_next(fn, pos, r.count, static_cast<const float*>(c_kv.data()), static_cast<const float*>(k_rope.data()), Run{});
+  }
+  template <typename Fn, typename T>
+  static void call_with_next(Fn& fn, int64_t pos, int64_t count, const T* c_kv, const T* k_rope, const Run& next) {
+    if constexpr (std::is_invocable_v<Fn&, int64_t, int64_t, const T*, const T*, const Run&>)
+      fn(pos, count, c_kv, k_rope, next);
+    else
+      fn(pos, count, c_kv, k_rope);
   }
 };
 

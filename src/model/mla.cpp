@@ -190,16 +190,20 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
       states[i].reset(it.rows, D.d_c);
       ctx.kv.for_each_run_in(
           g.seq, layer, it.from, it.to,
-          [&](int64_t j0, int64_t cnt, const float* c_kv, const float* k_rope) {
-            kernels::latent_attention_accumulate(lq, j0, cnt, c_kv, k_rope, states[i]);
+          [&](int64_t j0, int64_t cnt, const float* c_kv, const float* k_rope, const KvCache::Run& next) {
+            const kernels::NextRun<float> ahead{next.c_kv, next.k_rope, next.c_kv ? next.count : 0};  // f32 as stored
+            kernels::latent_attention_accumulate(lq, j0, cnt, c_kv, k_rope, states[i], ahead);
           },
-          [&](int64_t j0, int64_t cnt, const uint16_t* c_kv, const uint16_t* k_rope) {
+          [&](int64_t j0, int64_t cnt, const uint16_t* c_kv, const uint16_t* k_rope, const KvCache::Run& next) {
             if (!lq.q_bf16) {  // the item's queries rounded once, not once per run
               thread_local std::vector<uint16_t> rounded;
               rounded.resize(static_cast<size_t>(lq.rows * kernels::kLatentQueryBf16Stride));
               if (kernels::round_latent_queries_bf16(lq, rounded.data())) lq.q_bf16 = rounded.data();
             }
-            kernels::latent_attention_accumulate_bf16(lq, j0, cnt, c_kv, k_rope, states[i]);
+            kernels::NextRun<uint16_t> ahead;
+            if (next.c_kv_type == GgmlType::BF16 && next.k_rope_type == GgmlType::BF16)
+              ahead = {static_cast<const uint16_t*>(next.c_kv_raw), static_cast<const uint16_t*>(next.k_rope_raw), next.count};
+            kernels::latent_attention_accumulate_bf16(lq, j0, cnt, c_kv, k_rope, states[i], ahead);
           });
     }
     phase.end_of_region();

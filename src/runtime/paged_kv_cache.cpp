@@ -286,6 +286,10 @@ KvCache::Run PagedKvCache::run_at(int32_t seq, int64_t layer, int64_t pos, int64
   return r;
 }
 
+KvCache::Run PagedKvCache::resident_run_at(int32_t seq, int64_t layer, int64_t pos, int64_t end) const {
+  return tiered_ ? Run{} : run_at(seq, layer, pos, end);
+}
+
 void PagedKvCache::unpin(const Run& r) const {
   if (!r.pin) return;
   Lock lk(mu_);

@@ -105,6 +105,8 @@ class PagedKvCache final : public KvCache {
   uint64_t bytes_used() const override;  // live blocks × block bytes (shared blocks once)
   Run run_at(int32_t seq, int64_t layer, int64_t pos, int64_t end) const override;
   void unpin(const Run& r) const override;
+  // RAM only: run_at (its pages never move). Tiered: nothing (a look would need the lock).
+  Run resident_run_at(int32_t seq, int64_t layer, int64_t pos, int64_t end) const override;
   void will_read(int32_t seq, int64_t layer, int64_t n, bool single_pass = false) const override;
 
   // Prefix reuse (the API the server and generate() use).

@@ -49,13 +49,15 @@ struct Problem {
     q.scale = scale;
     return q;
   }
-  // Keys cut into runs of `run` positions; `fast` picks the dispatching entry point.
+  // Keys cut into runs of `run` positions; `fast` picks the dispatching entry point,
+  // told where the sweep goes next as a paged cache tells it.
   std::vector<float> run(int64_t run_len, bool fast) const {
     LatentAttentionState s;
     s.reset(rows, d_c);
     for (int64_t j0 = 0; j0 < n; j0 += run_len) {
-      const int64_t cnt = std::min(run_len, n - j0);
-      if (fast) latent_attention_accumulate(queries(), j0, cnt, c_kv.data() + j0 * d_c, k_rope.data() + j0 * d_r, s);
+      const int64_t cnt = std::min(run_len, n - j0), after = j0 + cnt;
+      const NextRun<float> next{c_kv.data() + after * d_c, k_rope.data() + after * d_r, std::min(run_len, n - after)};
+      if (fast) latent_attention_accumulate(queries(), j0, cnt, c_kv.data() + j0 * d_c, k_rope.data() + j0 * d_r, s, next);
       else latent_attention_accumulate_reference(queries(), j0, cnt, c_kv.data() + j0 * d_c, k_rope.data() + j0 * d_r, s);
     }
     std::vector<float> out(static_cast<size_t>(rows * d_c));
@@ -200,6 +202,53 @@ std::vector<uint16_t> round_in_place_to_bf16(std::vector<float>& v) {
     std::memcpy(&v[i], &u, 4);
   }
   return b;
+}
+
+// The next run is only prefetched, never read into the result: told nothing, or told
+// of keys full of NaN, the kernels give the bits they give when told the truth.
+TEST(LatentAttention, NextRunIsOnlyPrefetched) {
+  const Isa saved = active_isa();
+  for (Isa isa : kAllIsas) {
+    if (!cpu_supports(isa)) continue;
+    set_isa(isa);
+    Problem p(16, 512, 64, 96, true, 18);
+    std::vector<float> c_nan(p.c_kv.size(), std::nanf("")), r_nan(p.k_rope.size(), std::nanf(""));
+    std::vector<float> rounded_c = p.c_kv, rounded_r = p.k_rope;
+    const std::vector<uint16_t> c16 = round_in_place_to_bf16(rounded_c), r16 = round_in_place_to_bf16(rounded_r);
+    const std::vector<uint16_t> c16_nan(c16.size(), 0x7FC0), r16_nan(r16.size(), 0x7FC0);
+    enum class Told { Truth, Nothing, Nan };
+    const auto sweep = [&](bool bf16, Told told) {
+      LatentAttentionState s;
+      s.reset(p.rows, p.d_c);
+      for (int64_t j0 = 0; j0 < p.n; j0 += 32) {
+        const int64_t after = j0 + 32, next_count = std::min<int64_t>(32, p.n - after);
+        if (bf16) {
+          const uint16_t* c = told == Told::Nan ? c16_nan.data() : c16.data();
+          const uint16_t* r = told == Told::Nan ? r16_nan.data() : r16.data();
+          const NextRun<uint16_t> next{c + after * p.d_c, r + after * p.d_r, told == Told::Nothing ? 0 : next_count};
+          latent_attention_accumulate_bf16(p.queries(), j0, 32, c16.data() + j0 * p.d_c, r16.data() + j0 * p.d_r, s, next);
+        } else {
+          const float* c = told == Told::Nan ? c_nan.data() : p.c_kv.data();
+          const float* r = told == Told::Nan ? r_nan.data() : p.k_rope.data();
+          const NextRun<float> next{c + after * p.d_c, r + after * p.d_r, told == Told::Nothing ? 0 : next_count};
+          latent_attention_accumulate(p.queries(), j0, 32, p.c_kv.data() + j0 * p.d_c, p.k_rope.data() + j0 * p.d_r, s,
+                                      next);
+        }
+      }
+      std::vector<float> out(static_cast<size_t>(p.rows * p.d_c));
+      latent_attention_finish(s, p.d_c, out.data());
+      return out;
+    };
+    for (bool bf16 : {false, true}) {
+      const auto truth = sweep(bf16, Told::Truth);
+      for (Told told : {Told::Nothing, Told::Nan}) {
+        const auto other = sweep(bf16, told);
+        ASSERT_EQ(0, std::memcmp(truth.data(), other.data(), truth.size() * sizeof(float)))
+            << isa_name(isa) << (bf16 ? " bf16" : " fp32") << (told == Told::Nan ? ", told of NaN keys" : ", told nothing");
+      }
+    }
+  }
+  set_isa(saved);
 }
 
 TEST(LatentAttention, Bf16KeysMatchSoftmaxInDouble) {

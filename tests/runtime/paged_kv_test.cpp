@@ -119,6 +119,48 @@ TEST(PagedKvCache, EvictionRoundTripIsExact) {
   }
 }
 
+// A sweep's callback may take the run that follows (for the kernels' prefetch): in RAM
+// it is the run the next call gets, empty after the range's last run; a tiered cache
+// says nothing rather than load or pin a page early.
+TEST(PagedKvCache, SweepTellsWhereItGoesNext) {
+  const int64_t L = 2, dc = 64, dr = 32, n = 100;
+  for (bool tiered : {false, true}) {
+    PagedKvOptions o;
+    o.block_tokens = 32;
+    if (tiered) {
+      o.ram_budget = 1;
+      o.disk_dir = temp_dir() + "/next-run";
+    }
+    PagedKvCache kv(L, dc, dr, o);
+    std::vector<float> c, r;
+    store_random_sequence(kv, L, n, dc, dr, 9, c, r);
+    struct Call {
+      int64_t pos, count;
+      KvCache::Run next;
+    };
+    for (const auto& [from, to] : {std::pair<int64_t, int64_t>{0, n}, {40, 70}}) {
+      std::vector<Call> calls;
+      kv.for_each_run_in(0, 1, from, to, [&](int64_t p, int64_t cnt, const float*, const float*, const KvCache::Run& next) {
+        calls.push_back({p, cnt, next});
+      }, nullptr);
+      ASSERT_FALSE(calls.empty());
+      EXPECT_EQ(calls.back().next.count, 0) << "nothing after the range's last run";
+      for (size_t i = 0; i + 1 < calls.size(); ++i) {
+        const KvCache::Run& next = calls[i].next;
+        if (tiered) {
+          EXPECT_EQ(next.count, 0) << "a tiered cache does not look ahead";
+          continue;
+        }
+        EXPECT_EQ(next.count, calls[i + 1].count) << "run " << i;
+        const KvCache::Run want = kv.run_at(0, 1, calls[i + 1].pos, to);
+        EXPECT_EQ(next.c_kv, want.c_kv) << "run " << i;
+        EXPECT_EQ(next.k_rope, want.k_rope) << "run " << i;
+        EXPECT_EQ(0, std::memcmp(next.c_kv, &c[size_t((1 * n + calls[i + 1].pos) * dc)], size_t(next.count * dc * 4)));
+      }
+    }
+  }
+}
+
 TEST(PagedKvCache, RamOnlyBudgetIsAHardLimit) {
   PagedKvOptions o;
   o.block_tokens = 4;
