@@ -165,11 +165,7 @@ void row_group(const LatentQueries& q, const uint16_t* qb, int64_t r0, int64_t k
   const int64_t distance = ahead ? ahead->distance() : 0;
   for (; k + 2 <= max_visible; k += 2) {
     const uint16_t* further[2] = {nullptr, nullptr};
-    if (ahead) {
-      const int64_t j = k0 + k + distance;
-      further[0] = ahead->c_row(j), further[1] = ahead->c_row(j + 1);
-      ahead->prefetch_rope(j), ahead->prefetch_rope(j + 1);
-    }
+    if (ahead) ahead->start_pair(k0 + k + distance, further);
     scores<R, 2>(qb, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, S, k, ahead ? further : nullptr);
   }
   if (k < max_visible) scores<R, 1>(qb, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, S, k, nullptr);

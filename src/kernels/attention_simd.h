@@ -158,11 +158,7 @@ void row_group(const LatentQueries& q, int64_t r0, int64_t key_pos, int64_t nk, 
   const int64_t distance = ahead.distance();
   for (; k + 2 <= max_visible; k += 2) {
     const float* further[2] = {nullptr, nullptr};
-    if (r0 == 0) {
-      const int64_t j = k0 + k + distance;
-      further[0] = ahead.c_row(j), further[1] = ahead.c_row(j + 1);
-      ahead.prefetch_rope(j), ahead.prefetch_rope(j + 1);
-    }
+    if (r0 == 0) ahead.start_pair(k0 + k + distance, further);
     scores<V, R, 2>(ql, qr, c + k * q.d_c, r + k * q.d_r, q.d_c, q.d_r, &S[0][k], r0 == 0 ? further : nullptr);
   }
   if (k < max_visible)

@@ -4,8 +4,9 @@
 // to DRAM, a core waiting on its loads runs the kernels a quarter slower than from L3.
 // The first row group of each tile therefore prefetches the keys ~32 KB ahead of the
 // ones it scores, past the run's end into the next run (NextRun), into L2 (prefetcht2):
-// bf16 keys from DRAM 61 → 75 GMAC/s, fp32 30 → 36–38 (attention_bench, one thread).
-// Two keys ahead into L1, as before, left the DRAM rate where it was.
+// keys from DRAM, bf16 61–63 → 68–70 GMAC/s, fp32 30–34 → 33–38 (attention_bench, one
+// thread); a V2-Lite decode at 4,096 keys, bf16 cache: 18.6–20.7 → 15.8–16.3 ms of
+// attention a token. Two to sixteen keys ahead into L1 left the DRAM rate where it was.
 #pragma once
 #include <cstdint>
 
@@ -28,27 +29,25 @@ class KeyLookahead {
     const int64_t keys = kAheadBytes / (key_bytes > 0 ? key_bytes : 1);
     return keys < 2 ? 2 : keys;
   }
-  // Key j's rows, counted from the run's first key (j ≥ count: in the next run), or null
-  // past what the sweep will read.
-  const T* c_row(int64_t j) const {
-    if (j < count_) return c_ + j * d_c_;
-    j -= count_;
-    return j < next_.count ? next_.c_kv + j * d_c_ : nullptr;
-  }
-  const T* r_row(int64_t j) const {
-    if (j < count_) return r_ + j * d_r_;
-    j -= count_;
-    return j < next_.count ? next_.k_rope + j * d_r_ : nullptr;
-  }
-  // The whole of key j's rotary row (its latent row is prefetched a line per step of
-  // the score loop, as that loop reads the key being scored).
-  void prefetch_rope(int64_t j) const {
-    if (const T* r = r_row(j))
-      for (int64_t b = 0; b < d_r_ * static_cast<int64_t>(sizeof(T)); b += 64) prefetch(reinterpret_cast<const char*>(r) + b);
+  // Keys j and j + 1, counted from the run's first key (≥ count: in the next run): their
+  // rotary rows prefetched whole, and their latent rows (null past what the sweep reads)
+  // for the score loop to prefetch a line a step, as it reads the keys it scores.
+  void start_pair(int64_t j, const T* (&c_rows)[2]) const {
+    for (int i = 0; i < 2; ++i) {
+      c_rows[i] = row(c_, next_.c_kv, d_c_, j + i);
+      if (const T* r = row(r_, next_.k_rope, d_r_, j + i))
+        for (int64_t b = 0; b < d_r_ * static_cast<int64_t>(sizeof(T)); b += 64) prefetch(reinterpret_cast<const char*>(r) + b);
+    }
   }
   static void prefetch(const void* p) { __builtin_prefetch(p, 0, 1); }  // prefetcht2: into L2
 
  private:
+  const T* row(const T* in_run, const T* in_next, int64_t width, int64_t j) const {
+    if (j < count_) return in_run + j * width;
+    j -= count_;
+    return j < next_.count ? in_next + j * width : nullptr;
+  }
+
   const T* c_;
   const T* r_;
   int64_t count_;
