@@ -47,8 +47,9 @@ class KvCache {
   // bf16_fn(first_pos, count, c_kv, k_rope) as its uint16 bit patterns, undecoded:
   // for kernels that compute in bf16. bf16_fn may be nullptr.
   // Either callback may take a fifth argument, the Run that follows in [from, to) when
-  // it is in RAM as stored (count 0 otherwise, and for decoded runs): where the sweep
-  // goes next, for kernels that prefetch across the end of a run.
+  // it is in RAM and stored as the callback's run is, so the callback reads it the same
+  // way (count 0 otherwise, and for decoded runs): where the sweep goes next, for
+  // kernels that prefetch across the end of a run.
   template <typename Fn, typename Bf16Fn>
   void for_each_run_in(int32_t seq, int64_t layer, int64_t from, int64_t to, Fn&& fn, Bf16Fn&& bf16_fn) const {
     int64_t pos = from;
@@ -59,7 +60,7 @@ class KvCache {
         const Run& r;
         ~Unpin() { kv.unpin(r); }
       } unpin_after{*this, r};
-      const auto next = [&] { return pos + r.count < to ? resident_run_at(seq, layer, pos + r.count, to) : Run{}; };
+      const auto next = [&] { return resident_run_like(r, seq, layer, pos + r.count, to); };
       if (r.c_kv) {
         call_with_next(fn, pos, r.count, r.c_kv, r.k_rope, next());
       } else if constexpr (!std::is_same_v<std::decay_t<Bf16Fn>, std::nullptr_t>) {
@@ -121,6 +122,13 @@ class KvCache {
     k_rope.resize(static_cast<size_t>(r.count * rope_dim_));
     decode_run(r, c_kv.data(), k_rope.data());
     call_with_next(fn, pos, r.count, static_cast<const float*>(c_kv.data()), static_cast<const float*>(k_rope.data()), Run{});
+  }
+  // resident_run_at(pos), if there is one before `to` stored as `like` is; else empty.
+  Run resident_run_like(const Run& like, int32_t seq, int64_t layer, int64_t pos, int64_t to) const {
+    if (pos >= to) return Run{};
+    const Run n = resident_run_at(seq, layer, pos, to);
+    const bool same = n.c_kv_type == like.c_kv_type && n.k_rope_type == like.k_rope_type && !n.c_kv == !like.c_kv;
+    return same ? n : Run{};
   }
   template <typename Fn, typename T>
   static void call_with_next(Fn& fn, int64_t pos, int64_t count, const T* c_kv, const T* k_rope, const Run& next) {

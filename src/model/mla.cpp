@@ -191,7 +191,7 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
       ctx.kv.for_each_run_in(
           g.seq, layer, it.from, it.to,
           [&](int64_t j0, int64_t cnt, const float* c_kv, const float* k_rope, const KvCache::Run& next) {
-            const kernels::NextRun<float> ahead{next.c_kv, next.k_rope, next.c_kv ? next.count : 0};  // f32 as stored
+            const kernels::NextRun<float> ahead{next.c_kv, next.k_rope, next.count};
             kernels::latent_attention_accumulate(lq, j0, cnt, c_kv, k_rope, states[i], ahead);
           },
           [&](int64_t j0, int64_t cnt, const uint16_t* c_kv, const uint16_t* k_rope, const KvCache::Run& next) {
@@ -200,9 +200,8 @@ void attend_absorbed(const AttentionContext& ctx, const LayerWeights& L, int64_t
               rounded.resize(static_cast<size_t>(lq.rows * kernels::kLatentQueryBf16Stride));
               if (kernels::round_latent_queries_bf16(lq, rounded.data())) lq.q_bf16 = rounded.data();
             }
-            kernels::NextRun<uint16_t> ahead;
-            if (next.c_kv_type == GgmlType::BF16 && next.k_rope_type == GgmlType::BF16)
-              ahead = {static_cast<const uint16_t*>(next.c_kv_raw), static_cast<const uint16_t*>(next.k_rope_raw), next.count};
+            const kernels::NextRun<uint16_t> ahead{static_cast<const uint16_t*>(next.c_kv_raw),
+                                                   static_cast<const uint16_t*>(next.k_rope_raw), next.count};
             kernels::latent_attention_accumulate_bf16(lq, j0, cnt, c_kv, k_rope, states[i], ahead);
           });
     }
